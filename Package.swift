@@ -1,0 +1,52 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+// One target per concern, imported downwards only (see docs and ../shared/DESIGN.md §6):
+//   C system libraries  ←  VoxWire (frame views)  ←  VoxMedia (SRTP, STUN integrity)  ←  voxedge
+let package = Package(
+    name: "voxedge",
+    products: [
+        .executable(name: "voxedge", targets: ["voxedge"]),
+        .library(name: "VoxWire", targets: ["VoxWire"]),
+        .library(name: "VoxMedia", targets: ["VoxMedia"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0")
+    ],
+    targets: [
+        // System libraries, each wrapped once: a module map plus a shim header with
+        // `static inline` wrappers for what Swift cannot import (macros, variadics).
+        .systemLibrary(name: "CXDP", pkgConfig: "libxdp", providers: [.apt(["libxdp-dev", "libbpf-dev"])]),
+        .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "CSRTP", pkgConfig: "libsrtp2", providers: [.apt(["libsrtp2-dev"])]),
+        .systemLibrary(name: "COpus", pkgConfig: "opus", providers: [.apt(["libopus-dev"])]),
+
+        // The plain C loop `voxedge bench micro` compares our SRTP against: the same
+        // libcrypto calls with nothing around them.
+        .target(
+            name: "CVoxCryptoRef",
+            dependencies: ["COpenSSL"],
+            linkerSettings: [.linkedLibrary("crypto")]
+        ),
+        // Counts malloc/calloc/realloc calls of the whole process (glibc allows the main
+        // program to replace malloc). Linked into the `voxedge` executable only.
+        .target(name: "CVoxAllocCounter"),
+
+        .target(name: "VoxWire"),
+        .target(name: "VoxMedia", dependencies: ["VoxWire", "COpenSSL"]),
+        // libsrtp2 behind a small Swift surface: the oracle for tests, the baseline for benchmarks.
+        .target(name: "VoxSRTPReference", dependencies: ["VoxMedia", "CSRTP"]),
+        .executableTarget(
+            name: "voxedge",
+            dependencies: [
+                "VoxWire", "VoxMedia", "VoxSRTPReference", "CVoxCryptoRef", "CVoxAllocCounter",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+
+        .testTarget(name: "VoxWireTests", dependencies: ["VoxWire"]),
+        .testTarget(name: "VoxMediaTests", dependencies: ["VoxMedia", "VoxWire", "VoxSRTPReference", "COpenSSL"]),
+        .testTarget(name: "SystemLibrariesTests", dependencies: ["CXDP", "COpenSSL", "CSRTP", "COpus"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

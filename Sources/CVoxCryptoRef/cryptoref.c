@@ -1,0 +1,1 @@
+int vox_cref_placeholder(void) { return 0; }

@@ -1,0 +1,71 @@
+import COpenSSL
+
+/// An HMAC-SHA1 key as the two SHA-1 states after absorbing `key ⊕ ipad` and
+/// `key ⊕ opad`. A MAC is then a struct copy, `SHA1_Update`s and two `SHA1_Final`s:
+/// FINDINGS measured this at 263 ns per SRTP packet against 500 ns for
+/// `HMAC_Init_ex` reuse and 1.6 µs for `EVP_MAC_CTX_dup`.
+///
+/// Holds key-derived state: call `wipe()` before letting it go.
+public struct HMACSHA1Key {
+    @usableFromInline var inner = SHA_CTX()
+    @usableFromInline var outer = SHA_CTX()
+
+    public init(key: UnsafeRawBufferPointer) {
+        var block = (UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0))
+        withUnsafeMutableBytes(of: &block) { pad in
+            if key.count > 64 {
+                var c = SHA_CTX()
+                SHA1_Init(&c)
+                SHA1_Update(&c, key.baseAddress, key.count)
+                SHA1_Final(pad.baseAddress!.assumingMemoryBound(to: UInt8.self), &c)
+                OPENSSL_cleanse(&c, MemoryLayout<SHA_CTX>.size)
+            } else if key.count > 0 {
+                pad.baseAddress!.copyMemory(from: key.baseAddress!, byteCount: key.count)
+            }
+            for i in 0..<64 { pad[i] ^= 0x36 }
+            SHA1_Init(&inner)
+            SHA1_Update(&inner, pad.baseAddress, 64)
+            for i in 0..<64 { pad[i] ^= 0x36 ^ 0x5C }
+            SHA1_Init(&outer)
+            SHA1_Update(&outer, pad.baseAddress, 64)
+            OPENSSL_cleanse(pad.baseAddress, 64)
+        }
+    }
+
+    /// A running MAC: start with `begin()`, `update` as often as needed, then `finish`.
+    @inlinable
+    public func begin() -> SHA_CTX { inner }
+
+    @inlinable
+    public static func update(_ state: inout SHA_CTX, _ p: UnsafeRawPointer, count: Int) {
+        SHA1_Update(&state, p, count)
+    }
+
+    /// Writes the 20-byte MAC to `out`.
+    @inlinable
+    public func finish(_ state: inout SHA_CTX, into out: UnsafeMutableRawPointer) {
+        let digest = out.assumingMemoryBound(to: UInt8.self)
+        SHA1_Final(digest, &state)
+        var o = outer
+        SHA1_Update(&o, out, 20)
+        SHA1_Final(digest, &o)
+    }
+
+    /// Overwrites the key-derived state.
+    public mutating func wipe() {
+        OPENSSL_cleanse(&inner, MemoryLayout<SHA_CTX>.size)
+        OPENSSL_cleanse(&outer, MemoryLayout<SHA_CTX>.size)
+    }
+}
+
+/// A 20-byte SHA-1 digest on the stack.
+@usableFromInline
+typealias Digest20 = (UInt64, UInt64, UInt32)
+
+/// Compares `count` bytes in time that depends only on `count`.
+@inlinable
+func constantTimeEqual(_ a: UnsafeRawPointer, _ b: UnsafeRawPointer, count: Int) -> Bool {
+    var diff: UInt8 = 0
+    for i in 0..<count { diff |= a.load(fromByteOffset: i, as: UInt8.self) ^ b.load(fromByteOffset: i, as: UInt8.self) }
+    return diff == 0
+}
