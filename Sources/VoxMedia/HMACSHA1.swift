@@ -58,6 +58,12 @@ public struct HMACSHA1Key {
     }
 }
 
+extension HMACSHA1Key: CustomStringConvertible, CustomReflectable {
+    /// Key-derived state never reaches logs or test failure messages.
+    public var description: String { "HMACSHA1Key(redacted)" }
+    public var customMirror: Mirror { Mirror(self, children: []) }
+}
+
 /// A 20-byte SHA-1 digest on the stack.
 @usableFromInline
 typealias Digest20 = (UInt64, UInt64, UInt32)

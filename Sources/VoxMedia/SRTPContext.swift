@@ -61,8 +61,7 @@ public struct SRTPContext: ~Copyable {
     /// Derives the session keys (RFC 3711 §4.3, key derivation rate 0) from a master key
     /// and salt, and sets up the cipher contexts. `maxStreams` bounds the SSRCs tracked.
     public init(
-        profile: SRTPProfile, masterKey: UnsafeRawBufferPointer, masterSalt: UnsafeRawBufferPointer,
-        maxStreams: Int = 4
+        profile: SRTPProfile, masterKey: [UInt8], masterSalt: [UInt8], maxStreams: Int = 4
     ) throws(SRTPSetupError) {
         guard masterKey.count == profile.masterKeyLength else {
             throw SRTPSetupError(
@@ -72,10 +71,15 @@ public struct SRTPContext: ~Copyable {
             throw SRTPSetupError(
                 code: .badSaltLength, message: "\(profile) needs a \(profile.masterSaltLength)-byte master salt")
         }
-        guard let rtpKeys = SRTPContext.makeKeys(profile, masterKey, masterSalt, labelBase: 0) else {
+        let makeKeys = { (labelBase: UInt8) in
+            masterKey.withUnsafeBytes { k in
+                masterSalt.withUnsafeBytes { s in SRTPContext.makeKeys(profile, k, s, labelBase: labelBase) }
+            }
+        }
+        guard let rtpKeys = makeKeys(0) else {
             throw SRTPSetupError(code: .cryptoUnavailable, message: "libcrypto could not set up \(profile)")
         }
-        guard let rtcpKeys = SRTPContext.makeKeys(profile, masterKey, masterSalt, labelBase: 3) else {
+        guard let rtcpKeys = makeKeys(3) else {
             var k = rtpKeys
             SRTPContext.release(&k)
             throw SRTPSetupError(code: .cryptoUnavailable, message: "libcrypto could not set up \(profile)")
