@@ -52,8 +52,9 @@ public struct SRTPContext: ~Copyable {
     @usableFromInline let rtpTagLength: Int
     @usableFromInline let rtcpTagLength: Int
     @usableFromInline let isAEAD: Bool
-    /// The RTP keys at `keys[0]`, the RTCP keys at `keys[1]`: behind a pointer so
-    /// `deinit` can wipe them and the packet path reads them without copying.
+    /// The RTP keys, at the head of the block `allocateState` lays out (the RTCP keys follow
+    /// the stream table): behind a pointer so `deinit` can wipe them and the packet path
+    /// reads them without copying.
     @usableFromInline let keys: UnsafeMutablePointer<SRTPSessionKeys>
     @usableFromInline let streams: UnsafeMutablePointer<SRTPStream>
     @usableFromInline let maxStreams: Int
@@ -88,22 +89,46 @@ public struct SRTPContext: ~Copyable {
         self.rtpTagLength = profile.rtpTagLength
         self.rtcpTagLength = profile.rtcpTagLength
         self.isAEAD = profile.isAEAD
-        self.keys = .allocate(capacity: 2)
-        self.keys.initialize(to: rtpKeys)
-        (self.keys + 1).initialize(to: rtcpKeys)
         self.maxStreams = max(1, maxStreams)
-        self.streams = .allocate(capacity: self.maxStreams)
-        self.streams.initialize(repeating: SRTPStream(), count: self.maxStreams)
+        (self.keys, self.streams) = SRTPContext.allocateState(rtpKeys, rtcpKeys, maxStreams: self.maxStreams)
     }
 
     deinit {
-        SRTPContext.release(&keys[0])
-        SRTPContext.release(&keys[1])
-        keys.deinitialize(count: 2)
-        keys.deallocate()
+        SRTPContext.release(&rtp.pointee)
+        SRTPContext.release(&rtcp.pointee)
+        rtcp.deinitialize(count: 1)
+        keys.deinitialize(count: 1)
         OPENSSL_cleanse(streams, MemoryLayout<SRTPStream>.stride * maxStreams)
         streams.deinitialize(count: maxStreams)
-        streams.deallocate()
+        UnsafeMutableRawPointer(keys).deallocate()
+    }
+
+    /// One cache-aligned block for the keys and the stream table, laid out in the order a
+    /// packet touches it, so an RTP packet reads a few adjacent cache lines after the context:
+    /// ```
+    /// | rtp keys | stream 0 | stream 1 | ... | stream maxStreams-1 | rtcp keys |
+    /// ```
+    /// `keys` points at the RTP keys; the RTCP keys are at `rtcpKeysOffset` bytes from it.
+    static func allocateState(
+        _ rtp: SRTPSessionKeys, _ rtcp: SRTPSessionKeys, maxStreams: Int
+    ) -> (UnsafeMutablePointer<SRTPSessionKeys>, UnsafeMutablePointer<SRTPStream>) {
+        let keyBytes = MemoryLayout<SRTPSessionKeys>.stride
+        let streamsOffset = (keyBytes + 15) & ~15
+        let rtcpOffset = rtcpKeysOffset(maxStreams: maxStreams)
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: rtcpOffset + keyBytes, alignment: 64)
+        let keys = raw.bindMemory(to: SRTPSessionKeys.self, capacity: 1)
+        keys.initialize(to: rtp)
+        (raw + rtcpOffset).bindMemory(to: SRTPSessionKeys.self, capacity: 1).initialize(to: rtcp)
+        let streams = (raw + streamsOffset).bindMemory(to: SRTPStream.self, capacity: maxStreams)
+        streams.initialize(repeating: SRTPStream(), count: maxStreams)
+        return (keys, streams)
+    }
+
+    @inlinable
+    static func rtcpKeysOffset(maxStreams: Int) -> Int {
+        let streamsOffset = (MemoryLayout<SRTPSessionKeys>.stride + 15) & ~15
+        let end = streamsOffset + maxStreams * MemoryLayout<SRTPStream>.stride
+        return (end + MemoryLayout<SRTPSessionKeys>.alignment - 1) & ~(MemoryLayout<SRTPSessionKeys>.alignment - 1)
     }
 
     /// Frees the cipher contexts (which cleanses their key schedules) and wipes the rest.
@@ -223,16 +248,15 @@ public struct SRTPContext: ~Copyable {
         self.rtpTagLength = profile.rtpTagLength
         self.rtcpTagLength = profile.rtcpTagLength
         self.isAEAD = profile.isAEAD
-        self.keys = .allocate(capacity: 2)
-        self.keys.initialize(to: r)
-        (self.keys + 1).initialize(to: c)
         self.maxStreams = 4
-        self.streams = .allocate(capacity: 4)
-        self.streams.initialize(repeating: SRTPStream(), count: 4)
+        (self.keys, self.streams) = SRTPContext.allocateState(r, c, maxStreams: 4)
     }
 
     @inlinable var rtp: UnsafeMutablePointer<SRTPSessionKeys> { keys }
-    @inlinable var rtcp: UnsafeMutablePointer<SRTPSessionKeys> { keys + 1 }
+    @inlinable var rtcp: UnsafeMutablePointer<SRTPSessionKeys> {
+        (UnsafeMutableRawPointer(keys) + SRTPContext.rtcpKeysOffset(maxStreams: maxStreams))
+            .assumingMemoryBound(to: SRTPSessionKeys.self)
+    }
 
     // MARK: - Streams
 

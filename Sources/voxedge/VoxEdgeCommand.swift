@@ -1,0 +1,18 @@
+import ArgumentParser
+
+@main
+struct VoxEdgeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "voxedge",
+        abstract: "An edge media engine for real-time voice AI: WebRTC audio in, inference backends out.",
+        subcommands: [BenchCommand.self]
+    )
+}
+
+struct BenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Measure the engine.",
+        subcommands: [MicroBenchCommand.self]
+    )
+}
