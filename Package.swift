@@ -9,6 +9,7 @@ let package = Package(
         .executable(name: "voxedge", targets: ["voxedge"]),
         .library(name: "VoxWire", targets: ["VoxWire"]),
         .library(name: "VoxMedia", targets: ["VoxMedia"]),
+        .library(name: "VoxBenchKit", targets: ["VoxBenchKit"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0")
@@ -36,10 +37,12 @@ let package = Package(
         .target(name: "VoxMedia", dependencies: ["VoxWire", "COpenSSL"]),
         // libsrtp2 behind a small Swift surface: the oracle for tests, the baseline for benchmarks.
         .target(name: "VoxSRTPReference", dependencies: ["VoxMedia", "CSRTP"]),
+        // The micro-benchmark stages, shared by `voxedge bench micro` and Benchmarks/.
+        .target(name: "VoxBenchKit", dependencies: ["VoxWire", "VoxMedia", "VoxSRTPReference", "CVoxCryptoRef"]),
         .executableTarget(
             name: "voxedge",
             dependencies: [
-                "VoxWire", "VoxMedia", "VoxSRTPReference", "CVoxCryptoRef", "CVoxAllocCounter",
+                "VoxWire", "VoxMedia", "VoxBenchKit", "CVoxAllocCounter",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

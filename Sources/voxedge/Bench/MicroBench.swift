@@ -1,29 +1,9 @@
 import CVoxAllocCounter
 import Foundation
+import VoxBenchKit
 
-/// The in-process micro benchmark behind `voxedge bench micro`.
-enum MicroBench {
-    struct Configuration {
-        var sessions: Int
-        var packetsPerSession: Int
-        var packets: Int { sessions * packetsPerSession }
-    }
-
-    /// One measured stage. `setup` runs untimed before every timed `body` (fresh receiver
-    /// state, so replay windows accept the same packets again); `body` handles `packets`
-    /// packets and returns how many succeeded, which must be all of them.
-    struct Stage {
-        var name: String
-        /// Our per-packet path: gated on zero allocations.
-        var perPacketPath: Bool
-        var packets: Int
-        /// The stage this one is compared with as "libsrtp2" and as "C loop".
-        var libsrtp2Twin: String? = nil
-        var cLoopTwin: String? = nil
-        var setup: () -> Void = {}
-        var body: () -> Int
-    }
-
+/// Measuring and reporting for `voxedge bench micro`; the stages live in VoxBenchKit.
+extension MicroBench {
     struct Result: Codable {
         var stage: String
         var perPacketPath: Bool

@@ -1,6 +1,7 @@
 import ArgumentParser
 import CVoxAllocCounter
 import Foundation
+import VoxBenchKit
 
 struct MicroBenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -72,7 +72,35 @@ final class WorkBuffer {
     deinit { pointer.deallocate() }
 }
 
-extension MicroBench {
+/// The stages of the micro benchmark: fixtures built once, then closures that run one
+/// timed pass each. Shared by `voxedge bench micro` and the package-benchmark suite in
+/// Benchmarks/, so both measure the same code on the same packets.
+public enum MicroBench {
+    public struct Configuration: Sendable {
+        public var sessions: Int
+        public var packetsPerSession: Int
+        public var packets: Int { sessions * packetsPerSession }
+        public init(sessions: Int, packetsPerSession: Int) {
+            self.sessions = sessions
+            self.packetsPerSession = packetsPerSession
+        }
+    }
+
+    /// One measured stage. `setup` runs untimed before every timed `body` (fresh receiver
+    /// state, so replay windows accept the same packets again); `body` handles `packets`
+    /// packets and returns how many succeeded, which must be all of them.
+    public struct Stage {
+        public var name: String
+        /// Our per-packet path: gated on zero allocations.
+        public var perPacketPath: Bool
+        public var packets: Int
+        /// The stage this one is compared with as "libsrtp2" and as "C loop".
+        public var libsrtp2Twin: String? = nil
+        public var cLoopTwin: String? = nil
+        public var setup: () -> Void = {}
+        public var body: () -> Int
+    }
+
     static let rtpPayloadLength = 160  // 20 ms of G.711-sized audio: a 182-byte SRTP packet with an 80-bit tag
     static let serverMAC = MACAddress(0x02, 0, 0, 0, 0, 0x01)
     static let clientMAC = MACAddress(0x02, 0, 0, 0, 0, 0x02)
@@ -88,7 +116,7 @@ extension MicroBench {
         }
     }
 
-    static func stages(_ c: Configuration) throws -> [Stage] {
+    public static func stages(_ c: Configuration) throws -> [Stage] {
         var stages: [Stage] = []
         let (parse, stun) = try wireStages(c)
         stages.append(parse)
