@@ -10,3 +10,14 @@ uint64_t vox_alloc_count(void);
 /// 1 when the wrappers are the process's allocator (they are once linked).
 int vox_alloc_counter_active(void);
 #endif
+
+#ifndef VOX_CALLGRIND_H
+#define VOX_CALLGRIND_H
+/// Under `valgrind --tool=callgrind --collect-atstart=no`: toggles instruction collection
+/// (around a measured pass), and dumps what was collected as one profile part named
+/// `label`. No-ops outside valgrind, or when built without valgrind's headers.
+void vox_callgrind_toggle_collect(void);
+void vox_callgrind_dump(const char *label);
+/// 1 when running under valgrind.
+int vox_running_on_valgrind(void);
+#endif

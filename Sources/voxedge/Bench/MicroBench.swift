@@ -63,6 +63,21 @@ extension MicroBench {
         return Double(c.seconds) * 1e9 + Double(c.attoseconds) / 1e9
     }
 
+    /// Under callgrind: each stage's timed pass alone, dumped as a profile part named
+    /// "<stage>|<packets>", after an uncollected warm-up pass.
+    static func profile(_ stages: [Stage]) {
+        for stage in stages {
+            stage.setup()
+            _ = stage.body()
+            stage.setup()
+            vox_callgrind_toggle_collect()
+            let ok = stage.body()
+            vox_callgrind_toggle_collect()
+            precondition(ok == stage.packets, "\(stage.name): \(ok) of \(stage.packets) packets succeeded")
+            vox_callgrind_dump("\(stage.name)|\(stage.packets)")
+        }
+    }
+
     /// Runs every stage once per round, rounds interleaved, and summarises.
     static func measure(_ stages: [Stage], runs: Int, countAllocations: Bool) -> [Result] {
         var times = Array(repeating: [Double](), count: stages.count)

@@ -30,6 +30,12 @@ struct MicroBenchCommand: ParsableCommand {
     @Option(help: "Only stages whose name contains this text (their baselines are kept for the ratios).")
     var stage: String?
 
+    @Flag(help: """
+        Under `valgrind --tool=callgrind --collect-atstart=no`: one round, collecting only the \
+        timed passes, one profile part per stage (scripts/callgrind-stages reads them).
+        """)
+    var callgrind = false
+
     @Flag(help: "Exit with status 1 if any per-packet stage allocates (CI gates on this).")
     var failOnAllocation = false
 
@@ -48,6 +54,13 @@ struct MicroBenchCommand: ParsableCommand {
             let twins = Set(wanted.flatMap { [$0.libsrtp2Twin, $0.cLoopTwin].compactMap { $0 } })
             stages = stages.filter { $0.name.contains(filter) || twins.contains($0.name) }
             guard !stages.isEmpty else { throw ValidationError("no stage matches '\(filter)'") }
+        }
+        if callgrind {
+            guard vox_running_on_valgrind() != 0 else {
+                throw ValidationError("--callgrind needs valgrind --tool=callgrind --collect-atstart=no")
+            }
+            MicroBench.profile(stages)
+            return
         }
         let results = MicroBench.measure(stages, runs: runs, countAllocations: counting)
         let report = MicroBench.Report(
