@@ -12,6 +12,10 @@ final class PacketSet {
     let pointers: UnsafeMutableBufferPointer<UnsafePointer<UInt8>?>
     let flows: UnsafeMutableBufferPointer<Int32>
 
+    /// Packet i belongs to session `flows[i]`. In each round of `sessions` packets every
+    /// session sends one, in a seeded random order: real callers interleave arbitrarily,
+    /// and walking sessions in memory order would flatter whichever side keeps its
+    /// per-session state in one contiguous array.
     init(count: Int, sessions: Int) {
         self.count = count
         base = .allocate(byteCount: count * PacketSet.stride, alignment: 64)
@@ -20,9 +24,12 @@ final class PacketSet {
         lengths.initialize(repeating: 0)
         pointers = .allocate(capacity: count)
         flows = .allocate(capacity: count)
+        var rng = MicroBench.SeededRandom(state: 0x0D0E)
+        var order = Array(0..<sessions)
         for i in 0..<count {
+            if i % sessions == 0 { order.shuffle(using: &rng) }
             pointers[i] = UnsafePointer((base + i * PacketSet.stride).assumingMemoryBound(to: UInt8.self))
-            flows[i] = Int32(i % sessions)
+            flows[i] = Int32(order[i % sessions])
         }
     }
 
@@ -55,8 +62,13 @@ final class ContextTable {
         }
     }
 
-    func resetStreams() {
-        for i in 0..<count { contexts[i].resetStreams() }
+    /// Puts every context back where its stream (SSRC `firstSSRC + i`) stood before the
+    /// first packet: known, ROC 0, nothing received. Steady state, not a new stream per pass.
+    func restart(firstSSRC: UInt32) {
+        for i in 0..<count {
+            contexts[i].resetStreams()
+            _ = contexts[i].setRolloverCounter(0, sequence: 0, ssrc: firstSSRC &+ UInt32(i))
+        }
     }
 
     deinit {
@@ -101,6 +113,8 @@ public enum MicroBench {
         public var body: () -> Int
     }
 
+    /// Session s sends SSRC firstSSRC + s.
+    static let firstSSRC: UInt32 = 0x1000_0000
     static let rtpPayloadLength = 160  // 20 ms of G.711-sized audio: a 182-byte SRTP packet with an 80-bit tag
     static let serverMAC = MACAddress(0x02, 0, 0, 0, 0, 0x01)
     static let clientMAC = MACAddress(0x02, 0, 0, 0, 0, 0x02)
@@ -133,7 +147,7 @@ public enum MicroBench {
         p.storeBE16(0x8000 | 111, at: 0)
         p.storeBE16(seq, at: 2)
         p.storeBE32(UInt32(truncatingIfNeeded: r * 960), at: 4)
-        p.storeBE32(0x1000_0000 &+ UInt32(s), at: 8)
+        p.storeBE32(firstSSRC &+ UInt32(s), at: 8)
         for i in 0..<rtpPayloadLength { p.storeByte(UInt8(truncatingIfNeeded: 0xD5 ^ (i * 13 + s + r)), at: 12 + i) }
         return 12 + rtpPayloadLength
     }
@@ -157,12 +171,12 @@ public enum MicroBench {
         let senders = try ContextTable(profile: profile, keys: keys)
         for i in 0..<n {
             let p = plain.packet(i)
-            let length = writeRTP(p, session: i % sessions, round: i / sessions)
+            let length = writeRTP(p, session: Int(plain.flows[i]), round: i / sessions)
             plain.lengths[i] = Int32(length)
             let q = protected.packet(i)
             q.copyMemory(from: p, byteCount: length)
             var m = length
-            let status = senders.contexts[i % sessions].protectRTP(q, length: &m, capacity: PacketSet.stride)
+            let status = senders.contexts[Int(plain.flows[i])].protectRTP(q, length: &m, capacity: PacketSet.stride)
             guard status == .ok else { throw BenchError.setup("protect \(profile): \(status)") }
             protected.lengths[i] = Int32(m)
         }
@@ -179,7 +193,7 @@ public enum MicroBench {
             Stage(
                 name: "srtp.unprotect \(name)", perPacketPath: true, packets: n,
                 libsrtp2Twin: "libsrtp2.unprotect \(name)", cLoopTwin: "c-loop.unprotect \(name)",
-                setup: { receivers.resetStreams() },
+                setup: { receivers.restart(firstSSRC: firstSSRC) },
                 body: {
                     let w = work.pointer
                     var ok = 0
@@ -188,14 +202,14 @@ public enum MicroBench {
                         let length = Int(protected.lengths[i])
                         w.copyMemory(from: protected.packet(i), byteCount: length)
                         var m = length
-                        if ctx[i % sessions].unprotectRTP(w, length: &m) == .ok { ok += 1 }
+                        if ctx[Int(protected.flows[i])].unprotectRTP(w, length: &m) == .ok { ok += 1 }
                     }
                     return ok
                 }),
             Stage(
                 name: "srtp.protect \(name)", perPacketPath: true, packets: n,
                 libsrtp2Twin: "libsrtp2.protect \(name)", cLoopTwin: "c-loop.protect \(name)",
-                setup: { senders.resetStreams() },
+                setup: { senders.restart(firstSSRC: firstSSRC) },
                 body: {
                     let w = work.pointer
                     var ok = 0
@@ -204,7 +218,9 @@ public enum MicroBench {
                         let length = Int(plain.lengths[i])
                         w.copyMemory(from: plain.packet(i), byteCount: length)
                         var m = length
-                        if ctx[i % sessions].protectRTP(w, length: &m, capacity: WorkBuffer.capacity) == .ok { ok += 1 }
+                        if ctx[Int(plain.flows[i])].protectRTP(w, length: &m, capacity: WorkBuffer.capacity) == .ok {
+                            ok += 1
+                        }
                     }
                     return ok
                 }),
@@ -218,7 +234,7 @@ public enum MicroBench {
                         let length = Int(protected.lengths[i])
                         w.copyMemory(from: protected.packet(i), byteCount: length)
                         var m = length
-                        if libsrtp.sessions[i % sessions].unprotect(w, length: &m) == 0 { ok += 1 }
+                        if libsrtp.sessions[Int(protected.flows[i])].unprotect(w, length: &m) == 0 { ok += 1 }
                     }
                     return ok
                 }),
@@ -232,7 +248,7 @@ public enum MicroBench {
                         let length = Int(plain.lengths[i])
                         w.copyMemory(from: plain.packet(i), byteCount: length)
                         var m = length
-                        if libsrtp.sessions[i % sessions].protect(w, length: &m) == 0 { ok += 1 }
+                        if libsrtp.sessions[Int(plain.flows[i])].protect(w, length: &m) == 0 { ok += 1 }
                     }
                     return ok
                 }),

@@ -46,9 +46,8 @@ extension SRTPContext {
             else { return .cryptoFailure }
         }
         state.acceptRTP(index: index, delta: delta)
-        state.ssrc = ssrc
-        state.inUse = true
         streams[slot] = state
+        if isNew { claim(slot, ssrc: ssrc) }
         length = authLength
         return .ok
     }
@@ -70,8 +69,7 @@ extension SRTPContext {
             slot = freeStream()
             guard slot >= 0 else { return .tooManyStreams }
             streams[slot] = SRTPStream()
-            streams[slot].ssrc = ssrc
-            streams[slot].inUse = true
+            claim(slot, ssrc: ssrc)
         }
         let (index, delta) = streams[slot].estimateRTPIndex(sequence: packet.loadBE16(at: 2))
         let replay = streams[slot].checkRTP(delta: delta)
@@ -172,9 +170,8 @@ extension SRTPContext {
             }
         }
         state.acceptRTCP(index: index)
-        state.ssrc = ssrc
-        state.inUse = true
         streams[slot] = state
+        if isNew { claim(slot, ssrc: ssrc) }
         length = plainLength
         return .ok
     }
@@ -194,8 +191,7 @@ extension SRTPContext {
             slot = freeStream()
             guard slot >= 0 else { return .tooManyStreams }
             streams[slot] = SRTPStream()
-            streams[slot].ssrc = ssrc
-            streams[slot].inUse = true
+            claim(slot, ssrc: ssrc)
         }
         guard streams[slot].rtcpSendIndex < 0x7FFF_FFFF else { return .indexExhausted }
         let index = streams[slot].rtcpSendIndex + 1

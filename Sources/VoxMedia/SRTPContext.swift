@@ -56,6 +56,9 @@ public struct SRTPContext: ~Copyable {
     /// the stream table): behind a pointer so `deinit` can wipe them and the packet path
     /// reads them without copying.
     @usableFromInline let keys: UnsafeMutablePointer<SRTPSessionKeys>
+    /// One word per stream slot: `1 << 32 | ssrc` when in use, 0 when free. Scanned to
+    /// find a packet's stream without touching the streams' state.
+    @usableFromInline let streamKeys: UnsafeMutablePointer<UInt64>
     @usableFromInline let streams: UnsafeMutablePointer<SRTPStream>
     @usableFromInline let maxStreams: Int
 
@@ -90,7 +93,8 @@ public struct SRTPContext: ~Copyable {
         self.rtcpTagLength = profile.rtcpTagLength
         self.isAEAD = profile.isAEAD
         self.maxStreams = max(1, maxStreams)
-        (self.keys, self.streams) = SRTPContext.allocateState(rtpKeys, rtcpKeys, maxStreams: self.maxStreams)
+        (self.keys, self.streamKeys, self.streams) = SRTPContext.allocateState(
+            rtpKeys, rtcpKeys, maxStreams: self.maxStreams)
     }
 
     deinit {
@@ -99,6 +103,8 @@ public struct SRTPContext: ~Copyable {
         rtcp.deinitialize(count: 1)
         keys.deinitialize(count: 1)
         OPENSSL_cleanse(streams, MemoryLayout<SRTPStream>.stride * maxStreams)
+        streamKeys.update(repeating: 0, count: maxStreams)
+        streamKeys.deinitialize(count: maxStreams)
         streams.deinitialize(count: maxStreams)
         UnsafeMutableRawPointer(keys).deallocate()
     }
@@ -106,29 +112,39 @@ public struct SRTPContext: ~Copyable {
     /// One cache-aligned block for the keys and the stream table, laid out in the order a
     /// packet touches it, so an RTP packet reads a few adjacent cache lines after the context:
     /// ```
-    /// | rtp keys | stream 0 | stream 1 | ... | stream maxStreams-1 | rtcp keys |
+    /// | rtp keys | SSRC lane (8 B/slot) | stream 0 | ... | stream maxStreams-1 | rtcp keys |
     /// ```
     /// `keys` points at the RTP keys; the RTCP keys are at `rtcpKeysOffset` bytes from it.
     static func allocateState(
         _ rtp: SRTPSessionKeys, _ rtcp: SRTPSessionKeys, maxStreams: Int
-    ) -> (UnsafeMutablePointer<SRTPSessionKeys>, UnsafeMutablePointer<SRTPStream>) {
-        let keyBytes = MemoryLayout<SRTPSessionKeys>.stride
-        let streamsOffset = (keyBytes + 15) & ~15
-        let rtcpOffset = rtcpKeysOffset(maxStreams: maxStreams)
-        let raw = UnsafeMutableRawPointer.allocate(byteCount: rtcpOffset + keyBytes, alignment: 64)
+    ) -> (UnsafeMutablePointer<SRTPSessionKeys>, UnsafeMutablePointer<UInt64>, UnsafeMutablePointer<SRTPStream>) {
+        let raw = UnsafeMutableRawPointer.allocate(
+            byteCount: rtcpKeysOffset(maxStreams: maxStreams) + MemoryLayout<SRTPSessionKeys>.stride, alignment: 64)
         let keys = raw.bindMemory(to: SRTPSessionKeys.self, capacity: 1)
         keys.initialize(to: rtp)
-        (raw + rtcpOffset).bindMemory(to: SRTPSessionKeys.self, capacity: 1).initialize(to: rtcp)
-        let streams = (raw + streamsOffset).bindMemory(to: SRTPStream.self, capacity: maxStreams)
+        (raw + rtcpKeysOffset(maxStreams: maxStreams)).bindMemory(to: SRTPSessionKeys.self, capacity: 1)
+            .initialize(to: rtcp)
+        let lane = (raw + laneOffset).bindMemory(to: UInt64.self, capacity: maxStreams)
+        lane.initialize(repeating: 0, count: maxStreams)
+        let streams = (raw + streamsOffset(maxStreams: maxStreams)).bindMemory(to: SRTPStream.self, capacity: maxStreams)
         streams.initialize(repeating: SRTPStream(), count: maxStreams)
-        return (keys, streams)
+        return (keys, lane, streams)
+    }
+
+    @inlinable
+    static var laneOffset: Int { (MemoryLayout<SRTPSessionKeys>.stride + 7) & ~7 }
+
+    @inlinable
+    static func streamsOffset(maxStreams: Int) -> Int {
+        let a = MemoryLayout<SRTPStream>.alignment
+        return (laneOffset + 8 * maxStreams + a - 1) & ~(a - 1)
     }
 
     @inlinable
     static func rtcpKeysOffset(maxStreams: Int) -> Int {
-        let streamsOffset = (MemoryLayout<SRTPSessionKeys>.stride + 15) & ~15
-        let end = streamsOffset + maxStreams * MemoryLayout<SRTPStream>.stride
-        return (end + MemoryLayout<SRTPSessionKeys>.alignment - 1) & ~(MemoryLayout<SRTPSessionKeys>.alignment - 1)
+        let end = streamsOffset(maxStreams: maxStreams) + maxStreams * MemoryLayout<SRTPStream>.stride
+        let a = MemoryLayout<SRTPSessionKeys>.alignment
+        return (end + a - 1) & ~(a - 1)
     }
 
     /// Frees the cipher contexts (which cleanses their key schedules) and wipes the rest.
@@ -249,7 +265,7 @@ public struct SRTPContext: ~Copyable {
         self.rtcpTagLength = profile.rtcpTagLength
         self.isAEAD = profile.isAEAD
         self.maxStreams = 4
-        (self.keys, self.streams) = SRTPContext.allocateState(r, c, maxStreams: 4)
+        (self.keys, self.streamKeys, self.streams) = SRTPContext.allocateState(r, c, maxStreams: 4)
     }
 
     @inlinable var rtp: UnsafeMutablePointer<SRTPSessionKeys> { keys }
@@ -261,18 +277,23 @@ public struct SRTPContext: ~Copyable {
     // MARK: - Streams
 
     /// The slot tracking `ssrc`, or -1.
-    @inlinable
+    @inlinable @inline(__always)  // not inlined otherwise; one call per packet showed in callgrind
     func stream(for ssrc: UInt32) -> Int {
-        for i in 0..<maxStreams where streams[i].inUse && streams[i].ssrc == ssrc { return i }
+        let key = 1 << 32 | UInt64(ssrc)
+        for i in 0..<maxStreams where streamKeys[i] == key { return i }
         return -1
     }
 
     /// A free slot for a new SSRC, or -1. Claimed by the caller only once a packet is accepted.
     @inlinable
     func freeStream() -> Int {
-        for i in 0..<maxStreams where !streams[i].inUse { return i }
+        for i in 0..<maxStreams where streamKeys[i] == 0 { return i }
         return -1
     }
+
+    /// Records that slot `i` tracks `ssrc`.
+    @inlinable
+    func claim(_ i: Int, ssrc: UInt32) { streamKeys[i] = 1 << 32 | UInt64(ssrc) }
 
     /// The rollover counter of `ssrc`'s stream, if it is tracked.
     public func rolloverCounter(ssrc: UInt32) -> UInt32? {
@@ -287,14 +308,14 @@ public struct SRTPContext: ~Copyable {
         if i < 0 { i = freeStream() }
         guard i >= 0 else { return false }
         streams[i] = SRTPStream()
-        streams[i].inUse = true
-        streams[i].ssrc = ssrc
+        claim(i, ssrc: ssrc)
         streams[i].rtpIndex = UInt64(roc) << 16 | UInt64(sequence)
         return true
     }
 
     /// Forgets every SSRC (their ROCs and replay windows). Keys stay.
     public mutating func resetStreams() {
+        streamKeys.update(repeating: 0, count: maxStreams)
         streams.update(repeating: SRTPStream(), count: maxStreams)
     }
 }

@@ -1,4 +1,5 @@
-/// Per-SSRC state of one SRTP crypto context: the RTP packet index and replay window
+/// Per-SSRC state of one SRTP crypto context (which SSRC it belongs to is kept apart, in
+/// the context's compact SSRC lane, so a lookup touches one cache line): the RTP packet index and replay window
 /// (RFC 3711 §3.3.1, Appendix A) and the SRTCP replay window and send index.
 ///
 /// The windows follow libsrtp2's so both sides judge a packet the same way:
@@ -9,8 +10,6 @@
 /// ```
 @usableFromInline
 struct SRTPStream {
-    @usableFromInline var ssrc: UInt32 = 0
-    @usableFromInline var inUse = false
     /// The highest accepted 48-bit index (ROC << 16 | SEQ).
     @usableFromInline var rtpIndex: UInt64 = 0
     @usableFromInline var rtpWindowLow: UInt64 = 0

@@ -73,11 +73,9 @@ import VoxWire
             profile == .aeadAes128Gcm ? SRTPVectors.gcm128RTCPEncryptedPacket : SRTPVectors.gcm256RTCPEncryptedPacket)
         // Protect with the vector's SRTCP index (0x5d4): the sender's last index was 0x5d3.
         var sender = gcmContext(profile)
-        var stream = SRTPStream()
-        stream.inUse = true
-        stream.ssrc = SRTPVectors.gcmRTCPSSRC
-        stream.rtcpSendIndex = SRTPVectors.gcmSRTCPIndex - 1
-        sender.streams[0] = stream
+        let tracked = sender.setRolloverCounter(0, sequence: 0, ssrc: SRTPVectors.gcmRTCPSSRC)
+        #expect(tracked)
+        sender.streams[sender.stream(for: SRTPVectors.gcmRTCPSSRC)].rtcpSendIndex = SRTPVectors.gcmSRTCPIndex - 1
         var packet = plain + [UInt8](repeating: 0, count: 20)
         var length = plain.count
         let status = packet.withUnsafeMutableBytes { sender.protectRTCP($0.baseAddress!, length: &length, capacity: $0.count) }
