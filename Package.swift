@@ -35,6 +35,8 @@ let package = Package(
 
         .target(name: "VoxWire"),
         .target(name: "VoxMedia", dependencies: ["VoxWire", "COpenSSL"]),
+        .target(name: "VoxIO", dependencies: ["CXDP"]),
+        .target(name: "VoxEngine", dependencies: ["VoxWire", "VoxMedia", "VoxIO"]),
         // libsrtp2 behind a small Swift surface: the oracle for tests, the baseline for benchmarks.
         .target(name: "VoxSRTPReference", dependencies: ["VoxMedia", "CSRTP"]),
         // The micro-benchmark stages, shared by `voxedge bench micro` and Benchmarks/.
@@ -49,6 +51,11 @@ let package = Package(
 
         .testTarget(name: "VoxWireTests", dependencies: ["VoxWire"]),
         .testTarget(name: "VoxMediaTests", dependencies: ["VoxMedia", "VoxWire", "VoxSRTPReference", "COpenSSL"]),
+        // Links the counting allocator too, so the churn test can prove it allocates nothing.
+        .testTarget(
+            name: "VoxEngineTests",
+            dependencies: ["VoxEngine", "VoxIO", "VoxWire", "VoxMedia", "VoxSRTPReference", "CVoxAllocCounter"]
+        ),
         .testTarget(name: "SystemLibrariesTests", dependencies: ["CXDP", "COpenSSL", "CSRTP", "COpus"]),
     ],
     swiftLanguageModes: [.v6]

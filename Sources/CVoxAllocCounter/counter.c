@@ -14,8 +14,11 @@ extern void __libc_free(void *);
 
 static _Atomic uint64_t vox_allocs;
 static _Atomic int vox_seen;
+// Initial-exec TLS in the main program: reading it never allocates (no recursion here).
+static _Thread_local uint64_t vox_thread_allocs __attribute__((tls_model("initial-exec")));
 
 static inline void vox_count(void) {
+    vox_thread_allocs++;
     atomic_fetch_add_explicit(&vox_allocs, 1, memory_order_relaxed);
     atomic_store_explicit(&vox_seen, 1, memory_order_relaxed);
 }
@@ -35,6 +38,8 @@ int posix_memalign(void **out, size_t a, size_t n) {
     *out = p;
     return 0;
 }
+
+uint64_t vox_thread_alloc_count(void) { return vox_thread_allocs; }
 
 uint64_t vox_alloc_count(void) { return atomic_load_explicit(&vox_allocs, memory_order_relaxed); }
 

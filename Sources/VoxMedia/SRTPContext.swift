@@ -48,10 +48,10 @@ struct SRTPSessionKeys {
 /// ```
 /// Key material is wiped when the context is released.
 public struct SRTPContext: ~Copyable {
-    public let profile: SRTPProfile
-    @usableFromInline let rtpTagLength: Int
-    @usableFromInline let rtcpTagLength: Int
-    @usableFromInline let isAEAD: Bool
+    public internal(set) var profile: SRTPProfile
+    @usableFromInline var rtpTagLength: Int
+    @usableFromInline var rtcpTagLength: Int
+    @usableFromInline var isAEAD: Bool
     /// The RTP keys, at the head of the block `allocateState` lays out (the RTCP keys follow
     /// the stream table): behind a pointer so `deinit` can wipe them and the packet path
     /// reads them without copying.

@@ -60,3 +60,6 @@ public enum SRTPStatus: UInt8, Sendable, CaseIterable {
     /// libcrypto refused an operation (should not happen with valid state).
     case cryptoFailure
 }
+
+extension SRTPProfile: BitwiseCopyable {}
+extension SRTPStatus: BitwiseCopyable {}

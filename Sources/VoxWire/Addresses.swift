@@ -171,3 +171,9 @@ public struct FlowKey: Hashable, Sendable {
         self.localPort = localPort
     }
 }
+
+// Plain values carried through the engine's lock-free rings.
+extension MACAddress: BitwiseCopyable {}
+extension IPAddress: BitwiseCopyable {}
+extension UDPPort: BitwiseCopyable {}
+extension FlowKey: BitwiseCopyable {}

@@ -7,6 +7,8 @@
 /// Linking this target replaces glibc's allocator entry points in the main
 /// program with counting wrappers around glibc's own `__libc_*` functions.
 uint64_t vox_alloc_count(void);
+/// The same, made by the calling thread only (tests running beside others).
+uint64_t vox_thread_alloc_count(void);
 /// 1 when the wrappers are the process's allocator (they are once linked).
 int vox_alloc_counter_active(void);
 #endif

@@ -1,0 +1,45 @@
+import VoxWire
+
+/// An inference backend as the packet path sees it: where to send a session's audio.
+public struct Backend: Sendable, Equatable {
+    public enum State: UInt8, Sendable { case active, draining, down }
+    public var address: IPAddress
+    public var port: UDPPort
+    /// The next hop's MAC (resolved by the control plane from the kernel's tables).
+    public var mac: MACAddress
+    public var state: State
+
+    public init(address: IPAddress, port: UDPPort, mac: MACAddress, state: State = .active) {
+        self.address = address
+        self.port = port
+        self.mac = mac
+        self.state = state
+    }
+}
+
+/// The backend table workers read: index → backend. Immutable once built; the routing
+/// issue replaces it with snapshots of the same shape published by the control thread.
+public final class BackendTable: @unchecked Sendable {
+    public let count: Int
+    @usableFromInline let entries: UnsafeMutablePointer<Backend>
+
+    public init(_ backends: [Backend]) {
+        count = backends.count
+        entries = .allocate(capacity: max(1, backends.count))
+        entries.initialize(from: backends, count: backends.count)
+    }
+
+    deinit {
+        entries.deinitialize(count: count)
+        entries.deallocate()
+    }
+
+    /// The backend at `index`, if there is one and it takes traffic.
+    @inlinable
+    public func usable(_ index: Int32) -> UnsafePointer<Backend>? {
+        guard index >= 0, Int(index) < count, entries[Int(index)].state != .down else { return nil }
+        return UnsafePointer(entries + Int(index))
+    }
+
+    public subscript(_ index: Int) -> Backend { entries[index] }
+}

@@ -1,0 +1,140 @@
+import VoxMedia
+import VoxWire
+
+/// SRTP master key and salt, inline (at most 32 + 14 bytes), for commands.
+public struct KeyMaterial: Sendable, BitwiseCopyable {
+    var bytes: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0)
+    var keyLength: UInt8 = 0
+    var saltLength: UInt8 = 0
+
+    public init() {}
+
+    public init?(key: [UInt8], salt: [UInt8]) {
+        guard key.count <= 32, salt.count <= 14 else { return nil }
+        keyLength = UInt8(key.count)
+        saltLength = UInt8(salt.count)
+        withUnsafeMutableBytes(of: &bytes) { b in
+            for (i, v) in key.enumerated() { b[i] = v }
+            for (i, v) in salt.enumerated() { b[32 + i] = v }
+        }
+    }
+
+    func withKeyAndSalt<R>(_ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) -> R) -> R {
+        var copy = bytes
+        defer { withUnsafeMutableBytes(of: &copy) { for i in 0..<$0.count { $0[i] = 0 } } }
+        return withUnsafeBytes(of: &copy) { b in
+            body(UnsafeRawBufferPointer(rebasing: b[0..<Int(keyLength)]),
+                UnsafeRawBufferPointer(rebasing: b[32..<(32 + Int(saltLength))]))
+        }
+    }
+}
+
+/// An ICE password, inline.
+public struct IcePassword: Sendable, BitwiseCopyable {
+    var bytes: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0, 0, 0)
+    var length: UInt8 = 0
+
+    public init() {}
+
+    public init?(_ text: String) {
+        let utf8 = Array(text.utf8)
+        guard utf8.count <= 64 else { return nil }
+        length = UInt8(utf8.count)
+        withUnsafeMutableBytes(of: &bytes) { b in for (i, c) in utf8.enumerated() { b[i] = c } }
+    }
+
+    func authenticator() -> STUNAuthenticator {
+        var copy = bytes
+        return withUnsafeBytes(of: &copy) { STUNAuthenticator(password: UnsafeRawBufferPointer(rebasing: $0[0..<Int(length)])) }
+    }
+}
+
+/// What other threads ask of a worker (DESIGN §2a): the only way a session changes. Applied
+/// by the owning worker between bursts, in order. Plain data, so it crosses an `SPSCRing`.
+public struct WorkerCommand: Sendable, BitwiseCopyable {
+    public enum Kind: UInt8, Sendable, BitwiseCopyable {
+        /// Start a session in `slot`: keys, ICE credentials, backend, and (static-key
+        /// sessions) the client's 5-tuple and MAC.
+        case create
+        /// The client is now at `flow` (NAT rebinding, or learned out of band).
+        case bindClient
+        /// Send the session's audio to backend `backend` from now on.
+        case changeBackend
+        /// End the session; the slot comes back on the worker's release ring.
+        case drop
+    }
+
+    public var kind: Kind
+    public var slot: Int32
+    public var sessionID: UInt64 = 0
+    public var flow: FlowKey? = nil
+    public var clientMAC = MACAddress.zero
+    public var backend: Int32 = -1
+    public var profile = SRTPProfile.aes128CmHmacSha1_80
+    /// The client's master key (what we unprotect with) and ours (what we protect with).
+    public var clientKey = KeyMaterial()
+    public var edgeKey = KeyMaterial()
+    public var ufrag = IceUfrag()
+    public var icePassword = IcePassword()
+    /// The client leg's own stream: SSRC, first sequence number and timestamp.
+    public var edgeSSRC: UInt32 = 0
+    public var firstSequence: UInt16 = 0
+    public var firstTimestamp: UInt32 = 0
+
+    public init(kind: Kind, slot: Int32) {
+        self.kind = kind
+        self.slot = slot
+    }
+}
+
+/// A frame given to the worker that owns its session: the UMEM is shared, so only the
+/// descriptor moves (DESIGN §2a).
+public struct FrameDescriptor: Sendable, BitwiseCopyable {
+    public var address: UInt64
+    public var length: UInt32
+}
+
+/// A bounded single-producer single-consumer queue of datagrams copied into preallocated
+/// slots: DTLS records from a worker to the handshake thread. Handshakes are rare, so the
+/// record is copied and its frame goes straight back to the pool; nothing is allocated.
+public final class DatagramQueue: @unchecked Sendable {
+    public static let maxDatagram = 1536
+    public struct Entry: Sendable, BitwiseCopyable {
+        public var slot: Int32
+        public var flow: FlowKey
+        public var length: Int32
+        var storage: Int32
+    }
+    let entries: SPSCRing<Entry>
+    let buffers: UnsafeMutableRawPointer
+    let slots: Int
+    /// Producer-side cursor over the buffers (the ring bounds how many are in use).
+    var nextBuffer = 0
+
+    public init(capacity: Int) {
+        entries = SPSCRing(capacity: capacity)
+        slots = entries.capacity
+        buffers = .allocate(byteCount: slots * DatagramQueue.maxDatagram, alignment: 64)
+    }
+
+    deinit { buffers.deallocate() }
+
+    /// Producer: copies `length` bytes; false when full or too long.
+    public func push(slot: Int32, flow: FlowKey, _ p: UnsafeRawPointer, length: Int) -> Bool {
+        // Check for room first: the next buffer is still the oldest entry's while full.
+        guard length <= DatagramQueue.maxDatagram, entries.count < entries.capacity else { return false }
+        let buffer = nextBuffer
+        let entry = Entry(slot: slot, flow: flow, length: Int32(length), storage: Int32(buffer))
+        (buffers + buffer * DatagramQueue.maxDatagram).copyMemory(from: p, byteCount: length)
+        guard entries.push(entry) else { return false }
+        nextBuffer = (nextBuffer + 1) % slots
+        return true
+    }
+
+    /// Consumer: the oldest datagram, copied out (the handshake thread's side allocates freely).
+    public func pop() -> (slot: Int32, flow: FlowKey, bytes: [UInt8])? {
+        guard let e = entries.pop() else { return nil }
+        let bytes = Array(UnsafeRawBufferPointer(start: buffers + Int(e.storage) * DatagramQueue.maxDatagram, count: Int(e.length)))
+        return (e.slot, e.flow, bytes)
+    }
+}

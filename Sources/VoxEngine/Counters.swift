@@ -1,0 +1,75 @@
+/// What the pipeline did with a packet.
+public enum PacketVerdict: Int, CaseIterable, Sendable {
+    /// Client SRTP unprotected and sent to the session's backend as RTP.
+    case toBackend
+    /// Backend RTP rewritten into the client leg's stream, protected, sent to the client.
+    case toClient
+    /// A STUN Binding request answered in the same frame.
+    case answered
+    /// A DTLS record queued for the handshake thread.
+    case toHandshake
+    /// Given to the worker that owns the session.
+    case handedOff
+    /// Used here (RTCP terminates at the edge).
+    case consumed
+    /// Dropped, for a `DropReason`.
+    case dropped
+}
+
+/// Why a packet was dropped.
+public enum DropReason: Int, CaseIterable, Sendable {
+    case malformedFrame
+    case notForUs
+    case unsupportedPayload
+    case unknownFlow
+    case unknownSession
+    case stunRejected
+    case srtpAuthentication
+    case srtpReplay
+    case srtpOther
+    case malformedRTP
+    case noRoom
+    case backendUnavailable
+    case wrongSource
+    case handoffFull
+    case handshakeFull
+    case transmitFull
+}
+
+/// A worker's counters: one cache-aligned block, written only by its worker (plain
+/// stores), read by the control thread at any time (aligned 64-bit loads do not tear on
+/// the machines we run on).
+public final class WorkerCounters: @unchecked Sendable {
+    static let slots = PacketVerdict.allCases.count + DropReason.allCases.count + 8
+    let values: UnsafeMutablePointer<UInt64>
+
+    init() {
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: WorkerCounters.slots * 8, alignment: 64)
+        values = raw.bindMemory(to: UInt64.self, capacity: WorkerCounters.slots)
+        values.initialize(repeating: 0, count: WorkerCounters.slots)
+    }
+
+    deinit { values.deallocate() }
+
+    @inline(__always)
+    func count(_ v: PacketVerdict) { values[v.rawValue] &+= 1 }
+
+    @inline(__always)
+    func drop(_ r: DropReason) {
+        values[PacketVerdict.dropped.rawValue] &+= 1
+        values[PacketVerdict.allCases.count + r.rawValue] &+= 1
+    }
+
+    public subscript(_ v: PacketVerdict) -> UInt64 { values[v.rawValue] }
+    public subscript(_ r: DropReason) -> UInt64 { values[PacketVerdict.allCases.count + r.rawValue] }
+
+    /// Bursts processed, and packets received through the RX ring and through hand-off.
+    public var bursts: UInt64 { values[WorkerCounters.slots - 8] }
+    public var received: UInt64 { values[WorkerCounters.slots - 7] }
+    public var handedIn: UInt64 { values[WorkerCounters.slots - 6] }
+    func addBurst(received n: Int, handedIn h: Int) {
+        values[WorkerCounters.slots - 8] &+= 1
+        values[WorkerCounters.slots - 7] &+= UInt64(n)
+        values[WorkerCounters.slots - 6] &+= UInt64(h)
+    }
+}

@@ -1,0 +1,79 @@
+import VoxWire
+
+/// The control thread's side of session placement: which slots are free, which worker
+/// owns each, and the commands that make workers change their sessions. Single-threaded
+/// (the control thread); workers answer through their `released` rings.
+public final class SessionControl {
+    public let store: SessionStore
+    let links: [WorkerLinks]
+    var freeSlots: [Int32]
+    var nextSessionID: UInt64 = 1
+
+    public init(store: SessionStore, links: [WorkerLinks]) {
+        self.store = store
+        self.links = links
+        freeSlots = (0..<Int32(store.capacity)).reversed()
+    }
+
+    public var freeCount: Int { freeSlots.count }
+
+    public enum Failure: Error, Equatable { case full, workerBusy, unknownSlot }
+
+    /// Starts a session on `worker`: takes a free slot, makes it that worker's, and sends
+    /// the create command (filled in by `configure`). Returns the slot.
+    public func create(on worker: Int, _ configure: (inout WorkerCommand) -> Void) throws(Failure) -> Int32 {
+        reclaim()
+        guard let slot = freeSlots.popLast() else { throw .full }
+        var command = WorkerCommand(kind: .create, slot: slot)
+        command.sessionID = nextSessionID
+        configure(&command)
+        store.assign(Int(slot), to: worker)
+        guard links[worker].commands.push(command) else {
+            store.unassign(Int(slot))
+            freeSlots.append(slot)
+            throw .workerBusy
+        }
+        nextSessionID += 1
+        return slot
+    }
+
+    /// Sends `command` to the worker owning its slot.
+    public func send(_ command: WorkerCommand) throws(Failure) {
+        let owner = Int(store.owner(of: Int(command.slot)))
+        guard owner >= 0 else { throw .unknownSlot }
+        guard links[owner].commands.push(command) else { throw .workerBusy }
+    }
+
+    public func drop(_ slot: Int32) throws(Failure) {
+        try send(WorkerCommand(kind: .drop, slot: slot))
+    }
+
+    /// Takes back the slots workers have released.
+    public func reclaim() {
+        for link in links {
+            while let slot = link.released.pop() {
+                store.unassign(Int(slot))
+                freeSlots.append(slot)
+            }
+        }
+    }
+}
+
+extension WorkerLinks {
+    /// The rings between `workers` workers and the control and handshake threads, built at
+    /// start-up.
+    public static func make(workers: Int, sessions: Int, commandCapacity: Int = 1024, handoffCapacity: Int = 1024)
+        -> [WorkerLinks]
+    {
+        // handoff[from][to]
+        let handoff: [[SPSCRing<FrameDescriptor>?]] = (0..<workers).map { from in
+            (0..<workers).map { to in from == to ? nil : SPSCRing<FrameDescriptor>(capacity: handoffCapacity) }
+        }
+        return (0..<workers).map { w in
+            WorkerLinks(
+                commands: SPSCRing(capacity: commandCapacity), released: SPSCRing(capacity: sessions),
+                handoffIn: (0..<workers).map { handoff[$0][w] }, handoffOut: handoff[w],
+                handshake: DatagramQueue(capacity: 256))
+        }
+    }
+}

@@ -1,0 +1,473 @@
+import CXDP
+import VoxIO
+import VoxMedia
+import VoxWire
+
+/// Where a worker's traffic arrives and leaves from.
+public struct WorkerConfiguration: Sendable {
+    /// This worker's index (0 ..< workers).
+    public var id: Int
+    /// The client-facing media address and port (WebRTC's one UDP port).
+    public var mediaAddress: IPAddress
+    public var mediaPort: UDPPort
+    /// The edge's address toward backends; session slot s uses port `backendPortBase + s`
+    /// (DESIGN §4: a reserved range, so a backend packet names its slot).
+    public var backendAddress: IPAddress
+    public var backendPortBase: UInt16
+    /// The edge's own MAC (source of everything it sends).
+    public var edgeMAC: MACAddress
+    public var burstSize: Int
+
+    public init(
+        id: Int, mediaAddress: IPAddress, mediaPort: UDPPort, backendAddress: IPAddress,
+        backendPortBase: UInt16, edgeMAC: MACAddress, burstSize: Int = 64
+    ) {
+        self.id = id
+        self.mediaAddress = mediaAddress
+        self.mediaPort = mediaPort
+        self.backendAddress = backendAddress
+        self.backendPortBase = backendPortBase
+        self.edgeMAC = edgeMAC
+        self.burstSize = burstSize
+    }
+}
+
+/// What connects a worker to the rest of the engine. Created at start-up.
+public struct WorkerLinks: Sendable {
+    public var commands: SPSCRing<WorkerCommand>
+    /// Slots this worker has released (after `drop`), for the control thread to reuse.
+    public var released: SPSCRing<Int32>
+    /// `handoffIn[w]`: frames worker w gives us; `handoffOut[w]`: frames we give worker w.
+    public var handoffIn: [SPSCRing<FrameDescriptor>?]
+    public var handoffOut: [SPSCRing<FrameDescriptor>?]
+    public var handshake: DatagramQueue
+
+    public init(
+        commands: SPSCRing<WorkerCommand>, released: SPSCRing<Int32>, handoffIn: [SPSCRing<FrameDescriptor>?],
+        handoffOut: [SPSCRing<FrameDescriptor>?], handshake: DatagramQueue
+    ) {
+        self.commands = commands
+        self.released = released
+        self.handoffIn = handoffIn
+        self.handoffOut = handoffOut
+        self.handshake = handshake
+    }
+}
+
+/// One worker: a queue's rings, run to completion a burst at a time (DESIGN §1). All its
+/// state is in this struct, owned by its thread. Per packet it allocates nothing, takes no
+/// lock and makes no system call; each packet gets a `PacketVerdict` and a counter.
+///
+/// A burst: apply commands → reclaim completed TX frames → top up the fill ring → frames
+/// handed over by other workers → up to `burstSize` RX descriptors → one TX submit.
+public struct Worker: ~Copyable {
+    public let configuration: WorkerConfiguration
+    var rings: QueueRings
+    let umem: UnsafeMutableRawPointer
+    let frameSize: Int
+    let store: SessionStore
+    let backends: BackendTable
+    let links: WorkerLinks
+    public let counters = WorkerCounters()
+    var clientIndex: FixedIndex<FlowKey>
+    let deriver = SRTPKeyDeriver()
+    /// Frames (chunk addresses) this worker holds that are in no ring.
+    let freeFrames: UnsafeMutablePointer<UInt64>
+    let freeCapacity: Int
+    var freeCount = 0
+    /// This burst's TX descriptors, submitted together.
+    let pendingTX: UnsafeMutablePointer<FrameDescriptor>
+    var pendingCount = 0
+
+    public init(
+        configuration: WorkerConfiguration, rings: QueueRings, umem: UnsafeMutableRawPointer, frameSize: Int,
+        frames: Range<UInt64>, store: SessionStore, backends: BackendTable, links: WorkerLinks
+    ) {
+        self.configuration = configuration
+        self.rings = rings
+        self.umem = umem
+        self.frameSize = frameSize
+        self.store = store
+        self.backends = backends
+        self.links = links
+        clientIndex = FixedIndex(capacity: store.capacity, placeholder: FlowKey(
+            remoteAddress: IPAddress(ipv4: 0), remotePort: UDPPort(0), localAddress: IPAddress(ipv4: 0), localPort: UDPPort(0)))
+        // Frames from other workers return here through our completion ring: room for all.
+        freeCapacity = Int((frames.upperBound - frames.lowerBound) / UInt64(frameSize)) * 4 + 1024
+        freeFrames = .allocate(capacity: freeCapacity)
+        var a = frames.lowerBound
+        while a < frames.upperBound {
+            freeFrames[freeCount] = a
+            freeCount += 1
+            a += UInt64(frameSize)
+        }
+        pendingTX = .allocate(capacity: max(configuration.burstSize * 2, 128))
+    }
+
+    deinit {
+        freeFrames.deallocate()
+        pendingTX.deallocate()
+    }
+
+    /// Runs one burst at time `now` (ns, read once by the caller). Returns the number of
+    /// packets handled (received + handed in).
+    public mutating func runOnce(now: UInt64) -> Int {
+        applyCommands()
+        reclaimCompletions()
+        refill()
+        var handled = 0
+        var handedIn = 0
+        for w in 0..<links.handoffIn.count {
+            guard let ring = links.handoffIn[w] else { continue }
+            while handedIn < configuration.burstSize, let d = ring.pop() {
+                process(address: d.address, length: Int(d.length), now: now)
+                handedIn += 1
+            }
+        }
+        var index: UInt32 = 0
+        let n = xsk_ring_cons__peek(&rings.rx, UInt32(configuration.burstSize), &index)
+        for i in 0..<n {
+            let desc = xsk_ring_cons__rx_desc(&rings.rx, index &+ i)!.pointee
+            process(address: desc.addr, length: Int(desc.len), now: now)
+        }
+        if n > 0 { xsk_ring_cons__release(&rings.rx, n) }
+        flushTX()
+        handled = Int(n) + handedIn
+        if handled > 0 { counters.addBurst(received: Int(n), handedIn: handedIn) }
+        return handled
+    }
+
+    // MARK: - Frames
+
+    func chunk(_ address: UInt64) -> UInt64 { address & ~UInt64(frameSize - 1) }
+
+    mutating func recycle(_ address: UInt64) {
+        precondition(freeCount < freeCapacity, "frame pool overflow")
+        freeFrames[freeCount] = chunk(address)
+        freeCount += 1
+    }
+
+    mutating func reclaimCompletions() {
+        var index: UInt32 = 0
+        let n = xsk_ring_cons__peek(&rings.completion, rings.completion.size, &index)
+        for i in 0..<n { recycle(xsk_ring_cons__comp_addr(&rings.completion, index &+ i).pointee) }
+        if n > 0 { xsk_ring_cons__release(&rings.completion, n) }
+    }
+
+    mutating func refill() {
+        guard freeCount > 0 else { return }
+        var index: UInt32 = 0
+        let want = UInt32(min(freeCount, Int(rings.fill.size)))
+        let free = xsk_prod_nb_free(&rings.fill, want)
+        let n = min(want, free)
+        guard n > 0, xsk_ring_prod__reserve(&rings.fill, n, &index) == n else { return }
+        for i in 0..<n {
+            freeCount -= 1
+            xsk_ring_prod__fill_addr(&rings.fill, index &+ i).pointee = freeFrames[freeCount]
+        }
+        xsk_ring_prod__submit(&rings.fill, n)
+    }
+
+    mutating func transmit(_ address: UInt64, length: Int) {
+        pendingTX[pendingCount] = FrameDescriptor(address: address, length: UInt32(length))
+        pendingCount += 1
+    }
+
+    mutating func flushTX() {
+        guard pendingCount > 0 else { return }
+        var index: UInt32 = 0
+        let n = UInt32(pendingCount)
+        if xsk_ring_prod__reserve(&rings.tx, n, &index) == n {
+            for i in 0..<pendingCount {
+                let desc = xsk_ring_prod__tx_desc(&rings.tx, index &+ UInt32(i))!
+                desc.pointee.addr = pendingTX[i].address
+                desc.pointee.len = pendingTX[i].length
+                desc.pointee.options = 0
+            }
+            xsk_ring_prod__submit(&rings.tx, n)
+        } else {
+            for i in 0..<pendingCount {
+                counters.drop(.transmitFull)
+                recycle(pendingTX[i].address)
+            }
+        }
+        pendingCount = 0
+    }
+
+    // MARK: - Packets
+
+    mutating func drop(_ address: UInt64, _ reason: DropReason) {
+        counters.drop(reason)
+        recycle(address)
+    }
+
+    /// Runs one frame through the pipeline to its verdict.
+    mutating func process(address: UInt64, length: Int, now: UInt64) {
+        let frame = umem + Int(address)
+        let capacity = frameSize - Int(address - chunk(address))
+        var parsed = ParsedFrame()
+        guard ParsedFrame.parse(frame, length: length, into: &parsed) == .ok else {
+            return drop(address, .malformedFrame)
+        }
+        let c = configuration
+        if parsed.destinationPort == c.mediaPort && parsed.destination == c.mediaAddress {
+            clientLeg(address, frame, capacity, &parsed)
+        } else if parsed.destination == c.backendAddress,
+            parsed.destinationPort.rawValue >= c.backendPortBase,
+            Int(parsed.destinationPort.rawValue - c.backendPortBase) < store.capacity
+        {
+            backendLeg(address, frame, length, capacity, &parsed, slot: Int(parsed.destinationPort.rawValue - c.backendPortBase))
+        } else {
+            drop(address, .notForUs)
+        }
+    }
+
+    /// Gives the frame to the worker that owns `slot`, if that is not us. True when handed.
+    mutating func handOff(_ address: UInt64, _ frameLength: Int, slot: Int) -> Bool {
+        let owner = Int(store.owner(of: slot))
+        guard owner >= 0, owner != configuration.id else { return false }
+        if owner < links.handoffOut.count, let ring = links.handoffOut[owner],
+            ring.push(FrameDescriptor(address: address, length: UInt32(frameLength)))
+        {
+            counters.count(.handedOff)
+        } else {
+            drop(address, .handoffFull)
+        }
+        return true
+    }
+
+    mutating func clientLeg(_ address: UInt64, _ frame: UnsafeMutableRawPointer, _ capacity: Int, _ parsed: inout ParsedFrame) {
+        let payload = frame + parsed.payloadOffset
+        switch PayloadClass.classify(payload, length: parsed.payloadLength) {
+        case .stun:
+            stun(address, frame, capacity, &parsed)
+        case .dtls:
+            guard let slot = clientIndex.find(parsed.flowKey) else { return drop(address, .unknownFlow) }
+            if links.handshake.push(slot: slot, flow: parsed.flowKey, payload, length: parsed.payloadLength) {
+                counters.count(.toHandshake)
+                recycle(address)
+            } else {
+                drop(address, .handshakeFull)
+            }
+        case .rtp, .rtcp:
+            guard let found = clientIndex.find(parsed.flowKey) else { return drop(address, .unknownFlow) }
+            media(address, frame, capacity, &parsed, slot: Int(found))
+        default:
+            drop(address, .unsupportedPayload)
+        }
+    }
+
+    mutating func stun(_ address: UInt64, _ frame: UnsafeMutableRawPointer, _ capacity: Int, _ parsed: inout ParsedFrame) {
+        let payload = frame + parsed.payloadOffset
+        var request = STUNMessage()
+        guard STUNMessage.parse(payload, length: parsed.payloadLength, into: &request) == .ok,
+            request.usernameOffset >= 0
+        else { return drop(address, .stunRejected) }
+        // USERNAME is "<our ufrag>:<theirs>"; ours names the slot.
+        let user = payload + request.usernameOffset
+        var ours = 0
+        while ours < request.usernameLength && user.loadByte(at: ours) != 0x3A { ours += 1 }
+        guard let slot = IceUfrag.slot(in: user, count: ours), slot < store.capacity else {
+            return drop(address, .unknownSession)
+        }
+        if handOff(address, parsed.payloadOffset + parsed.payloadLength, slot: slot) { return }
+        let s = store.slots + slot
+        guard s.pointee.active, s.pointee.ufrag.matches(user, count: ours) else { return drop(address, .unknownSession) }
+        var responseLength = 0
+        let remote = parsed.source
+        let remotePort = parsed.sourcePort
+        let verdict = s.pointee.ice.answerBindingRequest(
+            payload, length: parsed.payloadLength, capacity: capacity - parsed.payloadOffset,
+            remote: remote, remotePort: remotePort, request: &request, responseLength: &responseLength)
+        guard verdict == .answered else { return drop(address, .stunRejected) }
+        // A valid check from a new 5-tuple moves the session there (ICE-lite: the controlling
+        // side decides; a NAT rebinding shows up exactly like this).
+        let flow = parsed.flowKey
+        if s.pointee.clientFlow != flow {
+            if let old = s.pointee.clientFlow { clientIndex.remove(old) }
+            _ = clientIndex.insert(flow, Int32(slot))
+            s.pointee.clientFlow = flow
+        }
+        s.pointee.clientMAC = MACAddress.load(from: frame, at: 6)
+        FrameBuilder.reply(frame, &parsed, payloadLength: responseLength)
+        counters.count(.answered)
+        transmit(address, length: parsed.payloadOffset + responseLength)
+    }
+
+    /// Client SRTP/SRTCP → unprotect → (RTP) the session's backend.
+    mutating func media(
+        _ address: UInt64, _ frame: UnsafeMutableRawPointer, _ capacity: Int, _ parsed: inout ParsedFrame, slot: Int
+    ) {
+        let s = store.slots + slot
+        let payload = frame + parsed.payloadOffset
+        var length = parsed.payloadLength
+        let isRTCP = PayloadClass.classify(payload, length: length) == .rtcp
+        let status = isRTCP ? s.pointee.inbound.unprotectRTCP(payload, length: &length)
+            : s.pointee.inbound.unprotectRTP(payload, length: &length)
+        switch status {
+        case .ok: break
+        case .authenticationFailed: return drop(address, .srtpAuthentication)
+        case .replayed, .tooOld: return drop(address, .srtpReplay)
+        default: return drop(address, .srtpOther)
+        }
+        s.pointee.packetsFromClient &+= 1
+        s.pointee.clientMAC = MACAddress.load(from: frame, at: 6)
+        if isRTCP {
+            counters.count(.consumed)
+            return recycle(address)
+        }
+        guard let backend = backends.usable(s.pointee.backendIndex) else { return drop(address, .backendUnavailable) }
+        let c = configuration
+        let addresses = FrameAddresses(
+            destinationMAC: backend.pointee.mac, sourceMAC: c.edgeMAC, vlanID: parsed.vlanID,
+            source: c.backendAddress, sourcePort: UDPPort(c.backendPortBase &+ UInt16(slot)),
+            destination: backend.pointee.address, destinationPort: backend.pointee.port)
+        let total = send(frame, &parsed, addresses, payloadLength: length, capacity: capacity)
+        guard total > 0 else { return drop(address, .noRoom) }
+        counters.count(.toBackend)
+        transmit(address, length: total)
+    }
+
+    /// Backend RTP → the client leg's own stream → protect → the client.
+    mutating func backendLeg(
+        _ address: UInt64, _ frame: UnsafeMutableRawPointer, _ frameLength: Int, _ capacity: Int,
+        _ parsed: inout ParsedFrame, slot: Int
+    ) {
+        if handOff(address, frameLength, slot: slot) { return }
+        let s = store.slots + slot
+        guard s.pointee.active, let client = s.pointee.clientFlow else { return drop(address, .unknownSession) }
+        guard let backend = backends.usable(s.pointee.backendIndex), backend.pointee.address == parsed.source,
+            backend.pointee.port == parsed.sourcePort
+        else { return drop(address, .wrongSource) }
+        let payload = frame + parsed.payloadOffset
+        var length = parsed.payloadLength
+        switch PayloadClass.classify(payload, length: length) {
+        case .rtp where length >= 12:
+            break
+        case .rtcp:
+            counters.count(.consumed)
+            return recycle(address)
+        default:
+            return drop(address, .malformedRTP)
+        }
+        // The tag must fit after the packet wherever the headers end up.
+        let c = configuration
+        let addresses = FrameAddresses(
+            destinationMAC: s.pointee.clientMAC, sourceMAC: c.edgeMAC, vlanID: parsed.vlanID,
+            source: client.localAddress, sourcePort: client.localPort,
+            destination: client.remoteAddress, destinationPort: client.remotePort)
+        let start = addresses.headerLength
+        guard start + length + 16 + 4 <= capacity else { return drop(address, .noRoom) }
+        if parsed.payloadOffset != start {
+            (frame + start).copyMemory(from: payload, byteCount: length)
+        }
+        let rtp = frame + start
+        s.pointee.clientLeg.rewrite(rtp)
+        let status = s.pointee.outbound.protectRTP(rtp, length: &length, capacity: capacity - start)
+        guard status == .ok else { return drop(address, .srtpOther) }
+        parsed = FrameBuilder.write(frame, addresses, payloadLength: length)
+        s.pointee.packetsToClient &+= 1
+        counters.count(.toClient)
+        transmit(address, length: start + length)
+    }
+
+    /// Moves `payloadLength` bytes from `parsed.payloadOffset` to where `addresses`' headers
+    /// end and writes the headers. Returns the frame length, or 0 without room.
+    func send(
+        _ frame: UnsafeMutableRawPointer, _ parsed: inout ParsedFrame, _ addresses: FrameAddresses,
+        payloadLength: Int, capacity: Int
+    ) -> Int {
+        let start = addresses.headerLength
+        guard start + payloadLength <= capacity else { return 0 }
+        if parsed.payloadOffset != start {
+            (frame + start).copyMemory(from: frame + parsed.payloadOffset, byteCount: payloadLength)
+        }
+        parsed = FrameBuilder.write(frame, addresses, payloadLength: payloadLength)
+        return start + payloadLength
+    }
+
+    // MARK: - Commands
+
+    mutating func applyCommands() {
+        while let command = links.commands.peek() {
+            apply(command)
+            // Key material does not linger in the ring.
+            command.pointee = WorkerCommand(kind: .drop, slot: -1)
+            links.commands.advance()
+        }
+    }
+
+    mutating func apply(_ command: UnsafeMutablePointer<WorkerCommand>) {
+        let slot = Int(command.pointee.slot)
+        guard slot >= 0, slot < store.capacity else { return }
+        let s = store.slots + slot
+        switch command.pointee.kind {
+        case .create:
+            let profile = command.pointee.profile
+            var ok = command.pointee.clientKey.withKeyAndSalt { key, salt in
+                s.pointee.inbound.rekey(profile: profile, masterKey: key, masterSalt: salt, deriver: deriver)
+            }
+            ok = ok && command.pointee.edgeKey.withKeyAndSalt { key, salt in
+                s.pointee.outbound.rekey(profile: profile, masterKey: key, masterSalt: salt, deriver: deriver)
+            }
+            if !ok {
+                // Another cipher family than this slot's contexts: new contexts (the one case
+                // that allocates; a slot keeps the family of its last session).
+                command.pointee.clientKey.withKeyAndSalt { key, salt in
+                    if let ctx = try? SRTPContext(profile: profile, masterKey: Array(key), masterSalt: Array(salt)) {
+                        s.pointee.inbound = ctx
+                    }
+                }
+                command.pointee.edgeKey.withKeyAndSalt { key, salt in
+                    if let ctx = try? SRTPContext(profile: profile, masterKey: Array(key), masterSalt: Array(salt)) {
+                        s.pointee.outbound = ctx
+                    }
+                }
+            }
+            s.pointee.ice = command.pointee.icePassword.authenticator()
+            s.pointee.ufrag = command.pointee.ufrag
+            s.pointee.sessionID = command.pointee.sessionID
+            s.pointee.backendIndex = command.pointee.backend
+            s.pointee.clientLeg = ClientLegStream(
+                ssrc: command.pointee.edgeSSRC, firstSequence: command.pointee.firstSequence,
+                firstTimestamp: command.pointee.firstTimestamp)
+            s.pointee.packetsFromClient = 0
+            s.pointee.packetsToClient = 0
+            s.pointee.clientFlow = nil
+            s.pointee.active = true
+            if let flow = command.pointee.flow { bind(slot, flow, command.pointee.clientMAC) }
+        case .bindClient:
+            guard s.pointee.active, let flow = command.pointee.flow else { return }
+            bind(slot, flow, command.pointee.clientMAC)
+        case .changeBackend:
+            guard s.pointee.active else { return }
+            s.pointee.backendIndex = command.pointee.backend
+            s.pointee.clientLeg.needsAnchor = true
+        case .drop:
+            guard s.pointee.active else { return }
+            if let flow = s.pointee.clientFlow { clientIndex.remove(flow) }
+            s.pointee.clientFlow = nil
+            s.pointee.active = false
+            s.pointee.inbound.wipeKeys()
+            s.pointee.outbound.wipeKeys()
+            s.pointee.inbound.resetStreams()
+            s.pointee.outbound.resetStreams()
+            s.pointee.ice.wipe()
+            s.pointee.ufrag = IceUfrag()
+            while !links.released.push(Int32(slot)) {}  // sized for every slot: never full for long
+        }
+    }
+
+    mutating func bind(_ slot: Int, _ flow: FlowKey, _ mac: MACAddress) {
+        let s = store.slots + slot
+        if let old = s.pointee.clientFlow { clientIndex.remove(old) }
+        _ = clientIndex.insert(flow, Int32(slot))
+        s.pointee.clientFlow = flow
+        if mac != .zero { s.pointee.clientMAC = mac }
+    }
+
+    /// The session in `slot` as this worker sees it (tests, `session show`).
+    public func withSession<R>(_ slot: Int, _ body: (borrowing SessionSlot) -> R) -> R {
+        body(store.slots[slot])
+    }
+}
