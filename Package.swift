@@ -40,7 +40,10 @@ let package = Package(
         // libsrtp2 behind a small Swift surface: the oracle for tests, the baseline for benchmarks.
         .target(name: "VoxSRTPReference", dependencies: ["VoxMedia", "CSRTP"]),
         // The micro-benchmark stages, shared by `voxedge bench micro` and Benchmarks/.
-        .target(name: "VoxBenchKit", dependencies: ["VoxWire", "VoxMedia", "VoxSRTPReference", "CVoxCryptoRef"]),
+        .target(
+            name: "VoxBenchKit",
+            dependencies: ["VoxWire", "VoxMedia", "VoxIO", "VoxEngine", "VoxSRTPReference", "CVoxCryptoRef"]
+        ),
         .executableTarget(
             name: "voxedge",
             dependencies: [

@@ -109,6 +109,8 @@ public enum MicroBench {
         /// The stage this one is compared with as "libsrtp2" and as "C loop".
         public var libsrtp2Twin: String? = nil
         public var cLoopTwin: String? = nil
+        /// For whole-packet stages: the SRTP stage alone, to see what the rest of the path adds.
+        public var srtpTwin: String? = nil
         public var setup: () -> Void = {}
         public var body: () -> Int
     }
@@ -138,6 +140,7 @@ public enum MicroBench {
         for profile in SRTPProfile.allCases {
             stages += try srtpStages(c, profile)
         }
+        stages += try engineStages(c)
         return stages
     }
 

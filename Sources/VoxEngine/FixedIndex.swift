@@ -17,8 +17,10 @@ func mix(_ x: UInt64) -> UInt64 {
 extension FlowKey: IndexKey {
     @inlinable
     public var indexHash: UInt64 {
-        mix(remoteAddress.high ^ mix(remoteAddress.low ^ mix(localAddress.low ^ localAddress.high)))
-            ^ (UInt64(remotePort.rawValue) << 16 | UInt64(localPort.rawValue))
+        // Every field goes through the mixer: many clients share one address and differ in
+        // port only, and the table uses the low bits.
+        let ports = UInt64(remotePort.rawValue) << 16 | UInt64(localPort.rawValue)
+        return mix(remoteAddress.low ^ mix(remoteAddress.high ^ mix(localAddress.low ^ mix(localAddress.high ^ ports))))
     }
 }
 

@@ -21,20 +21,33 @@ public final class InMemoryPort {
         let rx: RingMemory
         let tx: RingMemory
         let completion: RingMemory
-        var kernelFill: xsk_ring_cons
-        var kernelRX: xsk_ring_prod
-        var kernelTX: xsk_ring_cons
-        var kernelCompletion: xsk_ring_prod
+        // The kernel side's ring views, in raw memory (class `var`s would pay a dynamic
+        // exclusivity check per access).
+        let kernelFill: UnsafeMutablePointer<xsk_ring_cons>
+        let kernelRX: UnsafeMutablePointer<xsk_ring_prod>
+        let kernelTX: UnsafeMutablePointer<xsk_ring_cons>
+        let kernelCompletion: UnsafeMutablePointer<xsk_ring_prod>
 
         init(ringSize: UInt32) {
             fill = RingMemory(size: ringSize, entrySize: 8)
             rx = RingMemory(size: ringSize, entrySize: MemoryLayout<xdp_desc>.stride)
             tx = RingMemory(size: ringSize, entrySize: MemoryLayout<xdp_desc>.stride)
             completion = RingMemory(size: ringSize, entrySize: 8)
-            kernelFill = fill.consumerRing()
-            kernelRX = rx.producerRing()
-            kernelTX = tx.consumerRing()
-            kernelCompletion = completion.producerRing()
+            kernelFill = .allocate(capacity: 1)
+            kernelFill.initialize(to: fill.consumerRing())
+            kernelRX = .allocate(capacity: 1)
+            kernelRX.initialize(to: rx.producerRing())
+            kernelTX = .allocate(capacity: 1)
+            kernelTX.initialize(to: tx.consumerRing())
+            kernelCompletion = .allocate(capacity: 1)
+            kernelCompletion.initialize(to: completion.producerRing())
+        }
+
+        deinit {
+            kernelFill.deallocate()
+            kernelRX.deallocate()
+            kernelTX.deallocate()
+            kernelCompletion.deallocate()
         }
     }
 
@@ -68,24 +81,30 @@ public final class InMemoryPort {
     /// ring full (the kernel counts these as `rx_fill_ring_empty_descs` / `rx_ring_full`).
     @discardableResult
     public func deliver(_ bytes: [UInt8], queue q: Int) -> Bool {
+        bytes.withUnsafeBytes { deliver($0.baseAddress!, length: $0.count, queue: q) }
+    }
+
+    /// `deliver` from raw memory (benchmarks: allocation-free).
+    @discardableResult
+    public func deliver(_ bytes: UnsafeRawPointer, length: Int, queue q: Int) -> Bool {
         let queue = queues[q]
-        guard bytes.count <= frameSize - headroom else { return false }
+        guard length <= frameSize - headroom else { return false }
         var fillIndex: UInt32 = 0
-        guard xsk_ring_cons__peek(&queue.kernelFill, 1, &fillIndex) == 1 else { return false }
+        guard xsk_ring_cons__peek(queue.kernelFill, 1, &fillIndex) == 1 else { return false }
         var rxIndex: UInt32 = 0
-        guard xsk_ring_prod__reserve(&queue.kernelRX, 1, &rxIndex) == 1 else {
-            xsk_ring_cons__cancel(&queue.kernelFill, 1)
+        guard xsk_ring_prod__reserve(queue.kernelRX, 1, &rxIndex) == 1 else {
+            xsk_ring_cons__cancel(queue.kernelFill, 1)
             return false
         }
-        let chunk = xsk_ring_cons__comp_addr(&queue.kernelFill, fillIndex).pointee
-        xsk_ring_cons__release(&queue.kernelFill, 1)
+        let chunk = xsk_ring_cons__comp_addr(queue.kernelFill, fillIndex).pointee
+        xsk_ring_cons__release(queue.kernelFill, 1)
         let addr = chunk + UInt64(headroom)
-        bytes.withUnsafeBytes { (umem + Int(addr)).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
-        let desc = xsk_ring_prod__tx_desc(&queue.kernelRX, rxIndex)!
+        (umem + Int(addr)).copyMemory(from: bytes, byteCount: length)
+        let desc = xsk_ring_prod__tx_desc(queue.kernelRX, rxIndex)!
         desc.pointee.addr = addr
-        desc.pointee.len = UInt32(bytes.count)
+        desc.pointee.len = UInt32(length)
         desc.pointee.options = 0
-        xsk_ring_prod__submit(&queue.kernelRX, 1)
+        xsk_ring_prod__submit(queue.kernelRX, 1)
         return true
     }
 
@@ -95,18 +114,37 @@ public final class InMemoryPort {
         let queue = queues[q]
         var out: [[UInt8]] = []
         var index: UInt32 = 0
-        let n = xsk_ring_cons__peek(&queue.kernelTX, queue.tx.size, &index)
+        let n = xsk_ring_cons__peek(queue.kernelTX, queue.tx.size, &index)
         guard n > 0 else { return out }
         var completionIndex: UInt32 = 0
-        precondition(xsk_ring_prod__reserve(&queue.kernelCompletion, n, &completionIndex) == n, "completion ring full")
+        precondition(xsk_ring_prod__reserve(queue.kernelCompletion, n, &completionIndex) == n, "completion ring full")
         for i in 0..<n {
-            let desc = xsk_ring_cons__rx_desc(&queue.kernelTX, index &+ i)!.pointee
+            let desc = xsk_ring_cons__rx_desc(queue.kernelTX, index &+ i)!.pointee
             out.append(Array(UnsafeRawBufferPointer(start: umem + Int(desc.addr), count: Int(desc.len))))
-            xsk_ring_prod__fill_addr(&queue.kernelCompletion, completionIndex &+ i).pointee = desc.addr
+            xsk_ring_prod__fill_addr(queue.kernelCompletion, completionIndex &+ i).pointee = desc.addr
         }
-        xsk_ring_cons__release(&queue.kernelTX, n)
-        xsk_ring_prod__submit(&queue.kernelCompletion, n)
+        xsk_ring_cons__release(queue.kernelTX, n)
+        xsk_ring_prod__submit(queue.kernelCompletion, n)
         return out
+    }
+
+    /// Takes what queue `q` posted for transmission without copying it out (the wire ate it);
+    /// the frames go back on its completion ring. Returns how many.
+    @discardableResult
+    public func discardTransmitted(queue q: Int) -> Int {
+        let queue = queues[q]
+        var index: UInt32 = 0
+        let n = xsk_ring_cons__peek(queue.kernelTX, queue.tx.size, &index)
+        guard n > 0 else { return 0 }
+        var completionIndex: UInt32 = 0
+        precondition(xsk_ring_prod__reserve(queue.kernelCompletion, n, &completionIndex) == n, "completion ring full")
+        for i in 0..<n {
+            xsk_ring_prod__fill_addr(queue.kernelCompletion, completionIndex &+ i).pointee =
+                xsk_ring_cons__rx_desc(queue.kernelTX, index &+ i)!.pointee.addr
+        }
+        xsk_ring_cons__release(queue.kernelTX, n)
+        xsk_ring_prod__submit(queue.kernelCompletion, n)
+        return Int(n)
     }
 
     /// Frames waiting in queue `q`'s fill ring (posted by the application, not yet used).

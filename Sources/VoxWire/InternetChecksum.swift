@@ -8,10 +8,23 @@ public enum InternetChecksum {
     /// Adds `count` bytes at `p` to a partial sum.
     @inlinable
     public static func add(_ p: UnsafeRawPointer, count: Int, to initial: UInt64 = 0) -> UInt64 {
-        var sum = initial
+        // Eight bytes at a time in native order with end-around carry, folded to 16 bits
+        // and byte-swapped at the end: the one's complement sum does not care about byte
+        // order (RFC 1071 §2B), and this halves the work of 4-byte big-endian loads.
+        var native: UInt64 = 0
         var i = 0
-        // Four bytes at a time: a UInt64 holds 2^32 such words without overflow.
-        while i + 4 <= count {
+        while i + 8 <= count {
+            let (s, overflow) = native.addingReportingOverflow(p.loadUnaligned(fromByteOffset: i, as: UInt64.self))
+            native = s &+ (overflow ? 1 : 0)
+            i += 8
+        }
+        // 2^16 ≡ 1 (mod 2^16 - 1): folding high bits onto low keeps the sum.
+        var folded = (native & 0xFFFF_FFFF) &+ (native >> 32)
+        folded = (folded & 0xFFFF) &+ (folded >> 16)
+        folded = (folded & 0xFFFF) &+ (folded >> 16)
+        folded = (folded & 0xFFFF) &+ (folded >> 16)
+        var sum = initial &+ UInt64(UInt16(truncatingIfNeeded: folded).bigEndian)
+        if i + 4 <= count {
             sum &+= UInt64(p.loadBE32(at: i))
             i += 4
         }

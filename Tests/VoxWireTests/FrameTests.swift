@@ -148,6 +148,24 @@ func fixIPv4Checksum(_ frame: inout [UInt8]) {
         #expect([UInt8(0x01)].withUnsafeBytes { InternetChecksum.compute($0.baseAddress!, count: 1) } == 0xFEFF)
     }
 
+    @Test func fastSumMatchesTheTextbookOne() {
+        var rng = SeededRandom(seed: 1071)
+        for length in 0..<300 {
+            let bytes = (0..<length).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            var reference: UInt32 = 0
+            var i = 0
+            while i + 1 < length {
+                reference += UInt32(bytes[i]) << 8 | UInt32(bytes[i + 1])
+                i += 2
+            }
+            if length % 2 == 1 { reference += UInt32(bytes[length - 1]) << 8 }
+            while reference >> 16 != 0 { reference = (reference & 0xFFFF) + (reference >> 16) }
+            let expected = ~UInt16(reference)
+            let got = bytes.withUnsafeBytes { InternetChecksum.compute($0.baseAddress ?? UnsafeRawPointer(bitPattern: 8)!, count: length) }
+            #expect(got == expected || (got ^ expected) == 0xFFFF && got % 0xFFFF == 0, "length \(length)")
+        }
+    }
+
     @Test func incrementalUpdateMatchesRecomputation() {
         var rng = SeededRandom(seed: 1624)
         for _ in 0..<10_000 {

@@ -17,6 +17,8 @@ extension MicroBench {
         var speedupOverLibsrtp2: Double?
         /// Our time over the plain C loop's, same operation and profile (1.0 = equal).
         var ratioToCLoop: Double?
+        /// A whole packet's time over the SRTP operation's alone.
+        var ratioToSRTPAlone: Double?
     }
 
     struct Report: Codable {
@@ -28,7 +30,7 @@ extension MicroBench {
 
         func table() -> String {
             var lines: [String] = []
-            let header = ["stage", "ns/pkt", "min-max", "allocs/pkt", "vs libsrtp2", "vs C loop"]
+            let header = ["stage", "ns/pkt", "min-max", "allocs/pkt", "vs libsrtp2", "vs C loop", "vs SRTP alone"]
             var rows: [[String]] = [header]
             for r in stages {
                 rows.append([
@@ -38,6 +40,7 @@ extension MicroBench {
                     r.allocationsPerPacket.map { String(format: "%.2f", $0) } ?? "n/a",
                     r.speedupOverLibsrtp2.map { String(format: "%.1fx faster", $0) } ?? "",
                     r.ratioToCLoop.map { String(format: "%.2fx", $0) } ?? "",
+                    r.ratioToSRTPAlone.map { String(format: "%.2fx", $0) } ?? "",
                 ])
             }
             let widths = (0..<header.count).map { c in rows.map { $0[c].count }.max() ?? 0 }
@@ -113,6 +116,9 @@ extension MicroBench {
             }
             if let twin = stage.cLoopTwin, let t = results.first(where: { $0.stage == twin }) {
                 results[i].ratioToCLoop = results[i].nsPerPacket / t.nsPerPacket
+            }
+            if let twin = stage.srtpTwin, let t = results.first(where: { $0.stage == twin }) {
+                results[i].ratioToSRTPAlone = results[i].nsPerPacket / t.nsPerPacket
             }
         }
         return results

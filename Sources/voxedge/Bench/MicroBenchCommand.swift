@@ -51,7 +51,7 @@ struct MicroBenchCommand: ParsableCommand {
         var stages = try MicroBench.stages(config)
         if let filter = stage {
             let wanted = stages.filter { $0.name.contains(filter) }
-            let twins = Set(wanted.flatMap { [$0.libsrtp2Twin, $0.cLoopTwin].compactMap { $0 } })
+            let twins = Set(wanted.flatMap { [$0.libsrtp2Twin, $0.cLoopTwin, $0.srtpTwin].compactMap { $0 } })
             stages = stages.filter { $0.name.contains(filter) || twins.contains($0.name) }
             guard !stages.isEmpty else { throw ValidationError("no stage matches '\(filter)'") }
         }
