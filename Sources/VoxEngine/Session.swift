@@ -47,6 +47,8 @@ public struct SessionSlot: ~Copyable {
     public internal(set) var clientFlow: FlowKey? = nil
     public internal(set) var clientMAC = MACAddress.zero
     public internal(set) var backendIndex: Int32 = -1
+    /// The client's RTP SSRC, once it has sent authenticated media.
+    public internal(set) var clientSSRC: UInt32? = nil
     /// Client → edge: unprotects what the client sends.
     var inbound: SRTPContext
     /// Edge → client: protects the client leg.

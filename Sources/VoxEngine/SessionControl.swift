@@ -69,10 +69,14 @@ extension WorkerLinks {
         let handoff: [[SPSCRing<FrameDescriptor>?]] = (0..<workers).map { from in
             (0..<workers).map { to in from == to ? nil : SPSCRing<FrameDescriptor>(capacity: handoffCapacity) }
         }
+        let returns: [[SPSCRing<UInt64>?]] = (0..<workers).map { from in
+            (0..<workers).map { to in from == to ? nil : SPSCRing<UInt64>(capacity: handoffCapacity * 2) }
+        }
         return (0..<workers).map { w in
             WorkerLinks(
                 commands: SPSCRing(capacity: commandCapacity), released: SPSCRing(capacity: sessions),
                 handoffIn: (0..<workers).map { handoff[$0][w] }, handoffOut: handoff[w],
+                returnIn: (0..<workers).map { returns[$0][w] }, returnOut: returns[w],
                 handshake: DatagramQueue(capacity: 256))
         }
     }

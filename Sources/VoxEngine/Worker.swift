@@ -40,16 +40,23 @@ public struct WorkerLinks: Sendable {
     /// `handoffIn[w]`: frames worker w gives us; `handoffOut[w]`: frames we give worker w.
     public var handoffIn: [SPSCRing<FrameDescriptor>?]
     public var handoffOut: [SPSCRing<FrameDescriptor>?]
+    /// Frames going home: a handed-over frame completes on the owner's queue; the owner
+    /// sends it back to the worker whose share of the UMEM it is, so no queue starves.
+    public var returnIn: [SPSCRing<UInt64>?]
+    public var returnOut: [SPSCRing<UInt64>?]
     public var handshake: DatagramQueue
 
     public init(
         commands: SPSCRing<WorkerCommand>, released: SPSCRing<Int32>, handoffIn: [SPSCRing<FrameDescriptor>?],
-        handoffOut: [SPSCRing<FrameDescriptor>?], handshake: DatagramQueue
+        handoffOut: [SPSCRing<FrameDescriptor>?], returnIn: [SPSCRing<UInt64>?], returnOut: [SPSCRing<UInt64>?],
+        handshake: DatagramQueue
     ) {
         self.commands = commands
         self.released = released
         self.handoffIn = handoffIn
         self.handoffOut = handoffOut
+        self.returnIn = returnIn
+        self.returnOut = returnOut
         self.handshake = handshake
     }
 }
@@ -70,7 +77,14 @@ public struct Worker: ~Copyable {
     let links: WorkerLinks
     public let counters = WorkerCounters()
     var clientIndex: FixedIndex<FlowKey>
+    /// The clients' RTP SSRCs (learned from their first authenticated packet) → slot: how
+    /// RTCP feedback naming a media SSRC finds its session.
+    var ssrcIndex: FixedIndex<UInt32>
     let deriver = SRTPKeyDeriver()
+    /// This worker's share of the UMEM (frames it hands back to if they stray).
+    let ownFrames: Range<UInt64>
+    /// The size of every worker's share, to find a stray frame's home.
+    let shareBytes: UInt64
     /// Frames (chunk addresses) this worker holds that are in no ring.
     let freeFrames: UnsafeMutablePointer<UInt64>
     let freeCapacity: Int
@@ -92,8 +106,11 @@ public struct Worker: ~Copyable {
         self.links = links
         clientIndex = FixedIndex(capacity: store.capacity, placeholder: FlowKey(
             remoteAddress: IPAddress(ipv4: 0), remotePort: UDPPort(0), localAddress: IPAddress(ipv4: 0), localPort: UDPPort(0)))
-        // Frames from other workers return here through our completion ring: room for all.
-        freeCapacity = Int((frames.upperBound - frames.lowerBound) / UInt64(frameSize)) * 4 + 1024
+        ssrcIndex = FixedIndex(capacity: store.capacity, placeholder: 0)
+        ownFrames = frames
+        shareBytes = frames.upperBound - frames.lowerBound
+        // Strays go home (`returnOut`); if a return ring is full they stay here meanwhile.
+        freeCapacity = Int(shareBytes / UInt64(frameSize)) * 2 + 1024
         freeFrames = .allocate(capacity: freeCapacity)
         var a = frames.lowerBound
         while a < frames.upperBound {
@@ -114,6 +131,7 @@ public struct Worker: ~Copyable {
     public mutating func runOnce(now: UInt64) -> Int {
         applyCommands()
         reclaimCompletions()
+        takeReturnedFrames()
         refill()
         var handled = 0
         var handedIn = 0
@@ -142,9 +160,25 @@ public struct Worker: ~Copyable {
     func chunk(_ address: UInt64) -> UInt64 { address & ~UInt64(frameSize - 1) }
 
     mutating func recycle(_ address: UInt64) {
+        let frame = chunk(address)
+        if !ownFrames.contains(frame), shareBytes > 0 {
+            let home = Int(frame / shareBytes)
+            if home < links.returnOut.count, let ring = links.returnOut[home], ring.push(frame) { return }
+        }
         precondition(freeCount < freeCapacity, "frame pool overflow")
-        freeFrames[freeCount] = chunk(address)
+        freeFrames[freeCount] = frame
         freeCount += 1
+    }
+
+    /// Frames other workers sent home.
+    mutating func takeReturnedFrames() {
+        for w in 0..<links.returnIn.count {
+            guard let ring = links.returnIn[w] else { continue }
+            while freeCount < freeCapacity, let frame = ring.pop() {
+                freeFrames[freeCount] = frame
+                freeCount += 1
+            }
+        }
     }
 
     mutating func reclaimCompletions() {
@@ -312,6 +346,14 @@ public struct Worker: ~Copyable {
         }
         s.pointee.packetsFromClient &+= 1
         s.pointee.clientMAC = MACAddress.load(from: frame, at: 6)
+        if !isRTCP {
+            let ssrc = payload.loadBE32(at: 8)
+            if s.pointee.clientSSRC != ssrc {
+                if let old = s.pointee.clientSSRC { ssrcIndex.remove(old) }
+                _ = ssrcIndex.insert(ssrc, Int32(slot))
+                s.pointee.clientSSRC = ssrc
+            }
+        }
         if isRTCP {
             counters.count(.consumed)
             return recycle(address)
@@ -434,6 +476,7 @@ public struct Worker: ~Copyable {
             s.pointee.packetsFromClient = 0
             s.pointee.packetsToClient = 0
             s.pointee.clientFlow = nil
+            s.pointee.clientSSRC = nil
             s.pointee.active = true
             if let flow = command.pointee.flow { bind(slot, flow, command.pointee.clientMAC) }
         case .bindClient:
@@ -446,7 +489,9 @@ public struct Worker: ~Copyable {
         case .drop:
             guard s.pointee.active else { return }
             if let flow = s.pointee.clientFlow { clientIndex.remove(flow) }
+            if let ssrc = s.pointee.clientSSRC { ssrcIndex.remove(ssrc) }
             s.pointee.clientFlow = nil
+            s.pointee.clientSSRC = nil
             s.pointee.active = false
             s.pointee.inbound.wipeKeys()
             s.pointee.outbound.wipeKeys()
@@ -465,6 +510,15 @@ public struct Worker: ~Copyable {
         s.pointee.clientFlow = flow
         if mac != .zero { s.pointee.clientMAC = mac }
     }
+
+    /// Frames in this worker's pool (not in any ring).
+    public var freeFrameCount: Int { freeCount }
+
+    /// The slot of the session whose client sends RTP with `ssrc`.
+    public func slot(forClientSSRC ssrc: UInt32) -> Int32? { ssrcIndex.find(ssrc) }
+
+    /// The slot of the session whose client is at `flow`.
+    public func slot(forClient flow: FlowKey) -> Int32? { clientIndex.find(flow) }
 
     /// The session in `slot` as this worker sees it (tests, `session show`).
     public func withSession<R>(_ slot: Int, _ body: (borrowing SessionSlot) -> R) -> R {

@@ -70,6 +70,15 @@ import VoxWire
                 #expect(Array(rtp[12...]) == (0..<(60 + round)).map { UInt8(truncatingIfNeeded: $0 ^ i) })
             }
         }
+        // Every session is found by its client's 5-tuple and its client's SSRC.
+        for call in calls {
+            let flow = FlowKey(remoteAddress: call.client.address, remotePort: call.client.port, localAddress: mediaAddress, localPort: mediaPort)
+            #expect(h.workers[0].worker.slot(forClient: flow) == call.slot)
+            #expect(h.workers[0].worker.slot(forClientSSRC: call.clientSSRC) == call.slot)
+            h.workers[0].worker.withSession(Int(call.slot)) { s in
+                #expect(s.packetsFromClient == 20 && s.packetsToClient == 20 && s.clientSSRC == call.clientSSRC)
+            }
+        }
         let counters = h.workers[0].worker.counters
         #expect(counters[.toBackend] == 20 * 24 && counters[.toClient] == 20 * 24 && counters[.dropped] == 0)
     }

@@ -115,6 +115,35 @@ import VoxWire
         #expect(h.workers[0].worker.counters[.toClient] == 10)
     }
 
+    /// A full hand-off ring drops (counted) instead of blocking the worker or losing track of
+    /// the frame: the frame goes back to the pool.
+    @Test func fullHandoffRingDropsAndCounts() throws {
+        let h = try Harness(workers: 2)
+        var rng = SeededRandom(seed: 21)
+        let call = try Call.start(h, on: 0, profile: .aes128CmHmacSha1_80, index: 4, rng: &rng)
+        h.run()
+        // 1,100 backend frames on queue 1 while worker 0 does not run: the ring holds 1,024.
+        var delivered = 0
+        for i in 0..<1100 {
+            if h.port.deliver(call.backendFrame(from: 0, ssrc: 1, seq: UInt16(i), timestamp: 0, payload: [1]), queue: 1) {
+                delivered += 1
+            }
+            if i % 64 == 63 { _ = h.workers[1].worker.runOnce(now: h.now) }
+        }
+        _ = h.workers[1].worker.runOnce(now: h.now)
+        let w1 = h.workers[1].worker.counters
+        #expect(w1[.handedOff] + w1[.handoffFull] == UInt64(delivered))
+        #expect(w1[.handoffFull] > 0)
+        h.run()
+        #expect(h.workers[0].worker.counters[.toClient] == w1[.handedOff])
+        // The frames went home: every frame of worker 1's share is back in its pool or fill ring.
+        _ = h.transmitted(queue: 0)
+        h.run()
+        let share = h.port.frameCount / 2
+        #expect(h.workers[1].worker.freeFrameCount + Int(h.port.fillLevel(queue: 1)) == share)
+        #expect(h.workers[0].worker.freeFrameCount + Int(h.port.fillLevel(queue: 0)) == share)
+    }
+
     @Test func badInputIsCountedNeverForwarded() throws {
         let h = try Harness()
         var rng = SeededRandom(seed: 11)
