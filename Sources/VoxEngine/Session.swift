@@ -49,6 +49,8 @@ public struct SessionSlot: ~Copyable {
     public internal(set) var backendIndex: Int32 = -1
     /// The client's RTP SSRC, once it has sent authenticated media.
     public internal(set) var clientSSRC: UInt32? = nil
+    /// Loss and jitter of the client's audio (RFC 3550 A.1/A.3/A.8), on the 48 kHz Opus clock.
+    public internal(set) var clientStats = RTPReceiveStatistics()
     /// Client → edge: unprotects what the client sends.
     var inbound: SRTPContext
     /// Edge → client: protects the client leg.

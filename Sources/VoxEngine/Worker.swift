@@ -245,7 +245,7 @@ public struct Worker: ~Copyable {
         }
         let c = configuration
         if parsed.destinationPort == c.mediaPort && parsed.destination == c.mediaAddress {
-            clientLeg(address, frame, capacity, &parsed)
+            clientLeg(address, frame, capacity, &parsed, now: now)
         } else if parsed.destination == c.backendAddress,
             parsed.destinationPort.rawValue >= c.backendPortBase,
             Int(parsed.destinationPort.rawValue - c.backendPortBase) < store.capacity
@@ -270,7 +270,9 @@ public struct Worker: ~Copyable {
         return true
     }
 
-    mutating func clientLeg(_ address: UInt64, _ frame: UnsafeMutableRawPointer, _ capacity: Int, _ parsed: inout ParsedFrame) {
+    mutating func clientLeg(
+        _ address: UInt64, _ frame: UnsafeMutableRawPointer, _ capacity: Int, _ parsed: inout ParsedFrame, now: UInt64
+    ) {
         let payload = frame + parsed.payloadOffset
         switch PayloadClass.classify(payload, length: parsed.payloadLength) {
         case .stun:
@@ -285,7 +287,7 @@ public struct Worker: ~Copyable {
             }
         case .rtp, .rtcp:
             guard let found = clientIndex.find(parsed.flowKey) else { return drop(address, .unknownFlow) }
-            media(address, frame, capacity, &parsed, slot: Int(found))
+            media(address, frame, capacity, &parsed, slot: Int(found), now: now)
         default:
             drop(address, .unsupportedPayload)
         }
@@ -330,7 +332,8 @@ public struct Worker: ~Copyable {
 
     /// Client SRTP/SRTCP → unprotect → (RTP) the session's backend.
     mutating func media(
-        _ address: UInt64, _ frame: UnsafeMutableRawPointer, _ capacity: Int, _ parsed: inout ParsedFrame, slot: Int
+        _ address: UInt64, _ frame: UnsafeMutableRawPointer, _ capacity: Int, _ parsed: inout ParsedFrame, slot: Int,
+        now: UInt64
     ) {
         let s = store.slots + slot
         let payload = frame + parsed.payloadOffset
@@ -352,7 +355,12 @@ public struct Worker: ~Copyable {
                 if let old = s.pointee.clientSSRC { ssrcIndex.remove(old) }
                 _ = ssrcIndex.insert(ssrc, Int32(slot))
                 s.pointee.clientSSRC = ssrc
+                s.pointee.clientStats = RTPReceiveStatistics()
             }
+            // Arrival on the 48 kHz RTP clock (Opus), for jitter.
+            let arrival = UInt32(truncatingIfNeeded: (now / 1_000) &* 48 / 1_000)
+            _ = s.pointee.clientStats.update(
+                sequenceNumber: payload.loadBE16(at: 2), timestamp: payload.loadBE32(at: 4), arrival: arrival)
         }
         if isRTCP {
             counters.count(.consumed)
@@ -477,6 +485,7 @@ public struct Worker: ~Copyable {
             s.pointee.packetsToClient = 0
             s.pointee.clientFlow = nil
             s.pointee.clientSSRC = nil
+            s.pointee.clientStats = RTPReceiveStatistics()
             s.pointee.active = true
             if let flow = command.pointee.flow { bind(slot, flow, command.pointee.clientMAC) }
         case .bindClient:

@@ -77,6 +77,9 @@ import VoxWire
             #expect(h.workers[0].worker.slot(forClientSSRC: call.clientSSRC) == call.slot)
             h.workers[0].worker.withSession(Int(call.slot)) { s in
                 #expect(s.packetsFromClient == 20 && s.packetsToClient == 20 && s.clientSSRC == call.clientSSRC)
+                // Sequence 100...119, none lost; the first two are the new source's probation.
+                #expect(s.clientStats.isValid && s.clientStats.cumulativeLost == 0)
+                #expect(s.clientStats.extendedHighestSequence == 119 && s.clientStats.received == 19)
             }
         }
         let counters = h.workers[0].worker.counters

@@ -115,6 +115,25 @@ import VoxWire
         #expect(h.workers[0].worker.counters[.toClient] == 10)
     }
 
+    /// The client's loss and jitter are kept per session as RFC 3550 counts them.
+    @Test func clientLossAndJitterAreCounted() throws {
+        let h = try Harness()
+        var rng = SeededRandom(seed: 12)
+        let call = try Call.start(h, profile: .aeadAes128Gcm, index: 6, rng: &rng)
+        h.run()
+        for seq in UInt16(1)...40 {
+            h.now += 20_000_000  // 20 ms apart, as the 960-tick timestamps say: no jitter
+            if seq == 12 || seq == 15 { continue }  // lost on the way
+            h.port.deliver(call.srtpFrame(seq: seq, payload: [1, 2]), queue: 0)
+            h.run()
+        }
+        h.workers[0].worker.withSession(Int(call.slot)) { s in
+            #expect(s.clientStats.cumulativeLost == 2)
+            #expect(s.clientStats.extendedHighestSequence == 40)
+            #expect(s.clientStats.jitter == 0)
+        }
+    }
+
     /// A full hand-off ring drops (counted) instead of blocking the worker or losing track of
     /// the frame: the frame goes back to the pool.
     @Test func fullHandoffRingDropsAndCounts() throws {
