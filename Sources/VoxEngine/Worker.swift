@@ -274,7 +274,8 @@ public struct Worker: ~Copyable {
         _ address: UInt64, _ frame: UnsafeMutableRawPointer, _ capacity: Int, _ parsed: inout ParsedFrame, now: UInt64
     ) {
         let payload = frame + parsed.payloadOffset
-        switch PayloadClass.classify(payload, length: parsed.payloadLength) {
+        let payloadClass = PayloadClass.classify(payload, length: parsed.payloadLength)
+        switch payloadClass {
         case .stun:
             stun(address, frame, capacity, &parsed)
         case .dtls:
@@ -287,7 +288,7 @@ public struct Worker: ~Copyable {
             }
         case .rtp, .rtcp:
             guard let found = clientIndex.find(parsed.flowKey) else { return drop(address, .unknownFlow) }
-            media(address, frame, capacity, &parsed, slot: Int(found), now: now)
+            media(address, frame, capacity, &parsed, slot: Int(found), isRTCP: payloadClass == .rtcp, now: now)
         default:
             drop(address, .unsupportedPayload)
         }
@@ -333,12 +334,11 @@ public struct Worker: ~Copyable {
     /// Client SRTP/SRTCP → unprotect → (RTP) the session's backend.
     mutating func media(
         _ address: UInt64, _ frame: UnsafeMutableRawPointer, _ capacity: Int, _ parsed: inout ParsedFrame, slot: Int,
-        now: UInt64
+        isRTCP: Bool, now: UInt64
     ) {
         let s = store.slots + slot
         let payload = frame + parsed.payloadOffset
         var length = parsed.payloadLength
-        let isRTCP = PayloadClass.classify(payload, length: length) == .rtcp
         let status = isRTCP ? s.pointee.inbound.unprotectRTCP(payload, length: &length)
             : s.pointee.inbound.unprotectRTP(payload, length: &length)
         switch status {
