@@ -39,10 +39,12 @@ let package = Package(
         .target(name: "VoxEngine", dependencies: ["VoxWire", "VoxMedia", "VoxIO"]),
         // libsrtp2 behind a small Swift surface: the oracle for tests, the baseline for benchmarks.
         .target(name: "VoxSRTPReference", dependencies: ["VoxMedia", "CSRTP"]),
+        // Seeded randomness and hex vectors for tests and benchmark fixtures.
+        .target(name: "VoxTestKit"),
         // The micro-benchmark stages, shared by `voxedge bench micro` and Benchmarks/.
         .target(
             name: "VoxBenchKit",
-            dependencies: ["VoxWire", "VoxMedia", "VoxIO", "VoxEngine", "VoxSRTPReference", "CVoxCryptoRef"]
+            dependencies: ["VoxWire", "VoxMedia", "VoxIO", "VoxEngine", "VoxSRTPReference", "CVoxCryptoRef", "VoxTestKit"]
         ),
         .executableTarget(
             name: "voxedge",
@@ -52,12 +54,12 @@ let package = Package(
             ]
         ),
 
-        .testTarget(name: "VoxWireTests", dependencies: ["VoxWire"]),
-        .testTarget(name: "VoxMediaTests", dependencies: ["VoxMedia", "VoxWire", "VoxSRTPReference", "COpenSSL"]),
+        .testTarget(name: "VoxWireTests", dependencies: ["VoxWire", "VoxTestKit"]),
+        .testTarget(name: "VoxMediaTests", dependencies: ["VoxMedia", "VoxWire", "VoxSRTPReference", "COpenSSL", "VoxTestKit"]),
         // Links the counting allocator too, so the churn test can prove it allocates nothing.
         .testTarget(
             name: "VoxEngineTests",
-            dependencies: ["VoxEngine", "VoxIO", "VoxWire", "VoxMedia", "VoxSRTPReference", "CVoxAllocCounter"]
+            dependencies: ["VoxEngine", "VoxIO", "VoxWire", "VoxMedia", "VoxSRTPReference", "CVoxAllocCounter", "VoxTestKit"]
         ),
         .testTarget(name: "SystemLibrariesTests", dependencies: ["CXDP", "COpenSSL", "CSRTP", "COpus"]),
     ],

@@ -1,6 +1,7 @@
 import CVoxCryptoRef
 import VoxMedia
 import VoxSRTPReference
+import VoxTestKit
 import VoxWire
 
 /// Packets laid out back to back at a fixed stride, with the arrays the C loop takes.
@@ -24,7 +25,7 @@ final class PacketSet {
         lengths.initialize(repeating: 0)
         pointers = .allocate(capacity: count)
         flows = .allocate(capacity: count)
-        var rng = MicroBench.SeededRandom(state: 0x0D0E)
+        var rng = SeededRandom(seed: 0x0D0E)
         var order = Array(0..<sessions)
         for i in 0..<count {
             if i % sessions == 0 { order.shuffle(using: &rng) }
@@ -121,16 +122,6 @@ public enum MicroBench {
     static let serverMAC = MACAddress(0x02, 0, 0, 0, 0, 0x01)
     static let clientMAC = MACAddress(0x02, 0, 0, 0, 0, 0x02)
 
-    struct SeededRandom: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
 
     public static func stages(_ c: Configuration) throws -> [Stage] {
         var stages: [Stage] = []
@@ -156,7 +147,7 @@ public enum MicroBench {
     }
 
     static func masterKeys(_ profile: SRTPProfile, sessions: Int) -> [(key: [UInt8], salt: [UInt8])] {
-        var rng = SeededRandom(state: 0xB0B0 + UInt64(profile.rawValue))
+        var rng = SeededRandom(seed: 0xB0B0 + UInt64(profile.rawValue))
         return (0..<sessions).map { _ in
             (
                 (0..<profile.masterKeyLength).map { _ in UInt8.random(in: 0...255, using: &rng) },
@@ -312,7 +303,7 @@ public enum MicroBench {
                 return ok
             })
 
-        var rng = SeededRandom(state: 0x57A)
+        var rng = SeededRandom(seed: 0x57A)
         let alphabet = Array("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+/".utf8)
         let authenticators: [STUNAuthenticator] = (0..<sessions).map { _ in
             STUNAuthenticator(password: String(decoding: (0..<22).map { _ in alphabet.randomElement(using: &rng)! }, as: UTF8.self))

@@ -1,6 +1,7 @@
 import VoxEngine
 import VoxIO
 import VoxMedia
+import VoxTestKit
 import VoxWire
 
 /// A one-worker engine over the in-memory port, for the pipeline stages.
@@ -115,7 +116,7 @@ extension MicroBench {
         let lookupCount = 10_000
         var index = FixedIndex<FlowKey>(capacity: lookupCount, placeholder: flows[0])
         var lookupKeys: [FlowKey] = []
-        var rng = SeededRandom(state: 0x10_0000)
+        var rng = SeededRandom(seed: 0x10_0000)
         for i in 0..<lookupCount {
             let k = FlowKey(
                 remoteAddress: IPAddress(ipv4: 0x6440_0000 | UInt32.random(in: 0..<0x3F_FFFF, using: &rng)),

@@ -1,7 +1,7 @@
-import CSRTP
-import CXDP
 import COpenSSL
 import COpus
+import CSRTP
+import CXDP
 import Glibc
 import Testing
 

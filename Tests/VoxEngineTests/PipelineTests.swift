@@ -2,6 +2,7 @@ import Testing
 import VoxEngine
 import VoxMedia
 import VoxSRTPReference
+import VoxTestKit
 import VoxWire
 
 /// The burst pipeline over the in-memory port, with libsrtp2 as every client.

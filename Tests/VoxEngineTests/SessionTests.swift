@@ -2,6 +2,7 @@ import CVoxAllocCounter
 import Testing
 import VoxEngine
 import VoxMedia
+import VoxTestKit
 import VoxWire
 
 @Suite struct SessionBehaviourTests {

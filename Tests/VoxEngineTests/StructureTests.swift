@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import VoxEngine
+import VoxTestKit
 import VoxWire
 
 @Suite struct SPSCRingTests {

@@ -1,5 +1,6 @@
 import Testing
 import VoxMedia
+import VoxTestKit
 import VoxWire
 
 /// Feeds `sequences` with 20 ms Opus timestamps (960 per packet at 48 kHz) arriving with a

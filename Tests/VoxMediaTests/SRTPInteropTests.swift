@@ -1,6 +1,7 @@
 import Testing
 import VoxMedia
 import VoxSRTPReference
+import VoxTestKit
 
 /// libsrtp2 is the oracle: what we protect it must unprotect, what it protects we must
 /// unprotect, and on replayed, reordered, stale and forged packets we must reach the

@@ -1,5 +1,6 @@
 import COpenSSL
 import Testing
+import VoxTestKit
 import VoxWire
 
 @testable import VoxMedia

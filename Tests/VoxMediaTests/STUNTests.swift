@@ -1,8 +1,9 @@
+import COpenSSL
 import Foundation
 import Testing
 import VoxMedia
+import VoxTestKit
 import VoxWire
-import COpenSSL
 
 @Suite struct STUNVectorTests {
     func parsed(_ bytes: [UInt8]) -> (STUNVerdict, STUNMessage) {

@@ -1,4 +1,5 @@
 import Testing
+import VoxTestKit
 import VoxWire
 
 @Suite struct FrameParsingTests {

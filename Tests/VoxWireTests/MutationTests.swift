@@ -1,4 +1,5 @@
 import Testing
+import VoxTestKit
 import VoxWire
 
 /// Seeded truncations and bit flips of valid frames: each must be a clean rejection or

@@ -1,4 +1,5 @@
 import Testing
+import VoxTestKit
 import VoxWire
 
 /// A name per packet kind, so tests can compare kinds without unpacking them.

@@ -1,4 +1,5 @@
 import Testing
+import VoxTestKit
 import VoxWire
 
 func parseRTP(_ packet: [UInt8]) -> (RTPVerdict, RTPHeader) {
