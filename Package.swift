@@ -35,7 +35,9 @@ let package = Package(
 
         .target(name: "VoxWire"),
         .target(name: "VoxMedia", dependencies: ["VoxWire", "COpenSSL"]),
-        .target(name: "VoxIO", dependencies: ["CXDP"]),
+        // _GNU_SOURCE-only Linux calls (recvmmsg/sendmmsg), compiled with prefixed names.
+        .target(name: "CVoxLinux"),
+        .target(name: "VoxIO", dependencies: ["CXDP", "CVoxLinux", "VoxWire"]),
         .target(name: "VoxEngine", dependencies: ["VoxWire", "VoxMedia", "VoxIO"]),
         // libsrtp2 behind a small Swift surface: the oracle for tests, the baseline for benchmarks.
         .target(name: "VoxSRTPReference", dependencies: ["VoxMedia", "CSRTP"]),

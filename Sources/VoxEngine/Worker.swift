@@ -76,6 +76,8 @@ public struct Worker: ~Copyable {
     let backends: BackendTable
     let links: WorkerLinks
     public let counters = WorkerCounters()
+    /// Told when sessions start and end (the socket port opens backend-leg sockets).
+    public var portHooks: (any WorkerPortHooks)? = nil
     var clientIndex: FixedIndex<FlowKey>
     /// The clients' RTP SSRCs (learned from their first authenticated packet) → slot: how
     /// RTCP feedback naming a media SSRC finds its session.
@@ -488,6 +490,7 @@ public struct Worker: ~Copyable {
             s.pointee.clientStats = RTPReceiveStatistics()
             s.pointee.active = true
             if let flow = command.pointee.flow { bind(slot, flow, command.pointee.clientMAC) }
+            portHooks?.sessionStarted(slot: slot)
         case .bindClient:
             guard s.pointee.active, let flow = command.pointee.flow else { return }
             bind(slot, flow, command.pointee.clientMAC)
@@ -508,6 +511,7 @@ public struct Worker: ~Copyable {
             s.pointee.outbound.resetStreams()
             s.pointee.ice.wipe()
             s.pointee.ufrag = IceUfrag()
+            portHooks?.sessionEnded(slot: slot)
             while !links.released.push(Int32(slot)) {}  // sized for every slot: never full for long
         }
     }

@@ -1,4 +1,5 @@
 import CXDP
+import VoxWire
 
 /// A UMEM and per-queue rings in the kernel's layout, with the kernel's side played in
 /// process: `deliver` does what the NIC + XDP redirect do (take a frame address from the

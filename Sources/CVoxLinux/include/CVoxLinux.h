@@ -1,0 +1,29 @@
+#ifndef VOX_LINUX_H
+#define VOX_LINUX_H
+// _GNU_SOURCE-only Linux calls (FINDINGS: recvmmsg/sendmmsg and struct mmsghdr are not
+// visible to Swift through Glibc), behind prefixed names. The struct mirrors
+// struct mmsghdr exactly; shim.c checks that with _Static_assert.
+#include <stddef.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+struct vox_mmsghdr {
+    struct msghdr msg_hdr;
+    unsigned int msg_len;
+};
+
+/// recvmmsg(2) with MSG_DONTWAIT and no timeout: the messages ready now, up to `n`.
+/// Returns the count, or -errno.
+int vox_recvmmsg(int fd, struct vox_mmsghdr *msgs, unsigned int n);
+/// sendmmsg(2) with MSG_DONTWAIT. Returns the count sent, or -errno.
+int vox_sendmmsg(int fd, struct vox_mmsghdr *msgs, unsigned int n);
+/// An epoll set; -errno on failure.
+int vox_epoll_create(void);
+/// Watches `fd` for input, reporting `token` when it is readable; 0 or -errno.
+int vox_epoll_add(int epfd, int fd, unsigned long long token);
+/// Waits up to `timeout_ms` and writes the tokens of ready descriptors (epoll_event is a
+/// packed struct on x86-64: this keeps its layout out of Swift). Count, or -errno.
+int vox_epoll_wait(int epfd, unsigned long long *tokens, int max, int timeout_ms);
+/// Sets SO_REUSEPORT (1) on `fd`; 0 or -errno.
+int vox_set_reuseport(int fd);
+#endif

@@ -1,0 +1,43 @@
+#define _GNU_SOURCE
+#include "CVoxLinux.h"
+#include <errno.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+_Static_assert(sizeof(struct vox_mmsghdr) == sizeof(struct mmsghdr), "vox_mmsghdr must mirror mmsghdr");
+_Static_assert(offsetof(struct vox_mmsghdr, msg_len) == offsetof(struct mmsghdr, msg_len), "msg_len offset");
+
+int vox_recvmmsg(int fd, struct vox_mmsghdr *msgs, unsigned int n) {
+    int r = recvmmsg(fd, (struct mmsghdr *)msgs, n, MSG_DONTWAIT, NULL);
+    return r < 0 ? -errno : r;
+}
+
+int vox_sendmmsg(int fd, struct vox_mmsghdr *msgs, unsigned int n) {
+    int r = sendmmsg(fd, (struct mmsghdr *)msgs, n, MSG_DONTWAIT);
+    return r < 0 ? -errno : r;
+}
+
+int vox_set_reuseport(int fd) {
+    int one = 1;
+    return setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0 ? -errno : 0;
+}
+
+int vox_epoll_create(void) {
+    int fd = epoll_create1(EPOLL_CLOEXEC);
+    return fd < 0 ? -errno : fd;
+}
+
+int vox_epoll_add(int epfd, int fd, unsigned long long token) {
+    struct epoll_event event = {.events = EPOLLIN, .data.u64 = token};
+    return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &event) < 0 ? -errno : 0;
+}
+
+int vox_epoll_wait(int epfd, unsigned long long *tokens, int max, int timeout_ms) {
+    struct epoll_event events[64];
+    if (max > 64) max = 64;
+    int n = epoll_wait(epfd, events, max, timeout_ms);
+    if (n < 0) return -errno;
+    for (int i = 0; i < n; i++) tokens[i] = events[i].data.u64;
+    return n;
+}

@@ -1,0 +1,299 @@
+import CVoxLinux
+import CXDP
+import Glibc
+import VoxWire
+
+/// A failure opening or binding a socket, with a stable code.
+public struct SocketError: Error, Sendable, CustomStringConvertible {
+    public var code: String
+    public var message: String
+    public var errno: Int32
+    public var description: String { "\(code): \(message) (\(String(cString: strerror(errno))))" }
+}
+
+/// The kernel-socket port of one worker (DESIGN §1: the fallback where XDP cannot attach,
+/// and the path for traffic that never crosses a NIC). It plays the kernel's side of the
+/// worker's rings, as `InMemoryPort` does in tests, but with real sockets: `receive` reads
+/// datagrams with `recvmmsg` straight into frames taken from the fill ring, puts an
+/// Ethernet/IP/UDP header in front (so the worker's pipeline is the same one AF_XDP runs)
+/// and posts them on the RX ring; `transmit` sends the TX ring's frames with `sendmmsg` from
+/// the socket their source port names, payload straight from the frame.
+///
+/// Sockets: the media port, bound with `SO_REUSEPORT` so each worker has its own; and one per
+/// session for its backend leg, bound to `backendPortBase + slot`, so each session has its
+/// own backend 5-tuple as on AF_XDP (a descriptor per session: `ulimit -n` bounds sessions).
+public final class SocketQueue: WorkerPortHooks, @unchecked Sendable {
+    public static let batch = 64
+    let port: InMemoryPort
+    let queue: InMemoryPort.Queue
+    let mediaAddress: IPAddress
+    let mediaPort: UDPPort
+    let backendAddress: IPAddress
+    let backendPortBase: UInt16
+    let media: Int32
+    let epoll: Int32
+    let maxSessions: Int
+    /// Backend-leg socket of each slot, or -1.
+    let backendSockets: UnsafeMutablePointer<Int32>
+    // Batch scratch, allocated once.
+    let messages: UnsafeMutablePointer<vox_mmsghdr>
+    let vectors: UnsafeMutablePointer<iovec>
+    let names: UnsafeMutableRawPointer
+    let addresses: UnsafeMutablePointer<UInt64>
+    let tokens: UnsafeMutablePointer<UInt64>
+    static let nameSize = MemoryLayout<sockaddr_in6>.size
+
+    public init(
+        port: InMemoryPort, queue q: Int, mediaAddress: IPAddress, mediaPort: UDPPort, backendAddress: IPAddress,
+        backendPortBase: UInt16, maxSessions: Int
+    ) throws(SocketError) {
+        self.port = port
+        self.queue = port.queues[q]
+        self.mediaAddress = mediaAddress
+        self.mediaPort = mediaPort
+        self.backendAddress = backendAddress
+        self.backendPortBase = backendPortBase
+        self.maxSessions = maxSessions
+        epoll = vox_epoll_create()
+        guard epoll >= 0 else { throw SocketError(code: "socket.epoll", message: "epoll_create1", errno: -epoll) }
+        do {
+            media = try SocketQueue.bind(mediaAddress, mediaPort, reusePort: true)
+        } catch {
+            close(epoll)
+            throw error
+        }
+        backendSockets = .allocate(capacity: maxSessions)
+        backendSockets.initialize(repeating: -1, count: maxSessions)
+        messages = .allocate(capacity: SocketQueue.batch)
+        vectors = .allocate(capacity: SocketQueue.batch)
+        names = .allocate(byteCount: SocketQueue.batch * SocketQueue.nameSize, alignment: 8)
+        addresses = .allocate(capacity: SocketQueue.batch)
+        tokens = .allocate(capacity: SocketQueue.batch)
+        watch(media, token: UInt64.max)
+    }
+
+    deinit {
+        for slot in 0..<maxSessions where backendSockets[slot] >= 0 { close(backendSockets[slot]) }
+        close(media)
+        close(epoll)
+        backendSockets.deallocate()
+        messages.deallocate()
+        vectors.deallocate()
+        names.deallocate()
+        addresses.deallocate()
+        tokens.deallocate()
+    }
+
+    /// A non-blocking UDP socket bound to `address:port`.
+    static func bind(_ address: IPAddress, _ port: UDPPort, reusePort: Bool) throws(SocketError) -> Int32 {
+        let v6 = !address.isIPv4
+        let fd = socket(v6 ? AF_INET6 : AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw SocketError(code: "socket.create", message: "socket()", errno: Glibc.errno) }
+        if reusePort && vox_set_reuseport(fd) != 0 {
+            let e = Glibc.errno
+            close(fd)
+            throw SocketError(code: "socket.reuseport", message: "SO_REUSEPORT on \(address):\(port)", errno: e)
+        }
+        var storage = sockaddr_in6()
+        let length = SocketQueue.fill(&storage, address, port)
+        let ok = withUnsafePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, length) }
+        }
+        guard ok == 0 else {
+            let e = Glibc.errno
+            close(fd)
+            throw SocketError(code: "socket.bind", message: "bind \(address):\(port)", errno: e)
+        }
+        return fd
+    }
+
+    /// Writes `address:port` as a sockaddr_in or sockaddr_in6; returns its length.
+    @discardableResult
+    static func fill(_ storage: UnsafeMutablePointer<sockaddr_in6>, _ address: IPAddress, _ port: UDPPort) -> socklen_t {
+        let raw = UnsafeMutableRawPointer(storage)
+        raw.initializeMemory(as: UInt8.self, repeating: 0, count: MemoryLayout<sockaddr_in6>.size)
+        if address.isIPv4 {
+            raw.storeBytes(of: sa_family_t(AF_INET), toByteOffset: 0, as: sa_family_t.self)
+            raw.storeBE16(port.rawValue, at: 2)
+            raw.storeBE32(address.ipv4, at: 4)
+            return socklen_t(MemoryLayout<sockaddr_in>.size)
+        }
+        raw.storeBytes(of: sa_family_t(AF_INET6), toByteOffset: 0, as: sa_family_t.self)
+        raw.storeBE16(port.rawValue, at: 2)
+        address.storeIPv6(to: raw, at: 8)
+        return socklen_t(MemoryLayout<sockaddr_in6>.size)
+    }
+
+    static func fill(_ storage: inout sockaddr_in6, _ address: IPAddress, _ port: UDPPort) -> socklen_t {
+        withUnsafeMutablePointer(to: &storage) { fill($0, address, port) }
+    }
+
+    func watch(_ fd: Int32, token: UInt64) {
+        _ = vox_epoll_add(epoll, fd, token)
+    }
+
+    // MARK: - WorkerPortHooks
+
+    /// Opens the backend-leg socket of `slot` (the worker calls this applying `create`).
+    public func sessionStarted(slot: Int) {
+        guard slot < maxSessions, backendSockets[slot] < 0 else { return }
+        guard let fd = try? SocketQueue.bind(backendAddress, UDPPort(backendPortBase &+ UInt16(slot)), reusePort: false)
+        else { return }
+        backendSockets[slot] = fd
+        watch(fd, token: UInt64(slot))
+    }
+
+    /// Closes it (applying `drop`).
+    public func sessionEnded(slot: Int) {
+        guard slot < maxSessions, backendSockets[slot] >= 0 else { return }
+        close(backendSockets[slot])  // leaves the epoll set with it
+        backendSockets[slot] = -1
+    }
+
+    // MARK: - Receive
+
+    /// Waits up to `timeout` ms (0: poll) for datagrams and posts what arrived on the RX
+    /// ring. Returns how many.
+    public func receive(timeout: Int32 = 0) -> Int {
+        let ready = tokens.withMemoryRebound(to: CUnsignedLongLong.self, capacity: SocketQueue.batch) {
+            vox_epoll_wait(epoll, $0, Int32(SocketQueue.batch), timeout)
+        }
+        guard ready > 0 else { return 0 }
+        var total = 0
+        for i in 0..<Int(ready) {
+            let token = tokens[i]
+            if token == UInt64.max {
+                total += drain(media, localAddress: mediaAddress, localPort: mediaPort)
+            } else if Int(token) < maxSessions, backendSockets[Int(token)] >= 0 {
+                total += drain(
+                    backendSockets[Int(token)], localAddress: backendAddress,
+                    localPort: UDPPort(backendPortBase &+ UInt16(token)))
+            }
+        }
+        return total
+    }
+
+    /// recvmmsg from `fd` into frames from the fill ring until it has nothing more.
+    func drain(_ fd: Int32, localAddress: IPAddress, localPort: UDPPort) -> Int {
+        let headerRoom = port.headroom + 14 + (localAddress.isIPv4 ? 20 : 40) + 8
+        let room = port.frameSize - headerRoom
+        var total = 0
+        while true {
+            var fillIndex: UInt32 = 0
+            let n = Int(xsk_ring_cons__peek(queue.kernelFill, UInt32(SocketQueue.batch), &fillIndex))
+            guard n > 0 else { return total }  // no frames: the rest waits in the socket
+            for i in 0..<n {
+                let chunk = xsk_ring_cons__comp_addr(queue.kernelFill, fillIndex &+ UInt32(i)).pointee
+                addresses[i] = chunk
+                vectors[i] = iovec(iov_base: port.umem + Int(chunk) + headerRoom, iov_len: room)
+                var header = msghdr()
+                header.msg_name = names + i * SocketQueue.nameSize
+                header.msg_namelen = socklen_t(SocketQueue.nameSize)
+                header.msg_iov = vectors + i
+                header.msg_iovlen = 1
+                messages[i] = vox_mmsghdr(msg_hdr: header, msg_len: 0)
+            }
+            let got = Int(vox_recvmmsg(fd, messages, UInt32(n)))
+            let used = max(got, 0)
+            var rxIndex: UInt32 = 0
+            guard used == 0 || xsk_ring_prod__reserve(queue.kernelRX, UInt32(used), &rxIndex) == UInt32(used) else {
+                xsk_ring_cons__cancel(queue.kernelFill, UInt32(n))
+                return total
+            }
+            for i in 0..<used {
+                let frame = port.umem + Int(addresses[i]) + port.headroom
+                let name = names + i * SocketQueue.nameSize
+                let family = name.load(as: sa_family_t.self)
+                let remote = family == sa_family_t(AF_INET6)
+                    ? IPAddress.loadIPv6(from: name, at: 8) : IPAddress(ipv4: name.loadBE32(at: 4))
+                let addresses = FrameAddresses(
+                    destinationMAC: .zero, sourceMAC: .zero, source: remote, sourcePort: UDPPort(name.loadBE16(at: 2)),
+                    destination: localAddress, destinationPort: localPort)
+                let length = Int(messages[i].msg_len)
+                _ = FrameBuilder.write(frame, addresses, payloadLength: length, udpChecksum: false)
+                let desc = xsk_ring_prod__tx_desc(queue.kernelRX, rxIndex &+ UInt32(i))!
+                desc.pointee.addr = self.addresses[i] + UInt64(port.headroom)
+                desc.pointee.len = UInt32(addresses.headerLength + length)
+                desc.pointee.options = 0
+            }
+            // Frames recvmmsg did not fill stay in the fill ring.
+            xsk_ring_cons__cancel(queue.kernelFill, UInt32(n - used))
+            if used > 0 {
+                xsk_ring_cons__release(queue.kernelFill, UInt32(used))
+                xsk_ring_prod__submit(queue.kernelRX, UInt32(used))
+            }
+            total += used
+            if used < n { return total }
+        }
+    }
+
+    // MARK: - Transmit
+
+    /// Sends everything on the TX ring, batched per socket, and completes the frames.
+    /// Returns how many datagrams the kernel took.
+    @discardableResult
+    public func transmit() -> Int {
+        var index: UInt32 = 0
+        let n = xsk_ring_cons__peek(queue.kernelTX, queue.tx.size, &index)
+        guard n > 0 else { return 0 }
+        var sent = 0
+        var batched = 0
+        var batchFD: Int32 = -1
+        func flush() {
+            var offset = 0
+            while offset < batched {
+                let r = Int(vox_sendmmsg(batchFD, messages + offset, UInt32(batched - offset)))
+                if r <= 0 { break }  // EAGAIN or an error: the rest is dropped, as a full NIC queue would
+                offset += r
+                sent += r
+            }
+            batched = 0
+        }
+        for i in 0..<n {
+            let desc = xsk_ring_cons__rx_desc(queue.kernelTX, index &+ i)!.pointee
+            let frame = port.umem + Int(desc.addr)
+            var parsed = ParsedFrame()
+            guard ParsedFrame.parse(frame, length: Int(desc.len), into: &parsed) == .ok else { continue }
+            let fd: Int32
+            if parsed.sourcePort == mediaPort {
+                fd = media
+            } else {
+                let slot = Int(parsed.sourcePort.rawValue &- backendPortBase)
+                guard slot >= 0, slot < maxSessions, backendSockets[slot] >= 0 else { continue }
+                fd = backendSockets[slot]
+            }
+            if fd != batchFD || batched == SocketQueue.batch {
+                flush()
+                batchFD = fd
+            }
+            let name = (names + batched * SocketQueue.nameSize).assumingMemoryBound(to: sockaddr_in6.self)
+            let nameLength = SocketQueue.fill(name, parsed.destination, parsed.destinationPort)
+            vectors[batched] = iovec(iov_base: frame + parsed.payloadOffset, iov_len: parsed.payloadLength)
+            var header = msghdr()
+            header.msg_name = UnsafeMutableRawPointer(name)
+            header.msg_namelen = nameLength
+            header.msg_iov = vectors + batched
+            header.msg_iovlen = 1
+            messages[batched] = vox_mmsghdr(msg_hdr: header, msg_len: 0)
+            batched += 1
+        }
+        flush()
+        // Every frame goes back to the worker, sent or not.
+        var completion: UInt32 = 0
+        precondition(xsk_ring_prod__reserve(queue.kernelCompletion, n, &completion) == n, "completion ring full")
+        for i in 0..<n {
+            xsk_ring_prod__fill_addr(queue.kernelCompletion, completion &+ i).pointee =
+                xsk_ring_cons__rx_desc(queue.kernelTX, index &+ i)!.pointee.addr
+        }
+        xsk_ring_cons__release(queue.kernelTX, n)
+        xsk_ring_prod__submit(queue.kernelCompletion, n)
+        return sent
+    }
+}
+
+/// What a worker tells its port about sessions (the socket port opens and closes each
+/// session's backend-leg socket). Called when commands are applied, never per packet.
+public protocol WorkerPortHooks: AnyObject {
+    func sessionStarted(slot: Int)
+    func sessionEnded(slot: Int)
+}
