@@ -12,7 +12,9 @@ let package = Package(
         .library(name: "VoxBenchKit", targets: ["VoxBenchKit"]),
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0")
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
     ],
     targets: [
         // System libraries, each wrapped once: a module map plus a shim header with
@@ -39,6 +41,13 @@ let package = Package(
         .target(name: "CVoxLinux"),
         .target(name: "VoxIO", dependencies: ["CXDP", "CVoxLinux", "VoxWire"]),
         .target(name: "VoxEngine", dependencies: ["VoxWire", "VoxMedia", "VoxIO"]),
+        // The control plane: control socket, engine runtime (threads), configuration.
+        .target(
+            name: "VoxControl",
+            dependencies: [
+                "VoxEngine", "VoxIO", "VoxWire", "VoxMedia", "CVoxLinux", .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // libsrtp2 behind a small Swift surface: the oracle for tests, the baseline for benchmarks.
         .target(name: "VoxSRTPReference", dependencies: ["VoxMedia", "CSRTP"]),
         // Seeded randomness and hex vectors for tests and benchmark fixtures.
@@ -51,7 +60,8 @@ let package = Package(
         .executableTarget(
             name: "voxedge",
             dependencies: [
-                "VoxWire", "VoxMedia", "VoxBenchKit", "CVoxAllocCounter",
+                "VoxWire", "VoxMedia", "VoxBenchKit", "VoxControl", "CVoxAllocCounter",
+                .product(name: "Logging", package: "swift-log"), .product(name: "Yams", package: "Yams"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -63,6 +73,7 @@ let package = Package(
             name: "VoxEngineTests",
             dependencies: ["VoxEngine", "VoxIO", "VoxWire", "VoxMedia", "VoxSRTPReference", "CVoxAllocCounter", "VoxTestKit"]
         ),
+        .testTarget(name: "VoxControlTests", dependencies: ["VoxControl", "VoxEngine", "VoxWire", "VoxTestKit"]),
         .testTarget(name: "SystemLibrariesTests", dependencies: ["CXDP", "COpenSSL", "CSRTP", "COpus"]),
     ],
     swiftLanguageModes: [.v6]

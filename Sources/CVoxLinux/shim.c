@@ -1,6 +1,8 @@
 #define _GNU_SOURCE
 #include "CVoxLinux.h"
 #include <errno.h>
+#include <pthread.h>
+#include <sched.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -40,4 +42,12 @@ int vox_epoll_wait(int epfd, unsigned long long *tokens, int max, int timeout_ms
     if (n < 0) return -errno;
     for (int i = 0; i < n; i++) tokens[i] = events[i].data.u64;
     return n;
+}
+
+int vox_pin_current_thread(int cpu) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    int r = pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+    return -r;
 }

@@ -176,6 +176,12 @@ public final class SessionStore: @unchecked Sendable {
         owners[slot].store(Int32(worker), ordering: .releasing)
     }
 
+    /// Packets counted in `slot` so far. Read from the control thread while the owner writes
+    /// them: aligned 64-bit loads, a snapshot that may be a packet behind.
+    public func packetCounts(slot: Int) -> (fromClient: UInt64, toClient: UInt64) {
+        (slots[slot].packetsFromClient, slots[slot].packetsToClient)
+    }
+
     /// Frees `slot` (control thread, after its worker reported it released).
     public func unassign(_ slot: Int) {
         owners[slot].store(-1, ordering: .releasing)

@@ -24,6 +24,8 @@ int vox_epoll_add(int epfd, int fd, unsigned long long token);
 /// Waits up to `timeout_ms` and writes the tokens of ready descriptors (epoll_event is a
 /// packed struct on x86-64: this keeps its layout out of Swift). Count, or -errno.
 int vox_epoll_wait(int epfd, unsigned long long *tokens, int max, int timeout_ms);
+/// Pins the calling thread to `cpu`; 0 or -errno.
+int vox_pin_current_thread(int cpu);
 /// Sets SO_REUSEPORT (1) on `fd`; 0 or -errno.
 int vox_set_reuseport(int fd);
 #endif

@@ -1,0 +1,171 @@
+import ArgumentParser
+import Foundation
+import Glibc
+
+/// Options every `voxedge ctl` command shares.
+struct ControlOptions: ParsableArguments {
+    @Option(help: "The control socket.") var socket = "/run/voxedge/control.sock"
+    @Flag(help: "Print the engine's JSON reply instead of a table.") var json = false
+}
+
+struct ControlCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ctl",
+        abstract: "Talk to a running engine over its control socket.",
+        subcommands: [Session.self, Stats.self]
+    )
+
+    struct Session: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Sessions.", subcommands: [Create.self, Drop.self, List.self, Show.self])
+
+        struct Create: ParsableCommand {
+            static let configuration = CommandConfiguration(
+                abstract: "Create a session with static SRTP keys (SDES-style: SIP trunks, benchmarks).")
+            @OptionGroup var options: ControlOptions
+            @Option(help: "The client's address, ip:port or [ipv6]:port.") var client: String
+            @Option(help: "The client's master key + salt, base64.") var clientKey: String
+            @Option(help: "The edge's master key + salt, base64 (generated when absent).") var edgeKey: String?
+            @Option(help: "SRTP profile.") var profile = "AES_CM_128_HMAC_SHA1_80"
+            @Option(help: "Backend index.") var backend = 0
+            @Option(help: "Worker to place it on.") var worker: Int?
+
+            func run() throws {
+                var request: [String: Any] = [
+                    "cmd": "session.create", "client": client, "client_key": clientKey, "profile": profile, "backend": backend,
+                ]
+                if let edgeKey { request["edge_key"] = edgeKey }
+                if let worker { request["worker"] = worker }
+                let reply = try ControlClient.call(options.socket, request)
+                try ControlClient.print(reply, json: options.json) { r in
+                    ControlClient.table([r["session"] as? [String: Any] ?? [:]], columns: ControlClient.sessionColumns + ["edge_key"])
+                }
+            }
+        }
+
+        struct Drop: ParsableCommand {
+            static let configuration = CommandConfiguration(abstract: "End a session.")
+            @OptionGroup var options: ControlOptions
+            @Argument(help: "The session id.") var id: UInt64
+
+            func run() throws {
+                let reply = try ControlClient.call(options.socket, ["cmd": "session.drop", "session": id])
+                try ControlClient.print(reply, json: options.json) { _ in "dropped \(id)" }
+            }
+        }
+
+        struct List: ParsableCommand {
+            static let configuration = CommandConfiguration(abstract: "List sessions.")
+            @OptionGroup var options: ControlOptions
+
+            func run() throws {
+                let reply = try ControlClient.call(options.socket, ["cmd": "session.list"])
+                try ControlClient.print(reply, json: options.json) { r in
+                    ControlClient.table(r["sessions"] as? [[String: Any]] ?? [], columns: ControlClient.sessionColumns)
+                }
+            }
+        }
+
+        struct Show: ParsableCommand {
+            static let configuration = CommandConfiguration(abstract: "Show one session.")
+            @OptionGroup var options: ControlOptions
+            @Argument(help: "The session id.") var id: UInt64
+
+            func run() throws {
+                let reply = try ControlClient.call(options.socket, ["cmd": "session.show", "session": id])
+                try ControlClient.print(reply, json: options.json) { r in
+                    let s = r["session"] as? [String: Any] ?? [:]
+                    return s.keys.sorted().map { "\($0): \(s[$0]!)" }.joined(separator: "\n")
+                }
+            }
+        }
+    }
+
+    struct Stats: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Per-worker verdicts and drops, sessions, control requests.")
+        @OptionGroup var options: ControlOptions
+
+        func run() throws {
+            let reply = try ControlClient.call(options.socket, ["cmd": "stats"])
+            try ControlClient.print(reply, json: options.json) { r in
+                var lines = ["sessions: \(r["sessions"] ?? 0) of \(r["capacity"] ?? 0)"]
+                for w in r["workers"] as? [[String: Any]] ?? [] {
+                    let verdicts = (w["verdicts"] as? [String: Any] ?? [:]).sorted { $0.key < $1.key }
+                        .map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+                    let drops = (w["drops"] as? [String: Any] ?? [:]).sorted { $0.key < $1.key }
+                        .map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+                    lines.append("worker \(w["worker"] ?? "?"): \(verdicts)" + (drops.isEmpty ? "" : "  drops: \(drops)"))
+                }
+                if let c = r["control"] as? [String: Any] {
+                    lines.append("control: requests=\(c["requests"] ?? 0) errors=\(c["errors"] ?? 0) clients=\(c["clients"] ?? 0)")
+                }
+                return lines.joined(separator: "\n")
+            }
+        }
+    }
+}
+
+/// One request, one reply, over the control socket.
+enum ControlClient {
+    static let sessionColumns = ["id", "slot", "worker", "client", "backend", "profile", "packets_from_client", "packets_to_client"]
+
+    struct Failure: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    static func call(_ path: String, _ request: [String: Any]) throws -> [String: Any] {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw Failure(description: "socket: \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { throw Failure(description: "socket path too long") }
+        withUnsafeMutableBytes(of: &address.sun_path) { p in for (i, b) in bytes.enumerated() { p[i] = b } }
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard connected == 0 else {
+            throw Failure(description: "cannot reach the engine at \(path): \(String(cString: strerror(errno))) (is `voxedge run` running?)")
+        }
+        var message = request
+        message["id"] = 1
+        var line = try JSONSerialization.data(withJSONObject: message)
+        line.append(0x0A)
+        _ = line.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        var reply: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while !reply.contains(0x0A) {
+            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            guard n > 0 else { throw Failure(description: "the engine closed the connection") }
+            reply += buffer[0..<n]
+        }
+        let end = reply.firstIndex(of: 0x0A)!
+        guard let object = try JSONSerialization.jsonObject(with: Data(reply[..<end])) as? [String: Any] else {
+            throw Failure(description: "unreadable reply")
+        }
+        return object
+    }
+
+    /// Prints the reply (JSON, or `render`'s text); an error reply exits 1 with its message.
+    static func print(_ reply: [String: Any], json: Bool, render: ([String: Any]) -> String) throws {
+        if json {
+            let data = try JSONSerialization.data(withJSONObject: reply, options: [.prettyPrinted, .sortedKeys])
+            Swift.print(String(decoding: data, as: UTF8.self))
+        }
+        guard reply["ok"] as? Bool == true else {
+            let e = reply["error"] as? [String: Any] ?? [:]
+            if !json { FileHandle.standardError.write(Data("error \(e["code"] ?? "?"): \(e["message"] ?? "")\n".utf8)) }
+            throw ExitCode(1)
+        }
+        if !json { Swift.print(render(reply)) }
+    }
+
+    static func table(_ rows: [[String: Any]], columns: [String]) -> String {
+        let cells = [columns] + rows.map { row in columns.map { row[$0].map { "\($0)" } ?? "" } }
+        let widths = columns.indices.map { c in cells.map { $0[c].count }.max() ?? 0 }
+        return cells.map { row in
+            row.enumerated().map { $1.padding(toLength: widths[$0], withPad: " ", startingAt: 0) }.joined(separator: "  ")
+        }.joined(separator: "\n")
+    }
+}

@@ -1,0 +1,205 @@
+import Foundation
+import Glibc
+import Logging
+import Synchronization
+import Testing
+import VoxControl
+import VoxEngine
+import VoxTestKit
+import VoxWire
+
+/// An engine on loopback sockets with its control server polled on a thread of its own,
+/// as `voxedge run` does on its main thread.
+final class ControlRig: @unchecked Sendable {
+    static let counter = Mutex(0)
+    let runtime: EngineRuntime
+    let server: ControlServer
+    let path: String
+    var pollThread: Thread? = nil
+    let stopping = Atomic<Bool>(false)
+    let done = DispatchSemaphore(value: 0)
+
+    init(maxSessions: Int = 8) throws {
+        let n = ControlRig.counter.withLock { v -> Int in
+            v += 1
+            return v
+        }
+        let base = 20_000 + Int(getpid() % 400) * 100 + n * 10
+        var c = EngineConfiguration()
+        c.mediaAddress = "127.0.0.1"
+        c.mediaPort = UInt16(base)
+        c.backendAddress = "127.0.0.1"
+        c.backendPortBase = UInt16(base + 1)
+        c.maxSessions = maxSessions
+        c.backends = [.init(address: "127.0.0.1", port: 9)]
+        path = NSTemporaryDirectory() + "voxedge-ctl-\(getpid())-\(n).sock"
+        c.controlSocket = path
+        runtime = try EngineRuntime(configuration: c, logger: Logger(label: "test"))
+        let controller = EngineController(runtime: runtime)
+        server = ControlServer(path: path, maxLine: 64 * 1024) { controller.handle($0) }
+        controller.server = server
+        try server.start()
+        try runtime.start()
+        let thread = Thread { [self] in
+            while !stopping.load(ordering: .acquiring) {
+                server.poll(timeout: 20)
+                runtime.control.reclaim()
+            }
+            done.signal()
+        }
+        pollThread = thread
+        thread.start()
+    }
+
+    func shutdown() {
+        stopping.store(true, ordering: .releasing)
+        done.wait()
+        server.stop()
+        runtime.stop()
+    }
+
+    /// A connected client socket with a 5 s receive timeout.
+    func connect() -> Int32 {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { p in for (i, b) in path.utf8.enumerated() { p[i] = b } }
+        _ = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        var timeout = timeval(tv_sec: 5, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        return fd
+    }
+
+    static func send(_ fd: Int32, _ bytes: [UInt8]) {
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes[offset...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if n <= 0 { return }
+            offset += n
+        }
+    }
+
+    /// Reads one reply line.
+    static func readLine(_ fd: Int32) -> [String: Any]? {
+        var line: [UInt8] = []
+        var byte: UInt8 = 0
+        while recv(fd, &byte, 1, 0) == 1 {
+            if byte == 0x0A { return try? JSONSerialization.jsonObject(with: Data(line)) as? [String: Any] }
+            line.append(byte)
+        }
+        return nil
+    }
+
+    func call(_ fd: Int32, _ text: String) -> [String: Any]? {
+        ControlRig.send(fd, Array((text + "\n").utf8))
+        return ControlRig.readLine(fd)
+    }
+}
+
+func errorCode(_ reply: [String: Any]?) -> String? {
+    (reply?["error"] as? [String: Any])?["code"] as? String
+}
+
+@Suite(.serialized) struct ControlSocketTests {
+    static let key = Data((0..<30).map { UInt8($0) }).base64EncodedString()
+
+    @Test func everyCommandAndItsErrors() throws {
+        let rig = try ControlRig(maxSessions: 2)
+        defer { rig.shutdown() }
+        let fd = rig.connect()
+        defer { close(fd) }
+        // Create, list, show, stats, drop.
+        let created = rig.call(fd, #"{"id":1,"cmd":"session.create","client":"127.0.0.1:5000","client_key":"\#(Self.key)"}"#)
+        #expect(created?["ok"] as? Bool == true && created?["id"] as? Int == 1)
+        let session = created?["session"] as? [String: Any]
+        let id = (session?["id"] as? NSNumber)?.uint64Value ?? 0
+        #expect((session?["edge_key"] as? String).flatMap { Data(base64Encoded: $0) }?.count == 30)
+        #expect(session?["client"] as? String == "127.0.0.1:5000")
+        let list = rig.call(fd, #"{"id":"two","cmd":"session.list"}"#)
+        #expect(list?["id"] as? String == "two" && (list?["sessions"] as? [Any])?.count == 1)
+        let show = rig.call(fd, #"{"id":3,"cmd":"session.show","session":\#(id)}"#)
+        #expect((show?["session"] as? [String: Any])?["profile"] as? String == "AES_CM_128_HMAC_SHA1_80")
+        let stats = rig.call(fd, #"{"id":4,"cmd":"stats"}"#)
+        #expect(stats?["sessions"] as? Int == 1 && (stats?["workers"] as? [Any])?.count == 1)
+        // Capacity 2: the third is refused.
+        _ = rig.call(fd, #"{"id":5,"cmd":"session.create","client":"[2001:db8::1]:5000","client_key":"\#(Self.key)"}"#)
+        #expect(errorCode(rig.call(fd, #"{"id":6,"cmd":"session.create","client":"127.0.0.1:5001","client_key":"\#(Self.key)"}"#)) == "full")
+        #expect(rig.call(fd, #"{"id":7,"cmd":"session.drop","session":\#(id)}"#)?["ok"] as? Bool == true)
+        #expect(errorCode(rig.call(fd, #"{"id":8,"cmd":"session.drop","session":\#(id)}"#)) == "not_found")
+        #expect(errorCode(rig.call(fd, #"{"id":9,"cmd":"session.show","slot":77}"#)) == "not_found")
+        // Errors, each with a code, the connection still usable after each.
+        let cases: [(String, String)] = [
+            (#"{"id":10,"cmd":"nope"}"#, "unknown_command"),
+            (#"{"id":11}"#, "bad_request"),
+            (#"[1,2,3]"#, "bad_request"),
+            (#"{"id":12,"cmd":"session.create"}"#, "bad_argument"),
+            (#"{"id":13,"cmd":"session.create","client":"127.0.0.1:5000","client_key":"@@"}"#, "bad_argument"),
+            (#"{"id":14,"cmd":"session.create","client":"127.0.0.1:5000","client_key":"AAAA"}"#, "bad_argument"),
+            (#"{"id":15,"cmd":"session.create","client":"nowhere","client_key":"\#(Self.key)"}"#, "bad_argument"),
+            (#"{"id":16,"cmd":"session.create","client":"127.0.0.1:1","client_key":"\#(Self.key)","backend":7}"#, "bad_argument"),
+            (#"{"id":17,"cmd":"session.create","client":"127.0.0.1:1","client_key":"\#(Self.key)","backend":"0"}"#, "bad_argument"),
+            (#"{"id":18,"cmd":"session.create","client":"127.0.0.1:1","client_key":"\#(Self.key)","backend":true}"#, "bad_argument"),
+            (#"{"id":19,"cmd":"session.create","client":"127.0.0.1:1","client_key":"\#(Self.key)","profile":"NULL"}"#, "bad_argument"),
+            (#"{"id":20,"cmd":"session.drop","session":"x"}"#, "bad_argument"),
+            ("{not json", "bad_json"),
+        ]
+        for (request, code) in cases {
+            let reply = rig.call(fd, request)
+            #expect(reply?["ok"] as? Bool == false, "\(request)")
+            #expect(errorCode(reply) == code, "\(request)")
+        }
+        #expect(rig.call(fd, #"{"id":21,"cmd":"stats"}"#)?["ok"] as? Bool == true)
+    }
+
+    @Test func hundredConcurrentClientsAndOneThatSaysNothing() throws {
+        let rig = try ControlRig()
+        defer { rig.shutdown() }
+        let silent = rig.connect()
+        defer { close(silent) }
+        let fds = (0..<100).map { _ in rig.connect() }
+        defer { fds.forEach { close($0) } }
+        for (i, fd) in fds.enumerated() { ControlRig.send(fd, Array(#"{"id":\#(i),"cmd":"stats"}"#.utf8) + [0x0A]) }
+        var answered = 0
+        for (i, fd) in fds.enumerated() {
+            let reply = ControlRig.readLine(fd)
+            if reply?["ok"] as? Bool == true && reply?["id"] as? Int == i { answered += 1 }
+        }
+        #expect(answered == 100)
+        // The silent one is still connected and is served when it speaks.
+        #expect(rig.call(silent, #"{"id":"late","cmd":"stats"}"#)?["id"] as? String == "late")
+    }
+
+    @Test func garbageAndAHugeLineLeaveTheConnectionUsable() throws {
+        let rig = try ControlRig()
+        defer { rig.shutdown() }
+        let fd = rig.connect()
+        defer { close(fd) }
+        var rng = SeededRandom(seed: 99)
+        var garbage = (0..<4096).map { _ in UInt8.random(in: 0...255, using: &rng) }.filter { $0 != 0x0A }
+        garbage.append(0x0A)
+        ControlRig.send(fd, garbage)
+        #expect(errorCode(ControlRig.readLine(fd)) == "bad_json")
+        // 10 MiB in one line: one error, the rest of the line skipped.
+        let sender = Thread {
+            ControlRig.send(fd, [UInt8](repeating: 0x41, count: 10 * 1024 * 1024) + [0x0A])
+        }
+        sender.start()
+        #expect(errorCode(ControlRig.readLine(fd)) == "line_too_long")
+        Thread.sleep(forTimeInterval: 0.5)
+        #expect(rig.call(fd, #"{"id":1,"cmd":"stats"}"#)?["ok"] as? Bool == true)
+    }
+
+    @Test func configurationProblemsAreSpelledOut() {
+        var c = EngineConfiguration()
+        c.mediaAddress = "not-an-ip"
+        c.workers = 0
+        c.backends = [.init(address: "1.2.3.4", port: 1, mac: "zz")]
+        let problems = c.problems()
+        #expect(problems.count == 3)
+        #expect(problems.contains { $0.contains("media_address") })
+        #expect(EngineController.parseEndpoint("[2001:db8::1]:443")?.1 == UDPPort(443))
+        #expect(EngineController.parseEndpoint("1.2.3.4") == nil)
+    }
+}
