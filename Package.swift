@@ -9,6 +9,7 @@ let package = Package(
         .executable(name: "voxedge", targets: ["voxedge"]),
         .library(name: "VoxWire", targets: ["VoxWire"]),
         .library(name: "VoxMedia", targets: ["VoxMedia"]),
+        .library(name: "VoxXDP", targets: ["VoxXDP"]),
         .library(name: "VoxBenchKit", targets: ["VoxBenchKit"]),
     ],
     dependencies: [
@@ -23,6 +24,9 @@ let package = Package(
         .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "CSRTP", pkgConfig: "libsrtp2", providers: [.apt(["libsrtp2-dev"])]),
         .systemLibrary(name: "COpus", pkgConfig: "opus", providers: [.apt(["libopus-dev"])]),
+        // The header the XDP program and Swift share (bpf/voxedge_shared.h): map layouts,
+        // counter indices, names. Its module map points into bpf/, so there is one copy.
+        .systemLibrary(name: "CVoxBPF"),
 
         // The plain C loop `voxedge bench micro` compares our SRTP against: the same
         // libcrypto calls with nothing around them.
@@ -40,6 +44,8 @@ let package = Package(
         // _GNU_SOURCE-only Linux calls (recvmmsg/sendmmsg), compiled with prefixed names.
         .target(name: "CVoxLinux"),
         .target(name: "VoxIO", dependencies: ["CXDP", "CVoxLinux", "VoxWire"]),
+        // The XDP program's loader: load, attach through a bpf_link, typed map access.
+        .target(name: "VoxXDP", dependencies: ["CXDP", "CVoxBPF", "VoxWire"]),
         .target(name: "VoxEngine", dependencies: ["VoxWire", "VoxMedia", "VoxIO"]),
         // The control plane: control socket, engine runtime (threads), configuration.
         .target(
@@ -60,7 +66,7 @@ let package = Package(
         .executableTarget(
             name: "voxedge",
             dependencies: [
-                "VoxWire", "VoxMedia", "VoxBenchKit", "VoxControl", "CVoxAllocCounter",
+                "VoxWire", "VoxMedia", "VoxBenchKit", "VoxControl", "VoxXDP", "CVoxAllocCounter",
                 .product(name: "Logging", package: "swift-log"), .product(name: "Yams", package: "Yams"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
