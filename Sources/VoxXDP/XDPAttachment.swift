@@ -48,6 +48,40 @@ public struct AttachedXDPProgram: Sendable, Equatable, CustomStringConvertible {
         return AttachedXDPProgram(id: id, name: programName(id: id), mode: mode)
     }
 
+    /// The counters of this program, when it is VoxEdge's, from any process: the map is
+    /// found through the program's map ids (what `bpftool prog show` lists), no bpffs needed.
+    /// The corresponding C functions are `bpf_prog_get_fd_by_id` and `bpf_map_get_fd_by_id`.
+    public func counterMap() throws(XDPError) -> CounterMap {
+        let programFD = bpf_prog_get_fd_by_id(id)
+        guard programFD >= 0 else { throw XDPError(.queryFailed, "program id \(id)", errno: -programFD) }
+        defer { close(programFD) }
+        var info = bpf_prog_info()
+        var length = UInt32(MemoryLayout<bpf_prog_info>.size)
+        guard bpf_obj_get_info_by_fd(programFD, &info, &length) == 0 else {
+            throw XDPError(.queryFailed, "info of program id \(id)", errno: errno)
+        }
+        var mapIDs = [UInt32](repeating: 0, count: Int(info.nr_map_ids))
+        let count = info.nr_map_ids
+        info = bpf_prog_info()
+        info.nr_map_ids = count
+        let status = mapIDs.withUnsafeMutableBufferPointer { ids in
+            info.map_ids = UInt64(UInt(bitPattern: ids.baseAddress))
+            return bpf_obj_get_info_by_fd(programFD, &info, &length)
+        }
+        guard status == 0 else { throw XDPError(.queryFailed, "map ids of program id \(id)", errno: errno) }
+        for mapID in mapIDs.prefix(Int(min(count, info.nr_map_ids))) {
+            let mapFD = bpf_map_get_fd_by_id(mapID)
+            guard mapFD >= 0 else { continue }
+            defer { close(mapFD) }
+            var mapInfo = bpf_map_info()
+            var mapLength = UInt32(MemoryLayout<bpf_map_info>.size)
+            guard bpf_obj_get_info_by_fd(mapFD, &mapInfo, &mapLength) == 0 else { continue }
+            let name = withUnsafeBytes(of: mapInfo.name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if name == VOX_MAP_COUNTERS { return try CounterMap(fd: mapFD) }
+        }
+        throw XDPError(.queryFailed, "program \(self) has no \(VOX_MAP_COUNTERS) map: not VoxEdge's")
+    }
+
     private static func programName(id: UInt32) -> String {
         let fd = bpf_prog_get_fd_by_id(id)
         guard fd >= 0 else { return "" }

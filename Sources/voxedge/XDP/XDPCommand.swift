@@ -93,7 +93,7 @@ struct XDPAttachCommand: ParsableCommand {
 struct XDPShowCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "show",
-        abstract: "Print the XDP program attached to an interface, or `none`."
+        abstract: "Print the XDP program attached to an interface, or `none`; for VoxEdge's, its counters."
     )
 
     @Option(help: "The interface (in this network namespace).")
@@ -105,6 +105,7 @@ struct XDPShowCommand: ParsableCommand {
         do {
             if let present = try AttachedXDPProgram.query(ifindex: ifindex, interface: interface) {
                 emit("\(interface): \(present)\(present.isVoxEdge ? " (VoxEdge)" : "")")
+                if present.isVoxEdge { emit("counters \(try present.counterMap().read())") }
             } else {
                 emit("\(interface): none")
             }
