@@ -3,6 +3,7 @@ import PackageDescription
 
 // One target per concern, imported downwards only (see docs and ../shared/DESIGN.md §6):
 //   C system libraries  ←  VoxWire (frame views)  ←  VoxMedia (SRTP, STUN integrity)  ←  voxedge
+//   C system libraries + CVoxBPF (bpf/voxedge_shared.h)  ←  VoxXDP (the XDP program's loader)  ←  voxedge
 let package = Package(
     name: "voxedge",
     products: [
@@ -80,6 +81,8 @@ let package = Package(
             dependencies: ["VoxEngine", "VoxIO", "VoxWire", "VoxMedia", "VoxSRTPReference", "CVoxAllocCounter", "VoxTestKit"]
         ),
         .testTarget(name: "VoxControlTests", dependencies: ["VoxControl", "VoxEngine", "VoxWire", "VoxTestKit"]),
+        // Privileged: BPF_PROG_TEST_RUN and veth/netns attach tests (root; CI=true fails without it).
+        .testTarget(name: "VoxXDPTests", dependencies: ["VoxXDP", "VoxWire", "CVoxBPF", "CXDP"]),
         .testTarget(name: "SystemLibrariesTests", dependencies: ["CXDP", "COpenSSL", "CSRTP", "COpus"]),
     ],
     swiftLanguageModes: [.v6]
