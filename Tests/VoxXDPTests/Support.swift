@@ -204,8 +204,18 @@ final class VethPair {
     deinit { delete() }
 
     private func delete() {
-        Command.run(["ip", "netns", "delete", namespaceA])
-        Command.run(["ip", "netns", "delete", namespaceB])
+        Self.delete(namespace: namespaceA)
+        Self.delete(namespace: namespaceB)
+    }
+
+    /// Kills what still runs in `namespace` (an engine orphaned by a killed test process
+    /// would keep the namespace, its veth and its XDP link alive after `ip netns delete`),
+    /// then deletes it.
+    private static func delete(namespace: String) {
+        for pid in Command.run(["ip", "netns", "pids", namespace]).output.split(separator: "\n").compactMap({ Int32($0) }) {
+            kill(pid, SIGKILL)
+        }
+        Command.run(["ip", "netns", "delete", namespace])
     }
 
     /// Deletes test namespaces whose creating process is gone (a crashed or killed run).
@@ -214,7 +224,7 @@ final class VethPair {
             let name = String(line.split(separator: " ").first ?? "")
             guard name.hasPrefix(namePrefix), let pid = Int32(name.dropFirst(namePrefix.count).split(separator: "-").first ?? "")
             else { continue }
-            if kill(pid, 0) != 0 && errno == ESRCH { Command.run(["ip", "netns", "delete", name]) }
+            if kill(pid, 0) != 0 && errno == ESRCH { delete(namespace: name) }
         }
     }
 
