@@ -15,8 +15,11 @@ clang=${CLANG:-clang}
 # clang -target bpf does not search the multiarch directory that holds asm/types.h.
 multiarch=/usr/include/$(uname -m)-linux-gnu
 flags=(-O2 -g -target bpf -Wall -Wextra -Werror -I"$multiarch" -Ibpf)
-"$clang" "${flags[@]}" -c bpf/voxedge.bpf.c -o "$out/voxedge.bpf.o.tmp"
-mv "$out/voxedge.bpf.o.tmp" "$out/voxedge.bpf.o"
-"$clang" "${flags[@]}" -c bpf/tests/foreign.bpf.c -o "$out/foreign.bpf.o.tmp"
-mv "$out/foreign.bpf.o.tmp" "$out/foreign.bpf.o"
+# Each object is written under a name of this process and renamed into place, so a test
+# process that runs this while another one loads the object never sees half a file.
+for source in bpf/voxedge.bpf.c bpf/tests/foreign.bpf.c; do
+    object="$out/$(basename "$source" .c).o"
+    "$clang" "${flags[@]}" -c "$source" -o "$object.$$"
+    mv -f "$object.$$" "$object"
+done
 echo "bpf: built $out/voxedge.bpf.o $out/foreign.bpf.o"

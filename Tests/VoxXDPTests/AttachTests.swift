@@ -20,6 +20,20 @@ import VoxXDP
         return (child, line)
     }
 
+    /// `voxedge xdp show` in namespace A, polled until its output contains every one of
+    /// `wanted` (veth hands frames to the receiver's NAPI, which may run a moment after the
+    /// sender returned) or two seconds passed; returns the last output.
+    static func show(_ pair: VethPair, until wanted: [String]) throws -> String {
+        let show = pair.inA([try Paths.voxedge(), "xdp", "show", "--interface", pair.interfaceA])
+        var output = ""
+        for _ in 0..<100 {
+            output = Command.run(show).output
+            if wanted.allSatisfy(output.contains) { break }
+            usleep(20_000)
+        }
+        return output
+    }
+
     @Test func attachPingSteerAndDetach() throws {
         try requirePrivileges("XDP attach tests")
         let pair = try VethPair()
@@ -34,6 +48,8 @@ import VoxXDP
         // AF_XDP socket here, so it reaches the kernel), other ports pass.
         let send = #"printf '\x80\x6f\x00\x01' > /dev/udp/198.18.0.1/40000; printf '\x00\x01\x00\x00' > /dev/udp/198.18.0.1/40000; printf x > /dev/udp/198.18.0.1/5353"#
         #expect(Command.run(pair.inB(["/bin/bash", "-c", send])).status == 0)
+        let live = try Self.show(pair, until: ["drop_unadmitted=1", "pass_no_socket=1", "pass_other_port=1"])
+        #expect(live.contains("drop_unadmitted=1") && live.contains("pass_no_socket=1"), "\(live)")
 
         engine.signal(SIGTERM)
         let counters = engine.readLine() ?? ""
@@ -134,7 +150,7 @@ import VoxXDP
         let (engine, _) = try Self.startEngine(pair)
         let send = #"printf '\x80' > /dev/udp/198.18.0.1/40000; printf '\x80' > /dev/udp/198.18.0.1/40000"#
         #expect(Command.run(pair.inB(["/bin/bash", "-c", send])).status == 0)
-        let shown = Command.run(pair.inA(show)).output
+        let shown = try Self.show(pair, until: ["drop_unadmitted=2"])
         #expect(shown.contains("'voxedge_xdp'") && shown.contains("native mode") && shown.contains("(VoxEdge)"), "\(shown)")
         // Another process reads the engine's counters through the program's map ids.
         #expect(shown.contains("\ncounters ") && shown.contains("drop_unadmitted=2"), "\(shown)")
