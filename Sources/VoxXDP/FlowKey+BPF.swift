@@ -15,14 +15,16 @@ extension vox_addr {
                 UInt32(truncatingIfNeeded: address.high).bigEndian,
                 UInt32(truncatingIfNeeded: address.low >> 32).bigEndian,
                 UInt32(truncatingIfNeeded: address.low).bigEndian
-            ))
+            )
+        )
     }
 
     @inlinable
     public var ipAddress: IPAddress {
         IPAddress(
             high: UInt64(UInt32(bigEndian: words.0)) << 32 | UInt64(UInt32(bigEndian: words.1)),
-            low: UInt64(UInt32(bigEndian: words.2)) << 32 | UInt64(UInt32(bigEndian: words.3)))
+            low: UInt64(UInt32(bigEndian: words.2)) << 32 | UInt64(UInt32(bigEndian: words.3))
+        )
     }
 }
 
@@ -31,15 +33,21 @@ extension vox_flow_key {
     @inlinable
     public init(_ flow: FlowKey) {
         self.init(
-            remote_addr: vox_addr(flow.remoteAddress), local_addr: vox_addr(flow.localAddress),
-            remote_port: flow.remotePort.rawValue.bigEndian, local_port: flow.localPort.rawValue.bigEndian)
+            remote_addr: vox_addr(flow.remoteAddress),
+            local_addr: vox_addr(flow.localAddress),
+            remote_port: flow.remotePort.rawValue.bigEndian,
+            local_port: flow.localPort.rawValue.bigEndian
+        )
     }
 
     @inlinable
     public var flowKey: FlowKey {
         FlowKey(
-            remoteAddress: remote_addr.ipAddress, remotePort: UDPPort(UInt16(bigEndian: remote_port)),
-            localAddress: local_addr.ipAddress, localPort: UDPPort(UInt16(bigEndian: local_port)))
+            remoteAddress: remote_addr.ipAddress,
+            remotePort: UDPPort(UInt16(bigEndian: remote_port)),
+            localAddress: local_addr.ipAddress,
+            localPort: UDPPort(UInt16(bigEndian: local_port))
+        )
     }
 }
 

@@ -21,7 +21,8 @@ public struct IPPrefix: Hashable, Sendable, CustomStringConvertible {
         let lowBits = max(mappedLength - 64, 0)
         self.address = IPAddress(
             high: highBits == 0 ? 0 : address.high & (UInt64.max << UInt64(64 - highBits)),
-            low: lowBits == 0 ? 0 : address.low & (UInt64.max << UInt64(64 - lowBits)))
+            low: lowBits == 0 ? 0 : address.low & (UInt64.max << UInt64(64 - lowBits))
+        )
     }
 
     /// Parses `198.18.0.0/15`, `2001:db8::/32`, or a bare address (a host prefix).

@@ -43,7 +43,8 @@ public struct AttachedXDPProgram: Sendable, Equatable, CustomStringConvertible {
         let status = vox_bpf_xdp_query(ifindex, &native, &generic, &offloaded, &attachMode)
         guard status == 0 else { throw XDPError(.queryFailed, "XDP query on \(interface)", errno: -status) }
         let found: (UInt32, XDPMode)? =
-            native != 0 ? (native, .native) : generic != 0 ? (generic, .generic) : offloaded != 0 ? (offloaded, .offloaded) : nil
+            native != 0
+            ? (native, .native) : generic != 0 ? (generic, .generic) : offloaded != 0 ? (offloaded, .offloaded) : nil
         guard let (id, mode) = found else { return nil }
         return AttachedXDPProgram(id: id, name: programName(id: id), mode: mode)
     }
@@ -133,7 +134,8 @@ extension XDPProgram {
     /// someone else's or another engine's — and leaves it in place.
     /// The corresponding C function is `bpf_link_create`.
     public func attach(
-        interface: String, policy: XDPAttachPolicy = .nativeOrGeneric,
+        interface: String,
+        policy: XDPAttachPolicy = .nativeOrGeneric,
         log: (String) -> Void = { XDPLog.standardError("voxedge: " + $0) }
     ) throws(XDPError) -> XDPAttachment {
         let ifindex = Int32(bitPattern: if_nametoindex(interface))
@@ -149,7 +151,8 @@ extension XDPProgram {
             let fd = vox_bpf_link_create_xdp(programFD, ifindex, flags)
             if fd >= 0 {
                 if !failures.isEmpty {
-                    log("XDP: native mode failed on \(interface) (\(failures.joined(separator: "; "))), using generic mode")
+                    let reasons = failures.joined(separator: "; ")
+                    log("XDP: native mode failed on \(interface) (\(reasons)), using generic mode")
                 }
                 log("XDP: attached \(VOX_PROG_NAME) to \(interface) in \(mode) mode through a bpf_link")
                 return XDPAttachment(interface: interface, ifindex: ifindex, mode: mode, linkFD: fd)
@@ -163,7 +166,10 @@ extension XDPProgram {
             failures.append("\(mode): \(XDPError.errnoText(lastErrno))")
         }
         throw XDPError(
-            .attachFailed, "cannot attach to \(interface) (\(failures.joined(separator: "; ")))", errno: lastErrno)
+            .attachFailed,
+            "cannot attach to \(interface) (\(failures.joined(separator: "; ")))",
+            errno: lastErrno
+        )
     }
 
     private static func refuseIfOccupied(ifindex: Int32, interface: String) throws(XDPError) {
@@ -174,7 +180,8 @@ extension XDPProgram {
         throw XDPError(
             .foreignProgram,
             "\(interface) already has XDP program \(present) attached; \(whose). "
-                + "Detach it first (`ip link set dev \(interface) xdp off`, or stop the process holding its bpf_link)")
+                + "Detach it first (`ip link set dev \(interface) xdp off`, or stop the process holding its bpf_link)"
+        )
     }
 }
 

@@ -20,8 +20,11 @@ public struct XDPConfiguration: Sendable, Equatable {
     /// Defaults sized for ICE: a client checks a handful of candidate pairs a few times each
     /// within its first second; many clients can share one NAT address.
     public init(
-        mediaPorts: [UDPPort], backendPorts: ClosedRange<UDPPort>? = nil, backendRequiresAdmission: Bool = true,
-        stunRatePerSecond: UInt32 = 50, stunBurst: UInt32 = 100
+        mediaPorts: [UDPPort],
+        backendPorts: ClosedRange<UDPPort>? = nil,
+        backendRequiresAdmission: Bool = true,
+        stunRatePerSecond: UInt32 = 50,
+        stunBurst: UInt32 = 100
     ) {
         self.mediaPorts = mediaPorts
         self.backendPorts = backendPorts

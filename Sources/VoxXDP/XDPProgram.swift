@@ -71,11 +71,15 @@ public struct XDPProgram: ~Copyable {
                 throw fail(XDPError(.loadFailed, "\(objectPath) has no map \(name): not a VoxEdge object"))
             }
             let status = bpf_map__set_max_entries(map, size)
-            guard status == 0 else { throw fail(XDPError(.invalidArgument, "size \(size) for map \(name)", errno: -status)) }
+            guard status == 0 else {
+                throw fail(XDPError(.invalidArgument, "size \(size) for map \(name)", errno: -status))
+            }
         }
         let status = bpf_object__load(object)
         guard status == 0 else {
-            throw fail(XDPError(.loadFailed, "kernel refused \(objectPath) (libbpf printed the verifier log)", errno: -status))
+            throw fail(
+                XDPError(.loadFailed, "kernel refused \(objectPath) (libbpf printed the verifier log)", errno: -status)
+            )
         }
         guard let program = bpf_object__find_program_by_name(object, VOX_PROG_NAME) else {
             throw fail(XDPError(.loadFailed, "\(objectPath) has no program \(VOX_PROG_NAME)"))

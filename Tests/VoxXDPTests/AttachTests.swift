@@ -8,11 +8,16 @@ import VoxXDP
 @Suite struct XDPAttachTests {
     /// Starts `voxedge xdp attach` on `interface` in namespace A and waits for its
     /// `attached` line; returns the child and that line.
-    static func startEngine(_ pair: VethPair, interface: String? = nil, extra: [String] = []) throws -> (Child, String) {
+    static func startEngine(_ pair: VethPair, interface: String? = nil, extra: [String] = []) throws -> (Child, String)
+    {
         let child = try Child(
             pair.inA(
-                [try Paths.voxedge(), "xdp", "attach", "--interface", interface ?? pair.interfaceA,
-                 "--object", try Paths.voxedgeObject(), "--media-port", "40000"] + extra))
+                [
+                    try Paths.voxedge(), "xdp", "attach", "--interface", interface ?? pair.interfaceA,
+                    "--object", try Paths.voxedgeObject(), "--media-port", "40000",
+                ] + extra
+            )
+        )
         guard let line = child.readLine(), line.hasPrefix("attached") else {
             child.wait(timeout: 5)
             throw SetupFailure(description: "voxedge xdp attach did not attach: \(child.standardError())")
@@ -46,7 +51,11 @@ import VoxXDP
         #expect(pair.pingAFromB(), "ping across the veth with the program attached")
         // Media from B: unadmitted RTP is dropped in XDP, new-flow STUN is steered (no
         // AF_XDP socket here, so it reaches the kernel), other ports pass.
-        let send = #"printf '\x80\x6f\x00\x01' > /dev/udp/198.18.0.1/40000; printf '\x00\x01\x00\x00' > /dev/udp/198.18.0.1/40000; printf x > /dev/udp/198.18.0.1/5353"#
+        let send = [
+            #"printf '\x80\x6f\x00\x01' > /dev/udp/198.18.0.1/40000"#,  // RTP
+            #"printf '\x00\x01\x00\x00' > /dev/udp/198.18.0.1/40000"#,  // STUN
+            "printf x > /dev/udp/198.18.0.1/5353",
+        ].joined(separator: "; ")
         #expect(Command.run(pair.inB(["/bin/bash", "-c", send])).status == 0)
         let live = try Self.show(pair, until: ["drop_unadmitted=1", "pass_no_socket=1", "pass_other_port=1"])
         #expect(live.contains("drop_unadmitted=1") && live.contains("pass_no_socket=1"), "\(live)")
@@ -55,7 +64,11 @@ import VoxXDP
         let counters = engine.readLine() ?? ""
         let detached = engine.readLine() ?? ""
         #expect(engine.wait() == 0)
-        #expect(counters.hasPrefix("counters") && counters.contains("drop_unadmitted=1") && counters.contains("pass_no_socket=1"), "\(counters)")
+        #expect(
+            counters.hasPrefix("counters") && counters.contains("drop_unadmitted=1")
+                && counters.contains("pass_no_socket=1"),
+            "\(counters)"
+        )
         #expect(counters.contains("pass_other_port=1") && counters.contains("pass_not_udp="), "\(counters)")
         #expect(detached.hasPrefix("detached"))
         #expect(pair.attachedProgram() == nil, "detach leaves nothing attached")
@@ -99,14 +112,24 @@ import VoxXDP
         #expect(foreign.name == "not_voxedge")
 
         let engine = try Child(
-            pair.inA([try Paths.voxedge(), "xdp", "attach", "--interface", pair.interfaceA, "--object", try Paths.voxedgeObject()]))
+            pair.inA([
+                try Paths.voxedge(), "xdp", "attach", "--interface", pair.interfaceA, "--object",
+                try Paths.voxedgeObject(),
+            ])
+        )
         #expect(engine.readLine() == nil, "no 'attached' line")
         #expect(engine.wait() == 1)
         let error = engine.standardError()
-        #expect(error.contains("foreignProgram") && error.contains("'not_voxedge'") && error.contains("id \(foreign.id)"), "\(error)")
+        #expect(
+            error.contains("foreignProgram") && error.contains("'not_voxedge'") && error.contains("id \(foreign.id)"),
+            "\(error)"
+        )
 
         let after = pair.attachedProgram()
-        #expect(after?.name == "not_voxedge" && after?.id == foreign.id, "the foreign program is still there, unchanged")
+        #expect(
+            after?.name == "not_voxedge" && after?.id == foreign.id,
+            "the foreign program is still there, unchanged"
+        )
         #expect(pair.pingAFromB())
     }
 
@@ -116,7 +139,11 @@ import VoxXDP
         let (first, _) = try Self.startEngine(pair)
         let id = pair.attachedProgram()?.id
         let second = try Child(
-            pair.inA([try Paths.voxedge(), "xdp", "attach", "--interface", pair.interfaceA, "--object", try Paths.voxedgeObject()]))
+            pair.inA([
+                try Paths.voxedge(), "xdp", "attach", "--interface", pair.interfaceA, "--object",
+                try Paths.voxedgeObject(),
+            ])
+        )
         #expect(second.wait() == 1)
         let error = second.standardError()
         #expect(error.contains("'voxedge_xdp'") && error.contains("another VoxEdge engine"), "\(error)")
@@ -151,7 +178,10 @@ import VoxXDP
         let send = #"printf '\x80' > /dev/udp/198.18.0.1/40000; printf '\x80' > /dev/udp/198.18.0.1/40000"#
         #expect(Command.run(pair.inB(["/bin/bash", "-c", send])).status == 0)
         let shown = try Self.show(pair, until: ["drop_unadmitted=2"])
-        #expect(shown.contains("'voxedge_xdp'") && shown.contains("native mode") && shown.contains("(VoxEdge)"), "\(shown)")
+        #expect(
+            shown.contains("'voxedge_xdp'") && shown.contains("native mode") && shown.contains("(VoxEdge)"),
+            "\(shown)"
+        )
         // Another process reads the engine's counters through the program's map ids.
         #expect(shown.contains("\ncounters ") && shown.contains("drop_unadmitted=2"), "\(shown)")
         engine.signal(SIGINT)

@@ -23,8 +23,11 @@ import VoxXDP
 
     @Test func ipv4FlowKeyHasTheWireBytesTheProgramBuilds() {
         let flow = FlowKey(
-            remoteAddress: IPAddress("198.18.1.2")!, remotePort: UDPPort(50000),
-            localAddress: IPAddress("198.18.0.1")!, localPort: UDPPort(40000))
+            remoteAddress: IPAddress("198.18.1.2")!,
+            remotePort: UDPPort(50000),
+            localAddress: IPAddress("198.18.0.1")!,
+            localPort: UDPPort(40000)
+        )
         var key = flow.bpfKey
         let bytes = withUnsafeBytes(of: &key) { Array($0) }
         // ::ffff:198.18.1.2, ::ffff:198.18.0.1, then the ports as on the wire.
@@ -36,8 +39,11 @@ import VoxXDP
 
     @Test func ipv6FlowKeyRoundTrips() {
         let flow = FlowKey(
-            remoteAddress: IPAddress("2001:db8:1:2:3:4:5:6")!, remotePort: UDPPort(1),
-            localAddress: IPAddress("fe80::1")!, localPort: UDPPort(65535))
+            remoteAddress: IPAddress("2001:db8:1:2:3:4:5:6")!,
+            remotePort: UDPPort(1),
+            localAddress: IPAddress("fe80::1")!,
+            localPort: UDPPort(65535)
+        )
         var key = flow.bpfKey
         let bytes = withUnsafeBytes(of: &key) { Array($0) }
         #expect(bytes[0..<16] == [0x20, 0x01, 0x0D, 0xB8, 0, 1, 0, 2, 0, 3, 0, 4, 0, 5, 0, 6])
@@ -63,8 +69,10 @@ import VoxXDP
 
     @Test func configurationIsCheckedBeforeItReachesTheMap() throws {
         let config = try XDPConfiguration(
-            mediaPorts: [UDPPort(40000), UDPPort(3478)], backendPorts: UDPPort(41000)...UDPPort(41999),
-            stunRatePerSecond: 10, stunBurst: 20
+            mediaPorts: [UDPPort(40000), UDPPort(3478)],
+            backendPorts: UDPPort(41000)...UDPPort(41999),
+            stunRatePerSecond: 10,
+            stunBurst: 20
         ).bpfValue()
         #expect(config.media_ports.0 == 40000 && config.media_ports.1 == 3478 && config.media_ports.2 == 0)
         #expect(config.backend_port_min == 41000 && config.backend_port_max == 41999)

@@ -16,8 +16,11 @@ import VoxXDP
 /// the redirect itself, and leave it empty to see the fallback.
 @Suite struct XDPProgramTests {
     static let configuration = XDPConfiguration(
-        mediaPorts: [Fixture.mediaPort], backendPorts: UDPPort(41000)...UDPPort(41999),
-        stunRatePerSecond: 1, stunBurst: 4)
+        mediaPorts: [Fixture.mediaPort],
+        backendPorts: UDPPort(41000)...UDPPort(41999),
+        stunRatePerSecond: 1,
+        stunBurst: 4
+    )
 
     /// A fresh program with `configuration` written to its config map.
     static func load(_ configuration: XDPConfiguration? = Self.configuration) throws -> XDPProgram {
@@ -29,8 +32,13 @@ import VoxXDP
     /// Runs `frame` `count` times; expects the last verdict to be `action` and `counter`,
     /// and only it, to have grown by `count`.
     static func expect(
-        _ program: borrowing XDPProgram, _ frame: [UInt8], _ action: XDPAction, _ counter: XDPCounter,
-        repeat count: Int32 = 1, _ comment: Comment? = nil, sourceLocation: SourceLocation = #_sourceLocation
+        _ program: borrowing XDPProgram,
+        _ frame: [UInt8],
+        _ action: XDPAction,
+        _ counter: XDPCounter,
+        repeat count: Int32 = 1,
+        _ comment: Comment? = nil,
+        sourceLocation: SourceLocation = #_sourceLocation
     ) throws {
         let before = try program.counters()
         let verdict = try program.testRun(frame, repeat: count)
@@ -82,12 +90,20 @@ import VoxXDP
         // IPv6 extension headers before UDP are walked.
         if !client.isIPv4 {
             for header: UInt8 in [0, 43, 60] {
-                let frame = Fixture.withIPv6Extension(Fixture.udp(from: client, to: server, payload: Fixture.rtp, vlan: vlan), header: header)
+                let frame = Fixture.withIPv6Extension(
+                    Fixture.udp(from: client, to: server, payload: Fixture.rtp, vlan: vlan),
+                    header: header
+                )
                 try Self.expect(program, frame, .redirect, .redirect, "\(family) RTP behind extension header \(header)")
             }
         }
         #expect(try sockets.remove(queue: 0))
-        try Self.expect(program, Fixture.udp(from: client, to: server, payload: Fixture.rtp, vlan: vlan), .pass, .passNoSocket)
+        try Self.expect(
+            program,
+            Fixture.udp(from: client, to: server, payload: Fixture.rtp, vlan: vlan),
+            .pass,
+            .passNoSocket
+        )
     }
 
     @Test func dtlsAndRTPNeedAnAdmittedFiveTuple() throws {
@@ -97,15 +113,38 @@ import VoxXDP
         let admitted = Fixture.flow()
         try flows.admit(admitted, session: 3, worker: 1)
         #expect(try flows.owner(of: admitted)?.session == 3)
-        let payloads: [[UInt8]] = [Fixture.dtls, Fixture.rtp, [0xBF] + Fixture.rtp.dropFirst(), [20, 0xFE, 0xFD], [63, 1]]
+        let payloads: [[UInt8]] = [
+            Fixture.dtls, Fixture.rtp, [0xBF] + Fixture.rtp.dropFirst(), [20, 0xFE, 0xFD], [63, 1],
+        ]
         for payload in payloads {
-            try Self.expect(program, Fixture.udp(payload: payload), .pass, .passNoSocket, "admitted, first byte \(payload[0])")
+            try Self.expect(
+                program,
+                Fixture.udp(payload: payload),
+                .pass,
+                .passNoSocket,
+                "admitted, first byte \(payload[0])"
+            )
             // Every other member of the 5-tuple matters: another source port, source
             // address, or local address is another flow.
             try Self.expect(program, Fixture.udp(sourcePort: UDPPort(50001), payload: payload), .drop, .dropUnadmitted)
-            try Self.expect(program, Fixture.udp(from: IPAddress("198.18.1.3")!, payload: payload), .drop, .dropUnadmitted)
-            try Self.expect(program, Fixture.udp(to: IPAddress("198.18.0.9")!, payload: payload), .drop, .dropUnadmitted)
-            try Self.expect(program, Fixture.udp(from: Fixture.client6, to: Fixture.server6, payload: payload), .drop, .dropUnadmitted)
+            try Self.expect(
+                program,
+                Fixture.udp(from: IPAddress("198.18.1.3")!, payload: payload),
+                .drop,
+                .dropUnadmitted
+            )
+            try Self.expect(
+                program,
+                Fixture.udp(to: IPAddress("198.18.0.9")!, payload: payload),
+                .drop,
+                .dropUnadmitted
+            )
+            try Self.expect(
+                program,
+                Fixture.udp(from: Fixture.client6, to: Fixture.server6, payload: payload),
+                .drop,
+                .dropUnadmitted
+            )
         }
         #expect(try flows.forget(admitted))
         #expect(try !flows.forget(admitted))
@@ -123,13 +162,28 @@ import VoxXDP
         let delta = try program.counters().since(before)
         #expect(delta[.passNoSocket] == 4 && delta[.dropSTUNRate] == 6 && delta.total == 10, "\(delta)")
         // Another source has its own bucket, whatever port it uses.
-        try Self.expect(program, Fixture.udp(from: IPAddress("198.18.1.4")!, payload: Fixture.stun), .pass, .passNoSocket)
-        try Self.expect(program, Fixture.udp(from: Fixture.client6, to: Fixture.server6, payload: Fixture.stun), .pass, .passNoSocket)
+        try Self.expect(
+            program,
+            Fixture.udp(from: IPAddress("198.18.1.4")!, payload: Fixture.stun),
+            .pass,
+            .passNoSocket
+        )
+        try Self.expect(
+            program,
+            Fixture.udp(from: Fixture.client6, to: Fixture.server6, payload: Fixture.stun),
+            .pass,
+            .passNoSocket
+        )
         // An admitted flow's STUN (consent freshness) is never limited.
         try program.admittedFlows().admit(Fixture.flow(), session: 1, worker: 0)
         try Self.expect(program, first, .pass, .passNoSocket, repeat: 20, "admitted STUN")
         // The limiter never admits DTLS or RTP.
-        try Self.expect(program, Fixture.udp(from: IPAddress("198.18.1.5")!, payload: Fixture.rtp), .drop, .dropUnadmitted)
+        try Self.expect(
+            program,
+            Fixture.udp(from: IPAddress("198.18.1.5")!, payload: Fixture.rtp),
+            .drop,
+            .dropUnadmitted
+        )
     }
 
     @Test func stunLimiterOffAtRateZero() throws {
@@ -150,14 +204,37 @@ import VoxXDP
         try Self.expect(program, Fixture.withProtocol(udp4, 6), .pass, .passNotUDP, "TCP to the media port number")
         try Self.expect(program, Fixture.withProtocol(udp6, 58), .pass, .passNotUDP, "ICMPv6")
         try Self.expect(program, Fixture.withProtocol(udp6, 6), .pass, .passNotUDP, "TCP over IPv6")
-        try Self.expect(program, Fixture.withProtocol(Fixture.udp(payload: Fixture.rtp, vlan: 5), 6), .pass, .passNotUDP, "TCP in a VLAN")
+        try Self.expect(
+            program,
+            Fixture.withProtocol(Fixture.udp(payload: Fixture.rtp, vlan: 5), 6),
+            .pass,
+            .passNotUDP,
+            "TCP in a VLAN"
+        )
         try Self.expect(program, Fixture.udp(port: UDPPort(22), payload: Fixture.rtp), .pass, .passOtherPort)
         for port: UInt16 in [53, 443, 8443, 39999, 40001, 40999, 42000] {
-            try Self.expect(program, Fixture.udp(port: UDPPort(port), payload: Fixture.rtp), .pass, .passOtherPort, "UDP to \(port)")
-            try Self.expect(program, Fixture.udp(from: Fixture.client6, to: Fixture.server6, port: UDPPort(port), payload: Fixture.dtls), .pass, .passOtherPort)
+            try Self.expect(
+                program,
+                Fixture.udp(port: UDPPort(port), payload: Fixture.rtp),
+                .pass,
+                .passOtherPort,
+                "UDP to \(port)"
+            )
+            try Self.expect(
+                program,
+                Fixture.udp(from: Fixture.client6, to: Fixture.server6, port: UDPPort(port), payload: Fixture.dtls),
+                .pass,
+                .passOtherPort
+            )
         }
         try Self.expect(program, Fixture.fragmented(udp4), .pass, .passFragment, "IPv4 first fragment")
-        try Self.expect(program, Fixture.withIPv6Extension(udp6, header: 44), .pass, .passFragment, "IPv6 fragment header")
+        try Self.expect(
+            program,
+            Fixture.withIPv6Extension(udp6, header: 44),
+            .pass,
+            .passFragment,
+            "IPv6 fragment header"
+        )
         // Double-tagged (QinQ) frames are not parsed past the first tag.
         var qinq = Fixture.udp(payload: Fixture.rtp, vlan: 7)
         qinq.insert(contentsOf: [0x81, 0x00, 0x00, 0x08], at: 16)
@@ -169,7 +246,13 @@ import VoxXDP
         let program = try Self.load()
         try program.admittedFlows().admit(Fixture.flow(), session: 1, worker: 0)
         for first: UInt8 in [4, 19, 64, 79, 127, 192, 255] {
-            try Self.expect(program, Fixture.udp(payload: [first, 0, 0, 0]), .drop, .dropInvalid, "first byte \(first)")
+            try Self.expect(
+                program,
+                Fixture.udp(payload: [first, 0, 0, 0]),
+                .drop,
+                .dropInvalid,
+                "first byte \(first)"
+            )
         }
         try Self.expect(program, Fixture.udp(payload: []), .drop, .dropInvalid, "empty datagram")
     }
@@ -182,15 +265,35 @@ import VoxXDP
         try program.admittedFlows().admit(leg, session: 9, worker: 1)
         // Any first byte: the backend protocol is not RFC 7983-classified.
         for payload: [UInt8] in [Fixture.rtp, [0x42, 1, 2], []] {
-            try Self.expect(program, Fixture.udp(from: backend, sourcePort: UDPPort(30000), port: UDPPort(41000), payload: payload), .pass, .passNoSocket)
+            try Self.expect(
+                program,
+                Fixture.udp(from: backend, sourcePort: UDPPort(30000), port: UDPPort(41000), payload: payload),
+                .pass,
+                .passNoSocket
+            )
         }
-        try Self.expect(program, Fixture.udp(from: backend, sourcePort: UDPPort(30000), port: UDPPort(41999), payload: Fixture.rtp), .drop, .dropUnadmitted)
-        try Self.expect(program, Fixture.udp(from: backend, sourcePort: UDPPort(30000), port: UDPPort(42000), payload: Fixture.rtp), .pass, .passOtherPort)
+        try Self.expect(
+            program,
+            Fixture.udp(from: backend, sourcePort: UDPPort(30000), port: UDPPort(41999), payload: Fixture.rtp),
+            .drop,
+            .dropUnadmitted
+        )
+        try Self.expect(
+            program,
+            Fixture.udp(from: backend, sourcePort: UDPPort(30000), port: UDPPort(42000), payload: Fixture.rtp),
+            .pass,
+            .passOtherPort
+        )
 
         var open = Self.configuration
         open.backendRequiresAdmission = false
         try program.configure(open)
-        try Self.expect(program, Fixture.udp(from: backend, sourcePort: UDPPort(30000), port: UDPPort(41999), payload: Fixture.rtp), .pass, .passNoSocket)
+        try Self.expect(
+            program,
+            Fixture.udp(from: backend, sourcePort: UDPPort(30000), port: UDPPort(41999), payload: Fixture.rtp),
+            .pass,
+            .passNoSocket
+        )
     }
 
     @Test func blocklistedSourcesAreDroppedOnOurPortsOnly() throws {
@@ -211,19 +314,57 @@ import VoxXDP
         #expect(try blocklist.covers(bad4) && blocklist.covers(bad6) && !blocklist.covers(Fixture.client4))
 
         for payload in [Fixture.stun, Fixture.dtls, Fixture.rtp] {
-            try Self.expect(program, Fixture.udp(from: bad4, payload: payload), .drop, .dropBlocklist, "admitted but blocked")
-            try Self.expect(program, Fixture.udp(from: bad6, to: Fixture.server6, payload: payload, vlan: 3), .drop, .dropBlocklist)
+            try Self.expect(
+                program,
+                Fixture.udp(from: bad4, payload: payload),
+                .drop,
+                .dropBlocklist,
+                "admitted but blocked"
+            )
+            try Self.expect(
+                program,
+                Fixture.udp(from: bad6, to: Fixture.server6, payload: payload, vlan: 3),
+                .drop,
+                .dropBlocklist
+            )
         }
-        try Self.expect(program, Fixture.udp(from: bad4, sourcePort: UDPPort(1), port: UDPPort(41500), payload: Fixture.rtp), .drop, .dropBlocklist, "backend range")
-        try Self.expect(program, Fixture.udp(from: IPAddress("198.18.8.9")!, payload: Fixture.stun), .pass, .passNoSocket, "next /24")
+        try Self.expect(
+            program,
+            Fixture.udp(from: bad4, sourcePort: UDPPort(1), port: UDPPort(41500), payload: Fixture.rtp),
+            .drop,
+            .dropBlocklist,
+            "backend range"
+        )
+        try Self.expect(
+            program,
+            Fixture.udp(from: IPAddress("198.18.8.9")!, payload: Fixture.stun),
+            .pass,
+            .passNoSocket,
+            "next /24"
+        )
         // Not our ports: a wrong entry can never cut SSH, signaling or ICMP.
-        try Self.expect(program, Fixture.withProtocol(Fixture.udp(from: bad4, port: UDPPort(22), payload: []), 6), .pass, .passNotUDP)
-        try Self.expect(program, Fixture.udp(from: bad4, port: UDPPort(443), payload: Fixture.rtp), .pass, .passOtherPort)
+        try Self.expect(
+            program,
+            Fixture.withProtocol(Fixture.udp(from: bad4, port: UDPPort(22), payload: []), 6),
+            .pass,
+            .passNotUDP
+        )
+        try Self.expect(
+            program,
+            Fixture.udp(from: bad4, port: UDPPort(443), payload: Fixture.rtp),
+            .pass,
+            .passOtherPort
+        )
 
         #expect(try blocklist.remove(prefix4))
         #expect(try !blocklist.remove(prefix4))
         try Self.expect(program, Fixture.udp(from: bad4, payload: Fixture.rtp), .pass, .passNoSocket, "unblocked")
-        try Self.expect(program, Fixture.udp(from: bad6, to: Fixture.server6, payload: Fixture.rtp), .drop, .dropBlocklist)
+        try Self.expect(
+            program,
+            Fixture.udp(from: bad6, to: Fixture.server6, payload: Fixture.rtp),
+            .drop,
+            .dropBlocklist
+        )
     }
 
     /// Every truncation of every kind of header: the verifier has proven no read goes past
@@ -240,8 +381,12 @@ import VoxXDP
             ("IPv4 RTP", Fixture.udp(payload: Fixture.rtp)),
             ("IPv4 STUN in a VLAN", Fixture.udp(payload: Fixture.stun, vlan: 9)),
             ("IPv6 DTLS", Fixture.udp(from: Fixture.client6, to: Fixture.server6, payload: Fixture.dtls)),
-            ("IPv6 RTP behind hop-by-hop in a VLAN",
-             Fixture.withIPv6Extension(Fixture.udp(from: Fixture.client6, to: Fixture.server6, payload: Fixture.rtp, vlan: 9))),
+            (
+                "IPv6 RTP behind hop-by-hop in a VLAN",
+                Fixture.withIPv6Extension(
+                    Fixture.udp(from: Fixture.client6, to: Fixture.server6, payload: Fixture.rtp, vlan: 9)
+                )
+            ),
         ]
         for (name, frame) in frames {
             let headersEnd = Fixture.payloadOffset(frame)
@@ -268,7 +413,9 @@ import VoxXDP
         var shortIHL = Fixture.udp(payload: Fixture.rtp)
         shortIHL[14] = 0x44
         try Self.expect(program, shortIHL, .pass, .passTruncated, "IHL below 5")
-        var hugeExtension = Fixture.withIPv6Extension(Fixture.udp(from: Fixture.client6, to: Fixture.server6, payload: Fixture.rtp))
+        var hugeExtension = Fixture.withIPv6Extension(
+            Fixture.udp(from: Fixture.client6, to: Fixture.server6, payload: Fixture.rtp)
+        )
         hugeExtension[14 + 40 + 1] = 255  // 2 KB extension header in a short frame
         try Self.expect(program, hugeExtension, .pass, .passTruncated, "extension header past the end")
     }

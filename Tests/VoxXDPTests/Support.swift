@@ -83,8 +83,10 @@ enum Command {
         let err = error.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
         return Result(
-            status: process.terminationStatus, output: String(decoding: out, as: UTF8.self),
-            error: String(decoding: err, as: UTF8.self))
+            status: process.terminationStatus,
+            output: String(decoding: out, as: UTF8.self),
+            error: String(decoding: err, as: UTF8.self)
+        )
     }
 }
 
@@ -183,8 +185,10 @@ final class VethPair {
         let steps: [[String]] = [
             ["ip", "netns", "add", namespaceA],
             ["ip", "netns", "add", namespaceB],
-            ["ip", "link", "add", interfaceA, "netns", namespaceA, "type", "veth", "peer", "name", interfaceB,
-             "netns", namespaceB],
+            [
+                "ip", "link", "add", interfaceA, "netns", namespaceA, "type", "veth", "peer", "name", interfaceB,
+                "netns", namespaceB,
+            ],
             ["ip", "-n", namespaceA, "address", "add", "\(addressA)/30", "dev", interfaceA],
             ["ip", "-n", namespaceB, "address", "add", "\(addressB)/30", "dev", interfaceB],
             ["ip", "-n", namespaceA, "link", "set", "dev", interfaceA, "up"],
@@ -212,7 +216,9 @@ final class VethPair {
     /// would keep the namespace, its veth and its XDP link alive after `ip netns delete`),
     /// then deletes it.
     private static func delete(namespace: String) {
-        for pid in Command.run(["ip", "netns", "pids", namespace]).output.split(separator: "\n").compactMap({ Int32($0) }) {
+        for pid in Command.run(["ip", "netns", "pids", namespace]).output.split(separator: "\n").compactMap({
+            Int32($0)
+        }) {
             kill(pid, SIGKILL)
         }
         Command.run(["ip", "netns", "delete", namespace])
@@ -222,7 +228,8 @@ final class VethPair {
     private static func removeLeftovers() {
         for line in Command.run(["ip", "netns", "list"]).output.split(separator: "\n") {
             let name = String(line.split(separator: " ").first ?? "")
-            guard name.hasPrefix(namePrefix), let pid = Int32(name.dropFirst(namePrefix.count).split(separator: "-").first ?? "")
+            guard name.hasPrefix(namePrefix),
+                let pid = Int32(name.dropFirst(namePrefix.count).split(separator: "-").first ?? "")
             else { continue }
             if kill(pid, 0) != 0 && errno == ESRCH { delete(namespace: name) }
         }
@@ -270,25 +277,40 @@ enum Fixture {
     /// A DTLS 1.2 handshake record header: first byte 22.
     static let dtls: [UInt8] = [0x16, 0xFE, 0xFD, 0, 0, 0, 0, 0, 0, 0, 1, 0, 4, 1, 2, 3, 4]
     /// An RTP header (version 2, Opus payload type 111) and some payload: first byte 0x80.
-    static let rtp: [UInt8] = [0x80, 0x6F, 0x00, 0x01, 0, 0, 0, 160, 0x12, 0x34, 0x56, 0x78] + Array(repeating: 0xAB, count: 40)
+    static let rtp: [UInt8] =
+        [0x80, 0x6F, 0x00, 0x01, 0, 0, 0, 160, 0x12, 0x34, 0x56, 0x78] + Array(repeating: 0xAB, count: 40)
 
     /// An Ethernet/IP/UDP frame; IPv6 when either address is not IPv4-mapped.
     static func udp(
-        from source: IPAddress = client4, sourcePort: UDPPort = clientPort, to destination: IPAddress = server4,
-        port destinationPort: UDPPort = mediaPort, payload: [UInt8], vlan: UInt16? = nil
+        from source: IPAddress = client4,
+        sourcePort: UDPPort = clientPort,
+        to destination: IPAddress = server4,
+        port destinationPort: UDPPort = mediaPort,
+        payload: [UInt8],
+        vlan: UInt16? = nil
     ) -> [UInt8] {
         let addresses = FrameAddresses(
-            destinationMAC: serverMAC, sourceMAC: clientMAC, vlanID: vlan, source: source, sourcePort: sourcePort,
-            destination: destination, destinationPort: destinationPort)
+            destinationMAC: serverMAC,
+            sourceMAC: clientMAC,
+            vlanID: vlan,
+            source: source,
+            sourcePort: sourcePort,
+            destination: destination,
+            destinationPort: destinationPort
+        )
         var frame = [UInt8](repeating: 0, count: addresses.headerLength + payload.count)
         frame.replaceSubrange(addresses.headerLength..., with: payload)
-        _ = frame.withUnsafeMutableBytes { FrameBuilder.write($0.baseAddress!, addresses, payloadLength: payload.count) }
+        _ = frame.withUnsafeMutableBytes {
+            FrameBuilder.write($0.baseAddress!, addresses, payloadLength: payload.count)
+        }
         return frame
     }
 
     /// The flow key the engine would admit for a frame built by `udp` with the same arguments.
     static func flow(
-        from source: IPAddress = client4, sourcePort: UDPPort = clientPort, to destination: IPAddress = server4,
+        from source: IPAddress = client4,
+        sourcePort: UDPPort = clientPort,
+        to destination: IPAddress = server4,
         port destinationPort: UDPPort = mediaPort
     ) -> FlowKey {
         FlowKey(remoteAddress: source, remotePort: sourcePort, localAddress: destination, localPort: destinationPort)

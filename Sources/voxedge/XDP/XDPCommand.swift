@@ -66,8 +66,11 @@ struct XDPAttachCommand: ParsableCommand {
             backendRange = UDPPort(parts[0])...UDPPort(parts[1])
         }
         let configuration = XDPConfiguration(
-            mediaPorts: mediaPorts.map { UDPPort($0) }, backendPorts: backendRange,
-            stunRatePerSecond: stunRate, stunBurst: stunBurst)
+            mediaPorts: mediaPorts.map { UDPPort($0) },
+            backendPorts: backendRange,
+            stunRatePerSecond: stunRate,
+            stunBurst: stunBurst
+        )
 
         do {
             let program = try XDPProgram(objectPath: object ?? XDPProgram.defaultObjectPath())
