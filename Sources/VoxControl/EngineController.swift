@@ -19,6 +19,8 @@ public final class EngineController {
         var created: Date
     }
     var sessions: [Int32: Record] = [:]
+    /// Live sessions known to the control side.
+    public var sessionCount: Int { sessions.count }
     var nextWorker = 0
     public weak var server: ControlServer?
 

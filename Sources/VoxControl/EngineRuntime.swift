@@ -31,6 +31,9 @@ public struct EngineConfiguration: Codable, Sendable, Equatable {
     public var maxSessions: Int = 1024
     public var backends: [BackendEntry] = []
     public var controlSocket: String = "/run/voxedge/control.sock"
+    /// Prometheus `/metrics`, `/healthz`, `/readyz` (port 0: off).
+    public var metricsAddress: String = "127.0.0.1"
+    public var metricsPort: UInt16 = 9464
     public var logLevel: String = "info"
     public var io: String = "socket"
 
@@ -40,6 +43,7 @@ public struct EngineConfiguration: Codable, Sendable, Equatable {
         case mediaAddress = "media_address", mediaPort = "media_port", backendAddress = "backend_address"
         case backendPortBase = "backend_port_base", workers, cores, maxSessions = "max_sessions", backends
         case controlSocket = "control_socket", logLevel = "log_level", io
+        case metricsAddress = "metrics_address", metricsPort = "metrics_port"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -56,6 +60,8 @@ public struct EngineConfiguration: Codable, Sendable, Equatable {
         controlSocket = try c.decodeIfPresent(String.self, forKey: .controlSocket) ?? d.controlSocket
         logLevel = try c.decodeIfPresent(String.self, forKey: .logLevel) ?? d.logLevel
         io = try c.decodeIfPresent(String.self, forKey: .io) ?? d.io
+        metricsAddress = try c.decodeIfPresent(String.self, forKey: .metricsAddress) ?? d.metricsAddress
+        metricsPort = try c.decodeIfPresent(UInt16.self, forKey: .metricsPort) ?? d.metricsPort
     }
 
     /// Every problem with this configuration, as sentences; empty when it can run.

@@ -14,6 +14,7 @@ final class ControlRig: @unchecked Sendable {
     static let counter = Mutex(0)
     let runtime: EngineRuntime
     let server: ControlServer
+    let metrics: MetricsServer
     let path: String
     var pollThread: Thread? = nil
     let stopping = Atomic<Bool>(false)
@@ -38,11 +39,14 @@ final class ControlRig: @unchecked Sendable {
         let controller = EngineController(runtime: runtime)
         server = ControlServer(path: path, maxLine: 64 * 1024) { controller.handle($0) }
         controller.server = server
+        metrics = MetricsServer(runtime: runtime, controller: controller)
         try server.start()
+        try metrics.start(address: "127.0.0.1", port: 0)
         try runtime.start()
         let thread = Thread { [self] in
             while !stopping.load(ordering: .acquiring) {
                 server.poll(timeout: 20)
+                metrics.poll(timeout: 0)
                 runtime.control.reclaim()
             }
             done.signal()
@@ -54,6 +58,7 @@ final class ControlRig: @unchecked Sendable {
     func shutdown() {
         stopping.store(true, ordering: .releasing)
         done.wait()
+        metrics.stop()
         server.stop()
         runtime.stop()
     }
@@ -189,6 +194,50 @@ func errorCode(_ reply: [String: Any]?) -> String? {
         #expect(errorCode(ControlRig.readLine(fd)) == "line_too_long")
         Thread.sleep(forTimeInterval: 0.5)
         #expect(rig.call(fd, #"{"id":1,"cmd":"stats"}"#)?["ok"] as? Bool == true)
+    }
+
+    @Test func metricsAndHealth() throws {
+        let rig = try ControlRig()
+        defer { rig.shutdown() }
+        let metrics = rig.metrics
+        let fd = rig.connect()
+        defer { close(fd) }
+        _ = rig.call(fd, #"{"id":1,"cmd":"session.create","client":"127.0.0.1:5000","client_key":"\#(Self.key)"}"#)
+        _ = rig.call(fd, #"{"id":2,"cmd":"nope"}"#)
+        func get(_ path: String) -> (status: Int, body: String) {
+            let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            defer { close(s) }
+            var a = sockaddr_in()
+            a.sin_family = sa_family_t(AF_INET)
+            a.sin_port = metrics.port.bigEndian
+            a.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
+            _ = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(s, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+            ControlRig.send(s, Array("GET \(path) HTTP/1.1\r\nHost: x\r\n\r\n".utf8))
+            var response: [UInt8] = []
+            var buffer = [UInt8](repeating: 0, count: 65536)
+            var timeout = timeval(tv_sec: 5, tv_usec: 0)
+            setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+            while true {
+                let n = buffer.withUnsafeMutableBytes { recv(s, $0.baseAddress, $0.count, 0) }
+                if n <= 0 { break }
+                response += buffer[0..<n]
+            }
+            let text = String(decoding: response, as: UTF8.self)
+            let status = Int(text.split(separator: " ").dropFirst().first ?? "") ?? 0
+            let body = text.components(separatedBy: "\r\n\r\n").dropFirst().joined()
+            return (status, body)
+        }
+        let scrape = get("/metrics")
+        #expect(scrape.status == 200)
+        #expect(scrape.body.contains("# TYPE voxedge_packets_total counter"))
+        #expect(scrape.body.contains("voxedge_packets_total{worker=\"0\",verdict=\"toBackend\"} 0"))
+        #expect(scrape.body.contains("voxedge_sessions 1"))
+        #expect(scrape.body.contains("voxedge_control_errors_total 1"))
+        #expect(get("/healthz").status == 200)
+        #expect(get("/readyz").status == 200)
+        #expect(get("/nope").status == 404)
+        metrics.draining = true
+        #expect(get("/readyz").status == 503)
     }
 
     @Test func configurationProblemsAreSpelledOut() {

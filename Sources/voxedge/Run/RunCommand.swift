@@ -34,6 +34,7 @@ struct RunCommand: ParsableCommand {
     @Option(help: "The control socket's path.") var controlSocket: String?
     @Option(help: "trace, debug, info, notice, warning, error or critical.") var logLevel: String?
     @Option(help: "Packet I/O: socket (AF_XDP arrives as xdp).") var io: String?
+    @Option(help: "Prometheus /metrics and health checks, as address:port (port 0: off).") var metrics: String?
 
     func resolvedConfiguration() throws -> EngineConfiguration {
         var c = EngineConfiguration()
@@ -64,6 +65,13 @@ struct RunCommand: ParsableCommand {
         if let controlSocket { c.controlSocket = controlSocket }
         if let logLevel { c.logLevel = logLevel }
         if let io { c.io = io }
+        if let metrics {
+            guard let colon = metrics.lastIndex(of: ":"), let port = UInt16(metrics[metrics.index(after: colon)...]) else {
+                throw ValidationError("--metrics: '\(metrics)' is not address:port")
+            }
+            c.metricsAddress = String(metrics[..<colon])
+            c.metricsPort = port
+        }
         let problems = c.problems()
         guard problems.isEmpty else { throw ValidationError(problems.joined(separator: "\n")) }
         guard Logger.Level(rawValue: c.logLevel) != nil else { throw ValidationError("log_level '\(c.logLevel)' is not a level") }
@@ -82,16 +90,25 @@ struct RunCommand: ParsableCommand {
         let server = ControlServer(path: c.controlSocket) { controller.handle($0) }
         controller.server = server
         try server.start()
+        let metricsServer = MetricsServer(runtime: runtime, controller: controller)
+        if c.metricsPort != 0 {
+            try metricsServer.start(address: c.metricsAddress, port: c.metricsPort)
+            logger.info("metrics ready", metadata: ["url": "http://\(c.metricsAddress):\(metricsServer.port)/metrics"])
+        }
         try runtime.start()
         signal(SIGINT) { _ in Shutdown.requested.store(true, ordering: .releasing) }
         signal(SIGTERM) { _ in Shutdown.requested.store(true, ordering: .releasing) }
         signal(SIGPIPE, SIG_IGN)
         logger.info("control socket ready", metadata: ["path": "\(c.controlSocket)"])
         while !Shutdown.requested.load(ordering: .acquiring) {
-            server.poll(timeout: 100)
+            server.poll(timeout: 50)
+            metricsServer.poll(timeout: 0)
             runtime.control.reclaim()
         }
         logger.info("shutting down: draining workers")
+        metricsServer.draining = true
+        metricsServer.poll(timeout: 0)
+        metricsServer.stop()
         server.stop()
         runtime.stop()
     }
