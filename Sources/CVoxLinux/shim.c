@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -50,4 +51,10 @@ int vox_pin_current_thread(int cpu) {
     CPU_SET(cpu, &set);
     int r = pthread_setaffinity_np(pthread_self(), sizeof set, &set);
     return -r;
+}
+
+void vox_unblock_all_signals(void) {
+    sigset_t none;
+    sigemptyset(&none);
+    pthread_sigmask(SIG_SETMASK, &none, NULL);
 }

@@ -5,7 +5,7 @@ struct VoxEdgeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "voxedge",
         abstract: "An edge media engine for real-time voice AI: WebRTC audio in, inference backends out.",
-        subcommands: [RunCommand.self, ControlCommand.self, BenchCommand.self, XDPCommand.self]
+        subcommands: [DemoCommand.self, RunCommand.self, ControlCommand.self, BackendSimCommand.self, DemoCallersCommand.self, BenchCommand.self, XDPCommand.self]
     )
 }
 

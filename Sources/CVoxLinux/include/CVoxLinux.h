@@ -26,6 +26,10 @@ int vox_epoll_add(int epfd, int fd, unsigned long long token);
 int vox_epoll_wait(int epfd, unsigned long long *tokens, int max, int timeout_ms);
 /// Pins the calling thread to `cpu`; 0 or -errno.
 int vox_pin_current_thread(int cpu);
+/// Unblocks every signal for the calling thread. A process started by a parent that blocks
+/// signals (test runners do) inherits the mask; `voxedge run` must still see SIGTERM, and
+/// Foundation's Process must still see SIGCHLD.
+void vox_unblock_all_signals(void);
 /// Sets SO_REUSEPORT (1) on `fd`; 0 or -errno.
 int vox_set_reuseport(int fd);
 #endif

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CVoxLinux
 import Foundation
 import Logging
 import Synchronization
@@ -79,6 +80,7 @@ struct RunCommand: ParsableCommand {
     }
 
     func run() throws {
+        vox_unblock_all_signals()  // a parent that blocks signals must not take SIGTERM/SIGCHLD from us
         let c = try resolvedConfiguration()
         LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
         var logger = Logger(label: "voxedge")
