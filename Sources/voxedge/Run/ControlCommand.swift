@@ -1,4 +1,5 @@
 import ArgumentParser
+import CVoxLinux  // sys/socket.h reaches this module through it (SOCK_STREAM)
 import Foundation
 import Glibc
 
