@@ -17,6 +17,9 @@ struct DemoCallersCommand: ParsableCommand {
     @Option var sessions = 20
     @Option var seconds = 5
     @Option var profile = "AES_CM_128_HMAC_SHA1_80"
+    /// Halfway: drop the first call (its audio must stop coming back) and start a new one
+    /// (its audio must start).
+    @Flag var midStreamChanges = false
 
     struct Call {
         var id: UInt64
@@ -24,6 +27,12 @@ struct DemoCallersCommand: ParsableCommand {
         var sender: LibSRTPSession
         var receiver: LibSRTPSession
         var sequence: UInt16 = 0
+        /// Dropped over the control socket at this time: echoes after it (plus 100 ms for
+        /// what was in flight) would be forwarding that should have stopped.
+        var droppedAt: Date? = nil
+        var echoesAfterDrop = 0
+        var verified = 0
+        var sentAfterDrop = 0
     }
 
     func run() throws {
@@ -31,7 +40,7 @@ struct DemoCallersCommand: ParsableCommand {
         let profile = SRTPProfile(name: self.profile)!
         var calls: [Call] = []
         var rng = SystemRandomNumberGenerator()
-        for i in 0..<sessions {
+        func makeCall(_ i: Int) throws -> Call {
             let port = UInt16(20_000 + i)
             let fd = Glibc.socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
             var a = DemoCallersCommand.address("198.18.0.2", port)
@@ -47,11 +56,13 @@ struct DemoCallersCommand: ParsableCommand {
                 let id = (session["id"] as? NSNumber)?.uint64Value
             else { throw ValidationError("session.create failed: \(reply)") }
             let k = profile.masterKeyLength
-            calls.append(Call(
+            return Call(
                 id: id, fd: fd,
                 sender: LibSRTPSession(profile: profile, masterKey: Array(material[..<k]), masterSalt: Array(material[k...]), direction: .outbound)!,
-                receiver: LibSRTPSession(profile: profile, masterKey: Array(edgeKey[..<k]), masterSalt: Array(edgeKey[k...]), direction: .inbound)!))
+                receiver: LibSRTPSession(profile: profile, masterKey: Array(edgeKey[..<k]), masterSalt: Array(edgeKey[k...]), direction: .inbound)!)
         }
+        for i in 0..<sessions { calls.append(try makeCall(i)) }
+        var changesDone = !midStreamChanges
         print("\(sessions) calls set up over the control socket (\(profile)); sending 50 packets/s each for \(seconds) s")
         fflush(nil)
         var media = DemoCallersCommand.address("198.18.0.1", 40000)
@@ -65,8 +76,20 @@ struct DemoCallersCommand: ParsableCommand {
         var nextReport = start.addingTimeInterval(1)
         var buffer = [UInt8](repeating: 0, count: 2048)
         while Date().timeIntervalSince(start) < Double(seconds) + 0.5 {
+            if !changesDone && Date().timeIntervalSince(start) >= Double(seconds) / 2 {
+                changesDone = true
+                let drop = try ControlClient.call(socket, ["cmd": "session.drop", "session": calls[0].id])
+                guard drop["ok"] as? Bool == true else { throw ValidationError("session.drop failed: \(drop)") }
+                calls[0].droppedAt = Date()
+                calls.append(try makeCall(sessions))
+                print("mid-stream: dropped call 0 (still sending), started call \(sessions)")
+                fflush(nil)
+            }
             if Date() >= nextTick && Date().timeIntervalSince(start) < Double(seconds) {
                 for i in calls.indices {
+                    // After its drop, a call pauses 200 ms (the worker applies the drop at its
+                    // next burst, within ~10 ms), then sends on to show nothing comes back.
+                    if let dropped = calls[i].droppedAt, Date().timeIntervalSince(dropped) < 0.2 { continue }
                     calls[i].sequence &+= 1
                     let payload = DemoCallersCommand.audio(call: i, sequence: calls[i].sequence)
                     var packet: [UInt8] = [0x80, 111, UInt8(calls[i].sequence >> 8), UInt8(calls[i].sequence & 0xFF)]
@@ -82,7 +105,7 @@ struct DemoCallersCommand: ParsableCommand {
                             }
                         }
                     }
-                    sent += 1
+                    if calls[i].droppedAt == nil { sent += 1 } else { calls[i].sentAfterDrop += 1 }
                 }
                 nextTick = nextTick.addingTimeInterval(0.02)
             }
@@ -93,8 +116,11 @@ struct DemoCallersCommand: ParsableCommand {
                     var m = n
                     let status = buffer.withUnsafeMutableBytes { calls[i].receiver.unprotect($0.baseAddress!, length: &m) }
                     let sequenceSent = UInt16(buffer[14]) << 8 | UInt16(buffer[15])  // first payload bytes carry it
-                    if status == 0 && m > 12 && Array(buffer[12..<m]) == DemoCallersCommand.audio(call: i, sequence: sequenceSent) {
+                    if let dropped = calls[i].droppedAt, Date().timeIntervalSince(dropped) > 0.1 {
+                        calls[i].echoesAfterDrop += 1
+                    } else if status == 0 && m > 12 && Array(buffer[12..<m]) == DemoCallersCommand.audio(call: i, sequence: sequenceSent) {
                         verified += 1
+                        calls[i].verified += 1
                     } else {
                         refused += 1
                     }
@@ -110,10 +136,17 @@ struct DemoCallersCommand: ParsableCommand {
             }
             usleep(1000)
         }
-        for call in calls { _ = try? ControlClient.call(socket, ["cmd": "session.drop", "session": call.id]) }
+        for call in calls where call.droppedAt == nil {
+            _ = try? ControlClient.call(socket, ["cmd": "session.drop", "session": call.id])
+        }
         let stats = try ControlClient.call(socket, ["cmd": "stats"])
         let drops = ((stats["workers"] as? [[String: Any]]) ?? []).compactMap { $0["drops"] as? [String: Any] }.filter { !$0.isEmpty }
         print("summary: sent=\(sent) echoed_and_verified=\(verified) refused=\(refused) engine_drops=\(drops.isEmpty ? "none" : "\(drops)")")
+        if midStreamChanges {
+            let newCall = calls[calls.count - 1]
+            print("mid-stream: dropped call sent \(calls[0].sentAfterDrop) after its drop, \(calls[0].echoesAfterDrop) came back; new call verified \(newCall.verified)")
+            guard calls[0].sentAfterDrop > 0, calls[0].echoesAfterDrop == 0, newCall.verified > 0 else { throw ExitCode(1) }
+        }
         // Allow what was still in flight when the callers stopped listening.
         guard sent > 0, refused == 0, Double(verified) >= 0.98 * Double(sent) else { throw ExitCode(1) }
     }

@@ -23,6 +23,8 @@ struct DemoCommand: ParsableCommand {
     @Option(help: "Calls.") var sessions = 20
     @Option(help: "Seconds of audio.") var seconds = 5
     @Option(help: "SRTP profile.") var profile = "AES_CM_128_HMAC_SHA1_80"
+    @Flag(help: "Halfway, drop a call (its audio must stop) and start another (its audio must start).")
+    var midStreamChanges = false
 
     func run() throws {
         vox_unblock_all_signals()  // a parent that blocks signals must not take SIGTERM/SIGCHLD from us
@@ -59,7 +61,7 @@ struct DemoCommand: ParsableCommand {
         let client = try demo.spawn(
             in: demo.client,
             [resolved, "demo-callers", "--socket", socketPath, "--sessions", "\(sessions)", "--seconds", "\(seconds)",
-                "--profile", profile], quiet: false)
+                "--profile", profile] + (midStreamChanges ? ["--mid-stream-changes"] : []), quiet: false)
         client.waitUntilExit()
         let status = client.terminationStatus
         cleanup()
