@@ -138,17 +138,7 @@ extension SRTPContext {
         var ok = EVP_EncryptInit_ex(keys.pointee.encrypt, nil, nil, k, nil) == 1
         if let d = keys.pointee.decrypt { ok = ok && EVP_DecryptInit_ex(d, nil, nil, k, nil) == 1 }
         keys.pointee.auth = HMACSHA1Key(key: authKey)
-        var high: UInt64 = 0
-        for i in 0..<8 { high = high << 8 | UInt64(salt[i]) }
-        var low: UInt64 = 0
-        if profile.isAEAD {
-            for i in 8..<12 { low = low << 8 | UInt64(salt[i]) }
-        } else {
-            for i in 8..<14 { low = low << 8 | UInt64(salt[i]) }
-            low <<= 16
-        }
-        keys.pointee.saltHigh = high
-        keys.pointee.saltLow = low
+        (keys.pointee.saltHigh, keys.pointee.saltLow) = SRTPContext.saltWords(profile, salt)
         return ok
     }
 

@@ -231,16 +231,22 @@ public struct SRTPContext: ~Copyable {
             if let d = decrypt { EVP_CIPHER_CTX_free(d) }
             return nil
         }
-        var saltHigh: UInt64 = 0
-        for i in 0..<8 { saltHigh = saltHigh << 8 | UInt64(salt[i]) }
-        var saltLow: UInt64 = 0
-        if profile.isAEAD {
-            for i in 8..<12 { saltLow = saltLow << 8 | UInt64(salt[i]) }
-        } else {
-            for i in 8..<14 { saltLow = saltLow << 8 | UInt64(salt[i]) }
-            saltLow <<= 16
-        }
+        let (saltHigh, saltLow) = saltWords(profile, salt)
         return SRTPSessionKeys(encrypt: encrypt, decrypt: decrypt, auth: auth, saltHigh: saltHigh, saltLow: saltLow)
+    }
+
+    /// A session salt in the two words the IVs are built from (see `SRTPSessionKeys`).
+    static func saltWords(_ profile: SRTPProfile, _ salt: UnsafeRawBufferPointer) -> (high: UInt64, low: UInt64) {
+        var high: UInt64 = 0
+        for i in 0..<8 { high = high << 8 | UInt64(salt[i]) }
+        var low: UInt64 = 0
+        if profile.isAEAD {
+            for i in 8..<12 { low = low << 8 | UInt64(salt[i]) }
+        } else {
+            for i in 8..<14 { low = low << 8 | UInt64(salt[i]) }
+            low <<= 16
+        }
+        return (high, low)
     }
 
     /// A context from already derived session keys, for the RFC 7714 vectors, which
