@@ -25,7 +25,8 @@ final class ControlRig: @unchecked Sendable {
             v += 1
             return v
         }
-        let base = 20_000 + Int(getpid() % 400) * 100 + n * 10
+        // Below the ephemeral range (32768+) and apart from SocketPortTests' ports (22000+).
+        let base = 10_000 + Int(getpid() % 100) * 100 + n * 10
         var c = EngineConfiguration()
         c.mediaAddress = "127.0.0.1"
         c.mediaPort = UInt16(base)

@@ -53,9 +53,11 @@ import VoxWire
 
     @Test(arguments: [SRTPProfile.aes128CmHmacSha1_80, .aeadAes256Gcm])
     func callsFlowThroughKernelSockets(profile: SRTPProfile) throws {
-        let pid = UInt16(getpid() % 500)
-        let mediaPort = UInt16(41_000) + pid * 8 + UInt16(profile.rawValue)
-        let backendBase = UInt16(46_000) + pid * 8 * 4 + UInt16(profile.rawValue) * 4
+        // Fixed ports below Linux's ephemeral range (32768+), so no socket bound to port 0
+        // elsewhere can hold them; apart from ControlRig's (10000-19999).
+        let pid = UInt16(getpid() % 250)
+        let mediaPort = UInt16(22_000) + pid * 8 + UInt16(profile.rawValue)
+        let backendBase = UInt16(24_100) + pid * 32 + UInt16(profile.rawValue) * 4
         let loopback = IPAddress("127.0.0.1")!
         let port = InMemoryPort(queues: 1, frameCount: 1024)
         let store = try SessionStore(capacity: 4)
