@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import VoxEngine
+import VoxWire
 
 /// Prometheus text exposition (format 0.0.4) of the engine's counters, and health checks,
 /// over a small HTTP/1.1 server polled by the control thread: `GET /metrics`, `/healthz`
@@ -31,7 +32,7 @@ public final class MetricsServer: @unchecked Sendable {
 
     /// Listens on `address:port` (port 0 picks one; `port` then says which).
     public func start(address: String, port requested: UInt16) throws(ControlError) {
-        guard let ip = IPv4(address) else {
+        guard let parsed = IPAddress(address), parsed.isIPv4 else {
             throw ControlError(code: "metrics.address", message: "metrics address must be IPv4, not '\(address)'")
         }
         listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
@@ -40,7 +41,7 @@ public final class MetricsServer: @unchecked Sendable {
         var a = sockaddr_in()
         a.sin_family = sa_family_t(AF_INET)
         a.sin_port = requested.bigEndian
-        a.sin_addr.s_addr = ip.bigEndian
+        a.sin_addr.s_addr = parsed.ipv4.bigEndian
         let bound = withUnsafePointer(to: &a) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
@@ -53,17 +54,6 @@ public final class MetricsServer: @unchecked Sendable {
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
         _ = withUnsafeMutablePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &length) } }
         port = UInt16(bigEndian: a.sin_port)
-    }
-
-    func IPv4(_ text: String) -> UInt32? {
-        let parts = text.split(separator: ".")
-        guard parts.count == 4 else { return nil }
-        var v: UInt32 = 0
-        for p in parts {
-            guard let o = UInt8(p) else { return nil }
-            v = v << 8 | UInt32(o)
-        }
-        return v
     }
 
     public func stop() {

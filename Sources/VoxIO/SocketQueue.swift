@@ -175,7 +175,10 @@ public final class SocketQueue: WorkerPortHooks, @unchecked Sendable {
 
     /// recvmmsg from `fd` into frames from the fill ring until it has nothing more.
     func drain(_ fd: Int32, localAddress: IPAddress, localPort: UDPPort) -> Int {
-        let headerRoom = port.headroom + 14 + (localAddress.isIPv4 ? 20 : 40) + 8
+        // The header `FrameBuilder` will put in front: the peer is of the local address's family.
+        let headerRoom = port.headroom + FrameAddresses(
+            destinationMAC: .zero, sourceMAC: .zero, source: localAddress, sourcePort: localPort,
+            destination: localAddress, destinationPort: localPort).headerLength
         let room = port.frameSize - headerRoom
         var total = 0
         while true {
