@@ -32,4 +32,12 @@ int vox_pin_current_thread(int cpu);
 void vox_unblock_all_signals(void);
 /// Sets SO_REUSEPORT (1) on `fd`; 0 or -errno.
 int vox_set_reuseport(int fd);
+/// The active channel counts of interface `name` (ETHTOOL_GCHANNELS through SIOCETHTOOL:
+/// ioctl is variadic and struct ifreq is a union, neither importable) into
+/// `counts` = {rx, tx, other, combined}; `fd` is any socket of the interface's namespace.
+/// 0 or -errno (-EOPNOTSUPP when the driver has no channels).
+int vox_ethtool_channels(int fd, const char *name, unsigned int counts[4]);
+/// setns(2) (_GNU_SOURCE-only): moves the calling thread into the namespace `fd` refers to.
+/// 0 or -errno.
+int vox_setns(int fd, int nstype);
 #endif
