@@ -81,8 +81,9 @@ let package = Package(
             dependencies: ["VoxEngine", "VoxIO", "VoxWire", "VoxMedia", "VoxSRTPReference", "CVoxAllocCounter", "VoxTestKit"]
         ),
         .testTarget(name: "VoxControlTests", dependencies: ["VoxControl", "VoxEngine", "VoxWire", "VoxTestKit"]),
-        // Privileged: BPF_PROG_TEST_RUN and veth/netns attach tests (root; CI=true fails without it).
-        .testTarget(name: "VoxXDPTests", dependencies: ["VoxXDP", "VoxWire", "CVoxBPF", "CXDP"]),
+        // Privileged: BPF_PROG_TEST_RUN, veth/netns attach tests, and VoxIO's netlink next-hop
+        // resolution over the same namespaces (root; CI=true fails without it).
+        .testTarget(name: "VoxXDPTests", dependencies: ["VoxXDP", "VoxIO", "VoxWire", "CVoxBPF", "CVoxLinux", "CXDP"]),
         .testTarget(name: "SystemLibrariesTests", dependencies: ["CXDP", "COpenSSL", "CSRTP", "COpus"]),
     ],
     swiftLanguageModes: [.v6]
