@@ -174,7 +174,7 @@ extension MACAddress {
 /// deinit. Used two ways: request/response (`request`, `dump`), blocking with a receive
 /// timeout so a lost reply cannot stall the control thread; or as a non-blocking listener
 /// of multicast `groups` (`receive`).
-struct NetlinkSocket: ~Copyable {
+struct NetlinkSocket: ~Copyable, Sendable {
     let fd: Int32
     private var sequence: UInt32 = 0
     private var buffer: [UInt8]

@@ -93,7 +93,8 @@ struct NeighbourKey: Hashable {
 /// state changed; the engine publishes new MACs to its workers from there.
 ///
 /// Invariant: `watched[d]` is the state last reported for `d` (by `watch` or in a change).
-public struct NextHopResolver: ~Copyable {
+/// `Sendable` so it can be moved into the control thread; it is used by one thread at a time.
+public struct NextHopResolver: ~Copyable, Sendable {
     /// How often to call `refresh()`. It re-asks the kernel for every watched destination
     /// and makes it re-confirm stale neighbours: frames sent through AF_XDP bypass the
     /// kernel's stack, so without this nothing would ever confirm a neighbour again.
