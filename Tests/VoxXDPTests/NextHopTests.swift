@@ -2,7 +2,7 @@ import CVoxLinux
 import Foundation
 import Glibc
 import Testing
-import VoxIO
+@testable import VoxIO
 import VoxWire
 
 /// Runs `body` on a thread of its own that enters network namespace `namespace` and ends
@@ -271,5 +271,48 @@ private final class ResultBox<T>: @unchecked Sendable {
         #expect(viaGateway?.nextHop == NextHop(interfaceIndex: index, mac: peer, gateway: neighbour, source: IPAddress("2001:2::1")))
         if case .unreachable = unreachable {} else { Issue.record("expected unreachable, got \(unreachable)") }
         #expect(interface.addresses.map(\.description).contains("2001:2::1/64"), "\(interface.addresses)")
+    }
+}
+
+/// The netlink codec without a kernel (no root): alignment, attribute parsing, addresses.
+@Suite struct NetlinkCodecTests {
+    @Test func requestAttributesArePaddedToFourBytes() {
+        var request = NetlinkRequest(type: 30, flags: 0x0001)
+        request.append(UInt32(7))
+        request.attribute(3, [1, 2, 3, 4, 5])
+        request.attribute(1, [198, 18, 0, 2])
+        #expect(request.bytes.count == 16 + 4 + 12 + 8)
+        #expect(request.bytes.load(UInt16.self, at: 4) == 30 && request.bytes.load(UInt16.self, at: 6) == 1)
+        #expect(request.bytes.load(UInt16.self, at: 20) == 9, "rta_len counts the header, not the padding")
+        #expect(request.bytes.load(UInt16.self, at: 22) == 3)
+        #expect(Array(request.bytes[29...31]) == [0, 0, 0])
+        #expect(request.bytes.load(UInt16.self, at: 32) == 8 && request.bytes.load(UInt16.self, at: 34) == 1)
+    }
+
+    @Test func attributesStopAtTheFirstMalformedOne() {
+        var payload = [UInt8](repeating: 0, count: 12)  // struct ndmsg
+        payload.append(host: UInt16(8))
+        payload.append(host: UInt16(1))  // NDA_DST
+        payload += [198, 18, 0, 2]
+        payload.append(host: UInt16(10))
+        payload.append(host: UInt16(2 | 0x8000))  // NDA_LLADDR, with the byte-order flag bit
+        payload += [0x02, 0, 0x5E, 0, 0x99, 0x01, 0, 0]
+        payload.append(host: UInt16(64))  // longer than what is left
+        payload.append(host: UInt16(9))
+        let message = NetlinkMessage(type: 28, flags: 0, sequence: 1, payload: payload)
+        let attributes = message.attributes(after: 12)
+        #expect(attributes.count == 2)
+        #expect(attributes[1].flatMap(IPAddress.init(kernelBytes:)) == IPAddress("198.18.0.2"))
+        #expect(attributes[2].flatMap(MACAddress.init(kernelBytes:)) == MACAddress("02:00:5e:00:99:01"))
+    }
+
+    @Test func addressesInKernelByteOrder() {
+        for text in ["198.18.0.1", "2001:2::1", "fe80::1:2"] {
+            let address = IPAddress(text)!
+            #expect(IPAddress(kernelBytes: address.kernelBytes[...]) == address)
+        }
+        #expect(IPAddress("198.18.0.1")!.kernelBytes == [198, 18, 0, 1])
+        #expect(IPAddress("2001:2::1")!.kernelBytes == [0x20, 0x01, 0, 2] + [UInt8](repeating: 0, count: 11) + [1])
+        #expect(IPAddress(kernelBytes: [1, 2, 3][...]) == nil)
     }
 }
