@@ -25,7 +25,6 @@ enum RTNL {
     static let request: UInt16 = 0x01
     static let ack: UInt16 = 0x04
     static let dump: UInt16 = 0x300
-    static let replace: UInt16 = 0x100
     static let create: UInt16 = 0x400
     static let solNetlink: Int32 = 270
     static let extendedAck: Int32 = 11
@@ -35,7 +34,6 @@ enum RTNL {
     static let newAddress: UInt16 = 20
     static let getAddress: UInt16 = 22
     static let newRoute: UInt16 = 24
-    static let deleteRoute: UInt16 = 25
     static let getRoute: UInt16 = 26
     static let newNeighbour: UInt16 = 28
     static let deleteNeighbour: UInt16 = 29
