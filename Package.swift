@@ -47,12 +47,12 @@ let package = Package(
         .target(name: "VoxIO", dependencies: ["CXDP", "CVoxLinux", "VoxWire"]),
         // The XDP program's loader: load, attach through a bpf_link, typed map access.
         .target(name: "VoxXDP", dependencies: ["CXDP", "CVoxBPF", "VoxWire"]),
-        .target(name: "VoxEngine", dependencies: ["VoxWire", "VoxMedia", "VoxIO"]),
+        .target(name: "VoxEngine", dependencies: ["VoxWire", "VoxMedia", "VoxIO", "CVoxLinux"]),
         // The control plane: control socket, engine runtime (threads), configuration.
         .target(
             name: "VoxControl",
             dependencies: [
-                "VoxEngine", "VoxIO", "VoxWire", "VoxMedia", "CVoxLinux", .product(name: "Logging", package: "swift-log"),
+                "VoxEngine", "VoxIO", "VoxWire", "VoxMedia", "VoxXDP", "CXDP", "CVoxLinux", .product(name: "Logging", package: "swift-log"),
             ]
         ),
         // libsrtp2 behind a small Swift surface: the oracle for tests, the baseline for benchmarks.

@@ -5,6 +5,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <linux/ethtool.h>
@@ -24,6 +25,11 @@ int vox_recvmmsg(int fd, struct vox_mmsghdr *msgs, unsigned int n) {
 int vox_sendmmsg(int fd, struct vox_mmsghdr *msgs, unsigned int n) {
     int r = sendmmsg(fd, (struct mmsghdr *)msgs, n, MSG_DONTWAIT);
     return r < 0 ? -errno : r;
+}
+
+int vox_eventfd(void) {
+    int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    return fd < 0 ? -errno : fd;
 }
 
 int vox_set_reuseport(int fd) {

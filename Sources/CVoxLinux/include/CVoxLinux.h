@@ -30,6 +30,9 @@ int vox_pin_current_thread(int cpu);
 /// signals (test runners do) inherits the mask; `voxedge run` must still see SIGTERM, and
 /// Foundation's Process must still see SIGCHLD.
 void vox_unblock_all_signals(void);
+/// A non-blocking, close-on-exec eventfd (sys/eventfd.h is not in Swift's Glibc module);
+/// the fd or -errno.
+int vox_eventfd(void);
 /// Sets SO_REUSEPORT (1) on `fd`; 0 or -errno.
 int vox_set_reuseport(int fd);
 /// The active channel counts of interface `name` (ETHTOOL_GCHANNELS through SIOCETHTOOL:
