@@ -467,6 +467,8 @@ public struct Worker: ~Copyable {
         }
         // The tag must fit after the packet wherever the headers end up.
         let c = configuration
+        // A port that writes Ethernet headers (edge MAC known) needs the client's MAC.
+        if c.edgeMAC != .zero && s.pointee.clientMAC == .zero { return drop(address, .clientUnheard) }
         let addresses = FrameAddresses(
             destinationMAC: s.pointee.clientMAC, sourceMAC: c.edgeMAC, vlanID: parsed.vlanID,
             source: client.localAddress, sourcePort: client.localPort,
