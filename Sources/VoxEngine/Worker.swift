@@ -48,7 +48,8 @@ public struct WorkerLinks: Sendable {
     /// Rung by the control side after a command, in case the worker sleeps in poll().
     public var doorbell = Doorbell()
     /// Every worker's doorbell, by worker: a hand-off to a sleeping worker wakes it.
-    public var peerDoorbells: [Doorbell] = []
+    /// Unretained (each worker's `doorbell` owns its own), so ringing costs no reference counting.
+    public var peerDoorbells: [Unmanaged<Doorbell>] = []
     /// The client flows the control side has placed, shared by every worker.
     public var clientFlows = ClientFlowDirectory(ClientFlowTable([:]), workers: 1)
 
@@ -317,7 +318,7 @@ public struct Worker: ~Copyable {
             ring.push(FrameDescriptor(address: address, length: UInt32(frameLength)))
         {
             counters.count(.handedOff)
-            if owner < links.peerDoorbells.count { links.peerDoorbells[owner].ring() }
+            if owner < links.peerDoorbells.count { links.peerDoorbells[owner]._withUnsafeGuaranteedRef { $0.ring() } }
         } else {
             drop(address, .handoffFull)
         }
