@@ -466,10 +466,10 @@ public struct Worker: ~Copyable {
         default:
             return drop(address, .malformedRTP)
         }
-        // The tag must fit after the packet wherever the headers end up.
         let c = configuration
         // A port that writes Ethernet headers (edge MAC known) needs the client's MAC.
         if c.edgeMAC != .zero && s.pointee.clientMAC == .zero { return drop(address, .clientUnheard) }
+        // The tag must fit after the packet wherever the headers end up.
         let addresses = FrameAddresses(
             destinationMAC: s.pointee.clientMAC, sourceMAC: c.edgeMAC, vlanID: parsed.vlanID,
             source: client.localAddress, sourcePort: client.localPort,
@@ -554,6 +554,7 @@ public struct Worker: ~Copyable {
             s.pointee.clientFlow = nil
             s.pointee.clientSSRC = nil
             s.pointee.clientStats = RTPReceiveStatistics()
+            s.pointee.clientMAC = .zero  // a reused slot must not answer the last client's MAC
             s.pointee.active = true
             portHooks?.sessionStarted(slot: slot)
             if let flow = command.pointee.flow { bind(slot, flow, command.pointee.clientMAC) }
