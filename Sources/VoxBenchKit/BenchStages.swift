@@ -114,6 +114,9 @@ public enum MicroBench {
         public var srtpTwin: String? = nil
         public var setup: () -> Void = {}
         public var body: () -> Int
+        /// A part of `body` that times itself (the server's side of a DTLS handshake, beside
+        /// its client): its name and the time it spent in the last pass, reported as a stage.
+        public var part: (name: String, elapsed: () -> Duration)? = nil
     }
 
     /// Session s sends SSRC firstSSRC + s.
@@ -132,6 +135,7 @@ public enum MicroBench {
             stages += try srtpStages(c, profile)
         }
         stages += try engineStages(c)
+        stages += try webRTCStages(c)
         return stages
     }
 

@@ -1,23 +1,23 @@
 import COpenSSL
 import VoxMedia
 
-/// OpenSSL's own DTLS client over memory BIOs: the interop peer for `DTLSServer`. It is
-/// plain OpenSSL (SSL_connect state, use_srtp, a client certificate), written here against
-/// the C API directly so the server is checked against something it does not share code with
-/// beyond the certificate generator.
-final class OpenSSLDTLSClient {
+/// OpenSSL's own DTLS client over memory BIOs: the peer `DTLSServer` is tested and
+/// benchmarked against (as libsrtp2 is for SRTP). It is plain OpenSSL (connect state,
+/// use_srtp, a client certificate) on the C API, sharing nothing with the server beyond the
+/// certificate generator. Timers are OpenSSL's own; tests and benchmarks finish well within them.
+public final class OpenSSLDTLSClient {
     let ctx: OpaquePointer
     let ssl: OpaquePointer
     let rbio: OpaquePointer
     let wbio: OpaquePointer
-    let certificate: DTLSCertificate
+    public let certificate: DTLSCertificate
     let mtu: Int
     /// Each record its own datagram (GStreamer's OpenSSL), rather than packed up to the MTU.
-    var recordPerDatagram = false
+    public var recordPerDatagram = false
     /// Record sequence numbers for records this helper re-fragments.
     var extraSequence: UInt64 = 40
 
-    init(profiles: [SRTPProfile], mtu: Int = 1200, certificate: DTLSCertificate? = nil) throws {
+    public init(profiles: [SRTPProfile], mtu: Int = 1200, certificate: DTLSCertificate? = nil) throws {
         let cert = try certificate ?? DTLSCertificate(commonName: "client")
         self.certificate = cert
         self.mtu = mtu
@@ -55,16 +55,16 @@ final class OpenSSLDTLSClient {
         SSL_CTX_free(ctx)
     }
 
-    var isConnected: Bool { SSL_is_init_finished(ssl) == 1 }
+    public var isConnected: Bool { SSL_is_init_finished(ssl) == 1 }
 
     /// The first flight (ClientHello).
-    func start() -> [[UInt8]] {
+    public func start() -> [[UInt8]] {
         _ = SSL_do_handshake(ssl)
         return drain()
     }
 
     /// A datagram from the server; returns what the client sends in reply.
-    func receive(_ datagram: [UInt8]) -> [[UInt8]] {
+    public func receive(_ datagram: [UInt8]) -> [[UInt8]] {
         _ = datagram.withUnsafeBytes { BIO_write(rbio, $0.baseAddress, Int32($0.count)) }
         if isConnected {
             var scratch = [UInt8](repeating: 0, count: 2048)
@@ -76,18 +76,18 @@ final class OpenSSLDTLSClient {
     }
 
     /// True once close_notify has been read.
-    var receivedCloseNotify: Bool { SSL_get_shutdown(ssl) & SSL_RECEIVED_SHUTDOWN != 0 }
+    public var receivedCloseNotify: Bool { SSL_get_shutdown(ssl) & SSL_RECEIVED_SHUTDOWN != 0 }
 
-    func close() -> [[UInt8]] {
+    public func close() -> [[UInt8]] {
         _ = SSL_shutdown(ssl)
         return drain()
     }
 
-    var selectedProfile: SRTPProfile? {
+    public var selectedProfile: SRTPProfile? {
         SSL_get_selected_srtp_profile(ssl).flatMap { SRTPProfile(rawValue: UInt16(truncatingIfNeeded: $0.pointee.id)) }
     }
 
-    func exportedKeys() -> SRTPKeyingMaterial? {
+    public func exportedKeys() -> SRTPKeyingMaterial? {
         guard let profile = selectedProfile else { return nil }
         var out = [UInt8](repeating: 0, count: 2 * (profile.masterKeyLength + profile.masterSaltLength))
         let label = SRTPKeyingMaterial.exporterLabel
@@ -98,7 +98,7 @@ final class OpenSSLDTLSClient {
     }
 
     /// The server certificate's SHA-256 fingerprint as the client saw it.
-    var serverFingerprint: String? {
+    public var serverFingerprint: String? {
         guard let x509 = SSL_get1_peer_certificate(ssl) else { return nil }
         defer { X509_free(x509) }
         var digest = [UInt8](repeating: 0, count: 32)
@@ -130,7 +130,7 @@ final class OpenSSLDTLSClient {
 
     /// Splits the one handshake message in `datagram` into two fragments at `at` bytes of
     /// its body, each in its own datagram (Chromium's 1413-byte hello arrives as 1200 + 263).
-    func split(_ datagram: [UInt8], at fraction: Double) -> [[UInt8]] {
+    public func split(_ datagram: [UInt8], at fraction: Double) -> [[UInt8]] {
         let header = DTLSRecord.headerLength
         let body = Array(datagram[(header + 12)...])
         let cut = max(1, Int(Double(body.count) * fraction))
