@@ -91,18 +91,10 @@ extension MicroBench {
         for s in 0..<sessions {
             let local = ICECredentials.make(slot: s, using: &rng)
             agents.append(ICELiteAgent(local: local, remoteUfrag: "cl\(s)", now: 0))
-            let p = requests.packet(s)
-            guard var w = STUNWriter(p, capacity: PacketSet.stride, type: STUN.bindingRequest) else {
-                throw BenchError.setup("STUN writer")
-            }
-            for i in 0..<12 { p.storeByte(UInt8.random(in: 0...255, using: &rng), at: 8 + i) }
-            var username = Array("\(local.ufrag):cl\(s)".utf8)
-            _ = username.withUnsafeMutableBytes { w.append(type: STUN.Attribute.username, value: UnsafeRawBufferPointer($0)) }
-            _ = w.appendUInt32(type: STUN.Attribute.priority, 0x6E00_1EFF)
-            _ = w.appendUInt64(type: STUN.Attribute.iceControlling, rng.next())
-            _ = w.reserve(type: STUN.Attribute.useCandidate, valueLength: 0)
-            guard STUNAuthenticator(password: local.password).sign(&w) else { throw BenchError.setup("STUN request too long") }
-            requests.lengths[s] = Int32(w.length)
+            let length = try writeCheck(
+                requests.packet(s), capacity: PacketSet.stride, username: "\(local.ufrag):cl\(s)",
+                authenticator: STUNAuthenticator(password: local.password), using: &rng)
+            requests.lengths[s] = Int32(length)
         }
         let table = AgentTable(agents)
         let work = WorkBuffer()

@@ -55,7 +55,7 @@ public final class DTLSCertificate: @unchecked Sendable {
     public let fingerprint: CertificateFingerprint
 
     /// A new key and a certificate valid from a day ago (clock skew) for `validDays`.
-    public init(commonName: String = "VoxEdge", validDays: Int = 30) throws(DTLSError) {
+    public convenience init(commonName: String = "VoxEdge", validDays: Int = 30) throws(DTLSError) {
         guard let key = vox_ec_p256_generate() else { throw .openSSL(.setup, "P-256 key generation") }
         guard let x509 = X509_new() else {
             EVP_PKEY_free(key)
@@ -77,13 +77,11 @@ public final class DTLSCertificate: @unchecked Sendable {
             EVP_PKEY_free(key)
             throw .openSSL(.setup, "self-signed certificate")
         }
-        self.key = key
-        self.certificate = x509
-        self.fingerprint = Self.fingerprint(of: x509, .sha256)
+        self.init(owning: key, x509)
     }
 
     /// Loads a PEM private key and certificate (an operator's pinned identity).
-    public init(privateKeyPEM: String, certificatePEM: String) throws(DTLSError) {
+    public convenience init(privateKeyPEM: String, certificatePEM: String) throws(DTLSError) {
         func bio(_ text: String) -> OpaquePointer? {
             var bytes = Array(text.utf8)
             return bytes.withUnsafeMutableBytes { b in
@@ -107,9 +105,14 @@ public final class DTLSCertificate: @unchecked Sendable {
             EVP_PKEY_free(key)
             throw .openSSL(.badPEM, "the key does not match the certificate")
         }
+        self.init(owning: key, x509)
+    }
+
+    /// Takes ownership of a key and its certificate.
+    private init(owning key: OpaquePointer, _ certificate: OpaquePointer) {
         self.key = key
-        self.certificate = x509
-        self.fingerprint = Self.fingerprint(of: x509, .sha256)
+        self.certificate = certificate
+        self.fingerprint = Self.fingerprint(of: certificate, .sha256)
     }
 
     deinit {
