@@ -170,6 +170,9 @@ public struct DTLSOutput: Sendable {
     public init() {}
 }
 
+/// A handshake is owned by one thread at a time: being ~Copyable, handing it over moves it.
+extension DTLSServer: @unchecked Sendable {}
+
 /// One DTLS 1.2 server handshake (RFC 6347, RFC 5764) as a sans-IO core: OpenSSL over
 /// memory BIOs, driven by `handle(now:datagram:)` and `handleTimeout(now:)`. It owns its SSL
 /// object and nothing else: no socket, no thread, no clock.

@@ -75,6 +75,18 @@ public final class OpenSSLDTLSClient {
         return drain()
     }
 
+    /// OpenSSL's client times retransmissions on the real clock, 1 s at first: this makes
+    /// it 20 ms, so a test can have the client repeat a flight after a short sleep.
+    public func useShortRetransmitTimer() {
+        DTLS_set_timer_cb(ssl) { _, _ in 20_000 }
+    }
+
+    /// Runs the client's retransmission timer; returns the flight it resent, if it was due.
+    public func retransmit() -> [[UInt8]] {
+        _ = vox_dtls_handle_timeout(ssl)
+        return drain()
+    }
+
     /// True once close_notify has been read.
     public var receivedCloseNotify: Bool { SSL_get_shutdown(ssl) & SSL_RECEIVED_SHUTDOWN != 0 }
 

@@ -198,6 +198,29 @@ func rtpPacket(ssrc: UInt32, seq: UInt16) -> [UInt8] {
         #expect(pair.client.isConnected && pair.server.state == .connected)
     }
 
+    /// Our last flight (CCS + Finished) is lost after we are connected: the client repeats
+    /// its flight, and we answer it again (OpenSSL resends our buffered flight; our record
+    /// numbering stays fresh), so the client finishes with the same keys.
+    @Test func repeatedClientFinalFlightGetsOursAgain() throws {
+        var pair = try DTLSPair()
+        pair.client.useShortRetransmitTimer()
+        let flight2 = pair.client.start().flatMap { d in d.withUnsafeBytes { pair.server.handle(now: 0, datagram: $0).datagrams } }
+        let flight3 = flight2.flatMap { pair.client.receive($0) }
+        let lost = flight3.flatMap { d in d.withUnsafeBytes { pair.server.handle(now: 1, datagram: $0).datagrams } }
+        #expect(pair.server.state == .connected && !lost.isEmpty && !pair.client.isConnected)
+        // The OpenSSL client has only the real clock: wait out its 20 ms timer.
+        var again: [[UInt8]] = []
+        for _ in 0..<50 where again.isEmpty {
+            usleep(30_000)
+            again = pair.client.retransmit()
+        }
+        #expect(!again.isEmpty)
+        let resent = again.flatMap { d in d.withUnsafeBytes { pair.server.handle(now: 2, datagram: $0).datagrams } }
+        #expect(!resent.isEmpty && pair.server.state == .connected)
+        for d in resent { _ = pair.client.receive(d) }
+        #expect(pair.client.isConnected && pair.client.exportedKeys() == pair.server.keys)
+    }
+
     /// GStreamer's OpenSSL with a 256-byte MTU: the hello and the second flight in small
     /// datagrams, each its own call.
     @Test func smallRecordsLikeGStreamer() throws {

@@ -55,7 +55,7 @@ extension MicroBench {
             lines.append("")
             lines.append(
                 "\(runs) rounds, median (min-max); \(sessions) sessions x \(packetsPerSession) packets per round; "
-                    + "* = a baseline, not our packet path.")
+                    + "* = not gated on allocations: a baseline, or session set-up rather than the packet path.")
             if !allocationCounting { lines.append("allocation counting is not active in this binary") }
             return lines.joined(separator: "\n")
         }
