@@ -32,7 +32,10 @@ public struct WebRTCOffer: Equatable, Sendable {
 
     public init(parsed sdp: SessionDescription) throws(SDPError) {
         self.sdp = sdp
-        let audio = sdp.media.indices.filter { sdp.media[$0].kind == "audio" && sdp.media[$0].port != 0 }
+        // Port 0 rejects an m-line, unless it is `a=bundle-only` (JSEP max-bundle, RFC 8843 §6).
+        let audio = sdp.media.indices.filter { i in
+            sdp.media[i].kind == "audio" && (sdp.media[i].port != 0 || sdp.media[i].has("bundle-only"))
+        }
         guard !audio.isEmpty else { throw SDPError(.noAudio, "no m=audio line with a port") }
         // The first audio m-line that is DTLS-SRTP and carries Opus; errors describe the first one.
         var chosen: (Int, UInt8)? = nil

@@ -183,6 +183,11 @@ func answerLines(_ offer: WebRTCOffer) -> [String] {
         }
     }
 
+    @Test func bundleOnlyAudioIsAnswered() throws {
+        let offer = try WebRTCOffer(Self.variant("m=audio 9 ", with: "m=audio 0 ") + "a=bundle-only\n")
+        #expect(answerLines(offer).contains("m=audio 40000 UDP/TLS/RTP/SAVPF 111"))
+    }
+
     @Test func sessionLevelCredentialsAndFingerprintCount() throws {
         // Moved above the m-line: still found.
         var text = Self.base
