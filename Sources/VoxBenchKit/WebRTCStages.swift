@@ -127,13 +127,16 @@ extension MicroBench {
                 serverTime.elapsed = .zero
                 for _ in 0..<handshakes {
                     let client: OpenSSLDTLSClient
-                    do { client = try OpenSSLDTLSClient(profiles: SRTPProfile.allCases, certificate: clientCertificate) } catch {
+                    do {
+                        client = try OpenSSLDTLSClient(profiles: SRTPProfile.allCases, certificate: clientCertificate)
+                    } catch {
                         continue
                     }
                     var start = serverTime.clock.now
                     var server: DTLSServer
                     do {
-                        server = try DTLSServer(context: context, remoteFingerprints: [clientCertificate.fingerprint], now: 0)
+                        server = try DTLSServer(
+                            context: context, remoteFingerprints: [clientCertificate.fingerprint], now: 0)
                     } catch { continue }
                     serverTime.elapsed += serverTime.clock.now - start
                     var toServer = client.start()

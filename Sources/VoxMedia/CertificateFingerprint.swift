@@ -34,7 +34,9 @@ public struct CertificateFingerprint: Hashable, Sendable, CustomStringConvertibl
     public var digest: [UInt8]
 
     public init(algorithm: Algorithm, digest: [UInt8]) {
-        precondition(digest.count == algorithm.digestLength, "a \(algorithm.rawValue) digest has \(algorithm.digestLength) bytes")
+        precondition(
+            digest.count == algorithm.digestLength, "a \(algorithm.rawValue) digest has \(algorithm.digestLength) bytes"
+        )
         self.algorithm = algorithm
         self.digest = digest
     }

@@ -140,7 +140,9 @@ public final class DTLSCertificate: @unchecked Sendable {
     }
 
     /// The hash of an X509's DER encoding.
-    static func fingerprint(of x509: OpaquePointer, _ algorithm: CertificateFingerprint.Algorithm) -> CertificateFingerprint {
+    static func fingerprint(
+        of x509: OpaquePointer, _ algorithm: CertificateFingerprint.Algorithm
+    ) -> CertificateFingerprint {
         var digest = [UInt8](repeating: 0, count: 64)
         var length: UInt32 = 0
         let ok = digest.withUnsafeMutableBufferPointer { X509_digest(x509, algorithm.evp, $0.baseAddress, &length) }

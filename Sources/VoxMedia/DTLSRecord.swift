@@ -46,7 +46,9 @@ public enum DTLSRecord {
     }
 
     /// For a plaintext handshake record: (message type, fragment offset). nil otherwise.
-    public static func handshakeFragment(_ bytes: UnsafeRawBufferPointer, record: Range<Int>) -> (type: UInt8, offset: Int)? {
+    public static func handshakeFragment(
+        _ bytes: UnsafeRawBufferPointer, record: Range<Int>
+    ) -> (type: UInt8, offset: Int)? {
         let body = record.lowerBound + headerLength
         guard bytes[record.lowerBound] == handshake, epoch(bytes, record: record) == 0, record.upperBound - body >= 12
         else { return nil }

@@ -91,13 +91,16 @@ public final class DTLSServerContext: @unchecked Sendable {
         ok = ok && SSL_CTX_use_PrivateKey(ctx, certificate.key) == 1
         ok = ok && SSL_CTX_check_private_key(ctx) == 1
         // Our key is ECDSA: only ECDHE-ECDSA suites can be negotiated; AEAD ones first.
-        ok = ok
+        ok =
+            ok
             && SSL_CTX_set_cipher_list(
                 ctx,
                 "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:"
                     + "ECDHE-ECDSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA") == 1
         // Returns 0 on success, unlike its neighbours.
-        ok = ok && SSL_CTX_set_tlsext_use_srtp(ctx, configuration.profiles.map(\.openSSLName).joined(separator: ":")) == 0
+        ok =
+            ok
+            && SSL_CTX_set_tlsext_use_srtp(ctx, configuration.profiles.map(\.openSSLName).joined(separator: ":")) == 0
         guard ok else {
             SSL_CTX_free(ctx)
             throw .openSSL(.setup, "SSL_CTX setup")
@@ -206,7 +209,8 @@ public struct DTLSServer: ~Copyable {
 
     /// `remoteFingerprints` are the offer's `a=fingerprint` values; `now` starts the
     /// handshake deadline.
-    public init(context: DTLSServerContext, remoteFingerprints: [CertificateFingerprint], now: UInt64) throws(DTLSError) {
+    public init(context: DTLSServerContext, remoteFingerprints: [CertificateFingerprint], now: UInt64) throws(DTLSError)
+    {
         guard !remoteFingerprints.isEmpty else { throw DTLSError(.setup, "no fingerprint to check the client against") }
         guard let ssl = SSL_new(context.ctx) else { throw .openSSL(.setup, "SSL_new") }
         guard let rbio = BIO_new(BIO_s_mem()), let wbio = BIO_new(BIO_s_mem()) else {
@@ -397,7 +401,8 @@ public struct DTLSServer: ~Copyable {
     mutating func renumber(_ bytes: inout [UInt8]) {
         var next = epoch0Sequence
         bytes.withUnsafeMutableBytes { b in
-            for r in DTLSRecord.split(UnsafeRawBufferPointer(b)) ?? [] where DTLSRecord.epoch(UnsafeRawBufferPointer(b), record: r) == 0 {
+            for r in DTLSRecord.split(UnsafeRawBufferPointer(b)) ?? []
+            where DTLSRecord.epoch(UnsafeRawBufferPointer(b), record: r) == 0 {
                 DTLSRecord.setSequence(b, record: r, next)
                 next += 1
             }

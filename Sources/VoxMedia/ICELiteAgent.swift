@@ -121,7 +121,9 @@ public struct ICELiteAgent {
         _ = poll(now: now)
         if case .failed = state { return ICECheckResult(verdict: .closed) }
         var request = STUNMessage()
-        guard STUNMessage.parse(p, length: length, into: &request) == .ok else { return ICECheckResult(verdict: .malformed) }
+        guard STUNMessage.parse(p, length: length, into: &request) == .ok else {
+            return ICECheckResult(verdict: .malformed)
+        }
         guard request.type == STUN.bindingRequest else { return ICECheckResult(verdict: .notBindingRequest) }
         guard let user = request.username(p) else { return ICECheckResult(verdict: .missingAttributes) }
         let usernameMatches = expectedUsername.withUnsafeBytes { e in
@@ -143,7 +145,8 @@ public struct ICELiteAgent {
         }
         return ICECheckResult(
             verdict: .answered, responseLength: responseLength,
-            events: validCheck(now: now, from: flow, useCandidate: request.useCandidate, priority: request.priority ?? 0))
+            events: validCheck(
+                now: now, from: flow, useCandidate: request.useCandidate, priority: request.priority ?? 0))
     }
 
     /// Bookkeeping for a check that verified.

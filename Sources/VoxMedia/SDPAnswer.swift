@@ -25,7 +25,8 @@ public struct ICECredentials: Equatable, Sendable {
         for shift in stride(from: 20, through: 0, by: -4) { ufrag.append(hex[(slot >> shift) & 15]) }
         for _ in 0..<8 { ufrag.append(iceChars[Int(rng.next() & 63)]) }
         let password = (0..<24).map { _ in iceChars[Int(rng.next() & 63)] }
-        return ICECredentials(ufrag: String(decoding: ufrag, as: UTF8.self), password: String(decoding: password, as: UTF8.self))
+        return ICECredentials(
+            ufrag: String(decoding: ufrag, as: UTF8.self), password: String(decoding: password, as: UTF8.self))
     }
 }
 

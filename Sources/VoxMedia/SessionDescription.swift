@@ -123,7 +123,9 @@ public struct SessionDescription: Equatable, Sendable {
                 } else {
                     attribute = SDPAttribute(name: value.lowercased(), value: nil, line: number)
                 }
-                guard !attribute.name.isEmpty else { throw SDPError(.malformed, line: number, "an empty attribute name") }
+                guard !attribute.name.isEmpty else {
+                    throw SDPError(.malformed, line: number, "an empty attribute name")
+                }
                 if media.isEmpty {
                     session.append(attribute)
                 } else {
@@ -140,7 +142,9 @@ public struct SessionDescription: Equatable, Sendable {
     /// `m=<media> <port>[/<count>] <proto> <fmt> ...` (RFC 8866 §5.14).
     static func parseMediaLine(_ value: Substring, line: Int) throws(SDPError) -> MediaDescription {
         let fields = value.split(separator: " ", omittingEmptySubsequences: true)
-        guard fields.count >= 4 else { throw SDPError(.malformed, line: line, "an m-line needs media, port, proto, format") }
+        guard fields.count >= 4 else {
+            throw SDPError(.malformed, line: line, "an m-line needs media, port, proto, format")
+        }
         let portField = fields[1].split(separator: "/", maxSplits: 1)[0]
         guard let port = Int(portField), (0...65535).contains(port) else {
             throw SDPError(.malformed, line: line, "bad m-line port `\(fields[1])`")

@@ -43,7 +43,8 @@ public struct WebRTCOffer: Equatable, Sendable {
         for i in audio {
             let m = sdp.media[i]
             guard Self.isDTLSSRTP(m.proto) else {
-                firstError = firstError ?? SDPError(.notDTLSSRTP, line: m.line, "proto \(m.proto) is not UDP/TLS/RTP/SAVP(F)")
+                firstError =
+                    firstError ?? SDPError(.notDTLSSRTP, line: m.line, "proto \(m.proto) is not UDP/TLS/RTP/SAVP(F)")
                 continue
             }
             guard let pt = Self.opusPayloadType(m) else {

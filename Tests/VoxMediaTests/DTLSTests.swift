@@ -75,7 +75,8 @@ func rtpPacket(ssrc: UInt32, seq: UInt16) -> [UInt8] {
 
         // Client → server: libsrtp2 and our SRTPContext protect with the client's keys.
         let libClient = try #require(
-            LibSRTPSession(profile: profile, masterKey: theirs.clientKey, masterSalt: theirs.clientSalt, direction: .outbound))
+            LibSRTPSession(
+                profile: profile, masterKey: theirs.clientKey, masterSalt: theirs.clientSalt, direction: .outbound))
         var clientSide = try SRTPContext(profile: profile, masterKey: theirs.clientKey, masterSalt: theirs.clientSalt)
         var serverIn = try SRTPContext(profile: profile, masterKey: ours.clientKey, masterSalt: ours.clientSalt)
         for seq in UInt16(1)...4 {
@@ -85,7 +86,9 @@ func rtpPacket(ssrc: UInt32, seq: UInt16) -> [UInt8] {
             if seq % 2 == 1 {
                 #expect(b.withUnsafeMutableBytes { libClient.protect($0.baseAddress!, length: &n) } == 0)
             } else {
-                #expect(b.withUnsafeMutableBytes { clientSide.protectRTP($0.baseAddress!, length: &n, capacity: $0.count) } == .ok)
+                #expect(
+                    b.withUnsafeMutableBytes { clientSide.protectRTP($0.baseAddress!, length: &n, capacity: $0.count) }
+                        == .ok)
             }
             #expect(b.withUnsafeMutableBytes { serverIn.unprotectRTP($0.baseAddress!, length: &n) } == .ok)
             #expect(Array(b[0..<n]) == plain)
@@ -93,11 +96,13 @@ func rtpPacket(ssrc: UInt32, seq: UInt16) -> [UInt8] {
         // Server → client with the server's keys; the client's libsrtp2 unprotects.
         var serverOut = try SRTPContext(profile: profile, masterKey: ours.serverKey, masterSalt: ours.serverSalt)
         let libIn = try #require(
-            LibSRTPSession(profile: profile, masterKey: theirs.serverKey, masterSalt: theirs.serverSalt, direction: .inbound))
+            LibSRTPSession(
+                profile: profile, masterKey: theirs.serverKey, masterSalt: theirs.serverSalt, direction: .inbound))
         let plain = rtpPacket(ssrc: 0x5E44_0001, seq: 9)
         var b = plain + [UInt8](repeating: 0, count: 32)
         var n = plain.count
-        #expect(b.withUnsafeMutableBytes { serverOut.protectRTP($0.baseAddress!, length: &n, capacity: $0.count) } == .ok)
+        #expect(
+            b.withUnsafeMutableBytes { serverOut.protectRTP($0.baseAddress!, length: &n, capacity: $0.count) } == .ok)
         #expect(b.withUnsafeMutableBytes { libIn.unprotect($0.baseAddress!, length: &n) } == 0)
         #expect(Array(b[0..<n]) == plain)
         // A packet under the wrong direction's key does not verify.
@@ -134,7 +139,9 @@ func rtpPacket(ssrc: UInt32, seq: UInt16) -> [UInt8] {
         let stranger = try DTLSCertificate(commonName: "someone else")
         var pair = try DTLSPair(fingerprints: [stranger.fingerprint])
         pair.exchange(pair.client.start())
-        #expect(pair.server.state == .failed(DTLSError(.fingerprintMismatch, "the client certificate matches no offered fingerprint")))
+        #expect(
+            pair.server.state
+                == .failed(DTLSError(.fingerprintMismatch, "the client certificate matches no offered fingerprint")))
         #expect(pair.server.keys == nil && !pair.client.isConnected)
         #expect(pair.server.deadline == nil)
     }
@@ -204,7 +211,9 @@ func rtpPacket(ssrc: UInt32, seq: UInt16) -> [UInt8] {
     @Test func repeatedClientFinalFlightGetsOursAgain() throws {
         var pair = try DTLSPair()
         pair.client.useShortRetransmitTimer()
-        let flight2 = pair.client.start().flatMap { d in d.withUnsafeBytes { pair.server.handle(now: 0, datagram: $0).datagrams } }
+        let flight2 = pair.client.start().flatMap { d in
+            d.withUnsafeBytes { pair.server.handle(now: 0, datagram: $0).datagrams }
+        }
         let flight3 = flight2.flatMap { pair.client.receive($0) }
         let lost = flight3.flatMap { d in d.withUnsafeBytes { pair.server.handle(now: 1, datagram: $0).datagrams } }
         #expect(pair.server.state == .connected && !lost.isEmpty && !pair.client.isConnected)
@@ -230,7 +239,9 @@ func rtpPacket(ssrc: UInt32, seq: UInt16) -> [UInt8] {
         #expect(fromClient.allSatisfy { $0.count <= 256 })
         var clientDatagrams = fromClient.count
         for _ in 0..<10 where !fromClient.isEmpty {
-            let replies = fromClient.flatMap { d in d.withUnsafeBytes { pair.server.handle(now: 0, datagram: $0).datagrams } }
+            let replies = fromClient.flatMap { d in
+                d.withUnsafeBytes { pair.server.handle(now: 0, datagram: $0).datagrams }
+            }
             fromClient = replies.flatMap { pair.client.receive($0) }
             clientDatagrams += fromClient.count
             #expect(fromClient.allSatisfy { $0.count <= 256 })
@@ -268,7 +279,10 @@ func rtpPacket(ssrc: UInt32, seq: UInt16) -> [UInt8] {
         #expect(resends == 3 && pair.now == 10 * second)
         #expect(failure?.code == .timeout && pair.server.state == .failed(failure!))
         // Late datagrams are ignored.
-        #expect(pair.client.start().flatMap { d in d.withUnsafeBytes { pair.server.handle(now: pair.now, datagram: $0).datagrams } }.isEmpty)
+        #expect(
+            pair.client.start().flatMap { d in
+                d.withUnsafeBytes { pair.server.handle(now: pair.now, datagram: $0).datagrams }
+            }.isEmpty)
     }
 
     @Test func closeNotifyBothWays() throws {
@@ -288,7 +302,8 @@ func rtpPacket(ssrc: UInt32, seq: UInt16) -> [UInt8] {
     }
 
     @Test func certificateRoundTripsThroughPEM() throws {
-        let loaded = try DTLSCertificate(privateKeyPEM: dtlsCertificate.privateKeyPEM, certificatePEM: dtlsCertificate.certificatePEM)
+        let loaded = try DTLSCertificate(
+            privateKeyPEM: dtlsCertificate.privateKeyPEM, certificatePEM: dtlsCertificate.certificatePEM)
         #expect(loaded.fingerprint == dtlsCertificate.fingerprint)
         #expect(loaded.fingerprint.algorithm == .sha256 && loaded.fingerprint.digest.count == 32)
         let other = try DTLSCertificate()
@@ -310,9 +325,12 @@ func rtpPacket(ssrc: UInt32, seq: UInt16) -> [UInt8] {
         let datagrams = try pcapUDPPayloads(dir.appendingPathComponent("ice-dtls.pcap"))
         let clientPort = datagrams.first { $0.payload.first == 0 }!.sourcePort
         let hello = datagrams.filter { d in
-            d.sourcePort == clientPort && d.payload.withUnsafeBytes { b in
-                DTLSRecord.split(b).map { $0.allSatisfy { DTLSRecord.handshakeFragment(b, record: $0)?.type == DTLSRecord.clientHello } } ?? false
-            }
+            d.sourcePort == clientPort
+                && d.payload.withUnsafeBytes { b in
+                    DTLSRecord.split(b).map {
+                        $0.allSatisfy { DTLSRecord.handshakeFragment(b, record: $0)?.type == DTLSRecord.clientHello }
+                    } ?? false
+                }
         }.map(\.payload)
         #expect(hello.count >= 3 && hello[0].count == 1200 && hello[1].count == 263)
         var server = try DTLSServer(context: dtlsContext, remoteFingerprints: offer.fingerprints, now: 0)

@@ -38,7 +38,9 @@ func answerLines(_ offer: WebRTCOffer) -> [String] {
         ("aiortc-1.16", 96, "0", "l6FI", "h67iYVebfBq61gJIRyqQEp", 3),
         ("gstreamer-1.22", 111, "audio0", "KK787spvU20DK8tmViOpLGEA+SwnEQnX", "lkq8ZrLRdV+3a2CTXqnyqUHar95JIuHy", 1),
     ])
-    func realOfferIsReadAndAnswered(client: String, pt: Int, mid: String, ufrag: String, pwd: String, fingerprints: Int) throws {
+    func realOfferIsReadAndAnswered(
+        client: String, pt: Int, mid: String, ufrag: String, pwd: String, fingerprints: Int
+    ) throws {
         let offer = try WebRTCOffer(fixtureOffer(client))
         #expect(offer.opusPayloadType == UInt8(pt))
         #expect(offer.audioMid == mid)
@@ -61,7 +63,8 @@ func answerLines(_ offer: WebRTCOffer) -> [String] {
         let offer = try WebRTCOffer(fixtureOffer("chromium-156"))
         #expect(
             offer.fingerprints.first?.sdpValue
-                == "sha-256 8B:12:B3:17:C8:7D:EB:38:58:25:65:CC:DB:07:FE:68:38:B5:D0:27:4C:90:21:D6:E1:27:7D:33:A8:AC:F1:C1")
+                == "sha-256 8B:12:B3:17:C8:7D:EB:38:58:25:65:CC:DB:07:FE:68:38:B5:D0:27:4C:90:21:D6:E1:27:7D:33:A8:AC:F1:C1"
+        )
     }
 
     @Test func videoDataChannelAndSecondAudioAreRejectedWithPortZero() throws {
@@ -139,13 +142,17 @@ func answerLines(_ offer: WebRTCOffer) -> [String] {
         ("empty", "", .malformed),
         ("not SDP", "hello world", .malformed),
         ("v=1", variant("v=0", with: "v=1"), .malformed),
-        ("no v= first", variant("v=0\n", with: "") , .malformed),
+        ("no v= first", variant("v=0\n", with: ""), .malformed),
         ("bare m-line", variant("m=audio 9 UDP/TLS/RTP/SAVPF 111", with: "m=audio"), .malformed),
         ("port", variant("m=audio 9 ", with: "m=audio x "), .malformed),
         ("port range", variant("m=audio 9 ", with: "m=audio 70000 "), .malformed),
         ("upper-case type", variant("s=-", with: "S=-"), .malformed),
         ("no audio", variant("m=audio 9 UDP/TLS/RTP/SAVPF 111", with: "m=video 9 UDP/TLS/RTP/SAVPF 111"), .noAudio),
-        ("data only", variant("m=audio 9 UDP/TLS/RTP/SAVPF 111", with: "m=application 9 UDP/DTLS/SCTP webrtc-datachannel"), .noAudio),
+        (
+            "data only",
+            variant("m=audio 9 UDP/TLS/RTP/SAVPF 111", with: "m=application 9 UDP/DTLS/SCTP webrtc-datachannel"),
+            .noAudio
+        ),
         ("audio rejected", variant("m=audio 9 ", with: "m=audio 0 "), .noAudio),
         ("RTP/AVP", variant("UDP/TLS/RTP/SAVPF", with: "RTP/AVP"), .notDTLSSRTP),
         ("SDES", variant("UDP/TLS/RTP/SAVPF", with: "RTP/SAVP"), .notDTLSSRTP),
@@ -220,7 +227,8 @@ func answerLines(_ offer: WebRTCOffer) -> [String] {
                 case 3: if !lines[j].isEmpty { lines[j].removeLast(Int.random(in: 0...lines[j].count, using: &rng)) }
                 default:
                     if !lines[j].isEmpty {
-                        lines[j][Int.random(in: 0..<lines[j].count, using: &rng)] ^= UInt8(1) << UInt8.random(in: 0..<8, using: &rng)
+                        lines[j][Int.random(in: 0..<lines[j].count, using: &rng)] ^=
+                            UInt8(1) << UInt8.random(in: 0..<8, using: &rng)
                     }
                 }
                 if lines.isEmpty { lines = [[]] }
