@@ -3,6 +3,7 @@ import Foundation
 import Testing
 import VoxMedia
 import VoxSRTPReference
+import VoxTestKit
 import VoxWire
 
 /// One certificate and context for the whole suite, as the engine has one per process.
@@ -352,5 +353,49 @@ func rtpPacket(ssrc: UInt32, seq: UInt16) -> [UInt8] {
         // Chromium's retransmitted hello gets the flight again, at once.
         let again = hello[2].withUnsafeBytes { server.handle(now: 2_000_000, datagram: $0) }
         #expect(!again.datagrams.isEmpty && server.retransmissions == 1)
+    }
+}
+
+@Suite struct DTLSMutationTests {
+    /// Seeded bit flips and truncations of Chromium's real hello datagrams, and of the
+    /// record headers, into fresh servers: each is ignored, answered or a typed failure.
+    @Test func twoThousandMutatedHellos() throws {
+        let dir = fixturesDirectory.appendingPathComponent("webrtc/chromium-156")
+        let datagrams = try pcapUDPPayloads(dir.appendingPathComponent("ice-dtls.pcap")).map(\.payload)
+            .filter { ($0.first ?? 0) >= 20 && ($0.first ?? 0) <= 63 }
+        #expect(datagrams.count >= 2)
+        var rng = SeededRandom(seed: 0xD71)
+        var outcomes: [String: Int] = [:]
+        for i in 0..<2_000 {
+            // Mutate one half of the hello (or both), then deliver both halves in order.
+            var halves = [datagrams[0], datagrams[1]]
+            for h in 0..<2 where i % 3 == h || i % 3 == 2 {
+                for _ in 0..<Int.random(in: 1...4, using: &rng) {
+                    // Half the flips land in the first record's header and handshake header.
+                    let limit = Bool.random(using: &rng) ? min(halves[h].count, 25) : halves[h].count
+                    halves[h][Int.random(in: 0..<limit, using: &rng)] ^=
+                        UInt8(1) << UInt8.random(in: 0..<8, using: &rng)
+                }
+                if Int.random(in: 0..<4, using: &rng) == 0 {
+                    halves[h].removeLast(Int.random(in: 0..<halves[h].count, using: &rng))
+                }
+            }
+            var server = try DTLSServer(context: dtlsContext, remoteFingerprints: [dtlsCertificate.fingerprint], now: 0)
+            var answered = false
+            for d in halves {
+                let out = d.withUnsafeBytes { server.handle(now: 0, datagram: $0) }
+                answered = answered || !out.datagrams.isEmpty
+                #expect(out.keys == nil)
+            }
+            let timeout = server.handleTimeout(now: 11 * second)
+            #expect(timeout.keys == nil && timeout.failure?.code == .timeout || server.state != .handshaking)
+            switch server.state {
+            case .failed(let e): outcomes[answered ? "answered" : e.code.rawValue, default: 0] += 1
+            default: outcomes["\(server.state)", default: 0] += 1
+            }
+        }
+        #expect(outcomes.values.reduce(0, +) == 2_000)
+        // Some mutations leave a hello OpenSSL answers, others one it refuses.
+        #expect(outcomes["answered", default: 0] > 0 && outcomes["handshakeFailed", default: 0] > 0)
     }
 }
