@@ -329,13 +329,15 @@ public struct DTLSServer: ~Copyable {
         flight = []
         retransmitDeadline = nil
         guard check.matched else {
-            _ = fail(DTLSError(.fingerprintMismatch, "no client certificate was checked"), &out)
+            refuse(DTLSError(.fingerprintMismatch, "no client certificate was checked"), &out)
             return
         }
+        // A client without use_srtp (or none of our profiles: OpenSSL then goes on without
+        // the extension) finishes the handshake, but there are no keys for it.
         guard let selected = SSL_get_selected_srtp_profile(ssl),
             let profile = SRTPProfile(rawValue: UInt16(truncatingIfNeeded: selected.pointee.id))
         else {
-            _ = fail(DTLSError(.noSRTP, "the client did not negotiate use_srtp"), &out)
+            refuse(DTLSError(.noSRTP, "no SRTP profile in common with the client"), &out)
             return
         }
         var exported = [UInt8](repeating: 0, count: 2 * (profile.masterKeyLength + profile.masterSaltLength))
@@ -344,7 +346,7 @@ public struct DTLSServer: ~Copyable {
             SSL_export_keying_material(ssl, o.baseAddress, o.count, label, label.utf8.count, nil, 0, 0)
         }
         guard ok == 1 else {
-            _ = fail(.openSSL(.noSRTP, "SSL_export_keying_material"), &out)
+            refuse(.openSSL(.noSRTP, "SSL_export_keying_material"), &out)
             return
         }
         let material = SRTPKeyingMaterial(profile: profile, exported: exported)
@@ -370,6 +372,15 @@ public struct DTLSServer: ~Copyable {
             }
             return
         }
+    }
+
+    /// A handshake OpenSSL finished but we cannot use: our last flight goes out followed by
+    /// close_notify (which the client can only read once it has our CCS and Finished), so
+    /// the client stops at once instead of waiting for media.
+    mutating func refuse(_ error: DTLSError, _ out: inout DTLSOutput) {
+        ERR_clear_error()
+        _ = SSL_shutdown(ssl)
+        _ = fail(error, &out)
     }
 
     mutating func fail(_ error: DTLSError, _ out: inout DTLSOutput) -> DTLSOutput {

@@ -66,11 +66,11 @@ public final class OpenSSLDTLSClient {
     /// A datagram from the server; returns what the client sends in reply.
     public func receive(_ datagram: [UInt8]) -> [[UInt8]] {
         _ = datagram.withUnsafeBytes { BIO_write(rbio, $0.baseAddress, Int32($0.count)) }
+        if !isConnected { _ = SSL_do_handshake(ssl) }
+        // Then whatever followed the handshake in the same datagram (close_notify, alerts).
         if isConnected {
             var scratch = [UInt8](repeating: 0, count: 2048)
             _ = scratch.withUnsafeMutableBytes { SSL_read(ssl, $0.baseAddress, Int32($0.count)) }
-        } else {
-            _ = SSL_do_handshake(ssl)
         }
         return drain()
     }
