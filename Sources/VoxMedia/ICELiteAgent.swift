@@ -98,7 +98,8 @@ public struct ICELiteAgent {
     public private(set) var state: ICEState = .waiting
     /// The 5-tuple media goes to; nil until the first valid check.
     public private(set) var selected: FlowKey? = nil
-    /// When the state changes unless a valid check arrives first.
+    /// When the state changes unless a valid check arrives first (`UInt64.max` once failed):
+    /// the caller's timer wheel calls `poll(now:)` then.
     public private(set) var deadline: UInt64
     /// The PRIORITY of the last valid check (the client's peer-reflexive priority).
     public private(set) var lastPriority: UInt32 = 0
