@@ -34,6 +34,8 @@ public struct EngineConfiguration: Codable, Sendable, Equatable {
     /// absent, the interface that holds `media_address`.
     public var interface: String? = nil
     public var xdp = XDPSettings()
+    /// Socket port: the receive buffer of each worker's media socket, in bytes.
+    public var socketReceiveBuffer: Int = SocketQueue.defaultReceiveBuffer
 
     /// The AF_XDP port's settings (`xdp:` in the configuration file).
     public struct XDPSettings: Codable, Sendable, Equatable {
@@ -107,6 +109,7 @@ public struct EngineConfiguration: Codable, Sendable, Equatable {
         case mediaAddress = "media_address", mediaPort = "media_port", backendAddress = "backend_address"
         case backendPortBase = "backend_port_base", workers, cores, maxSessions = "max_sessions", backends
         case controlSocket = "control_socket", logLevel = "log_level", io, interface, xdp
+        case socketReceiveBuffer = "socket_receive_buffer"
         case metricsAddress = "metrics_address", metricsPort = "metrics_port"
     }
 
@@ -126,6 +129,7 @@ public struct EngineConfiguration: Codable, Sendable, Equatable {
         io = try c.decodeIfPresent(String.self, forKey: .io) ?? d.io
         interface = try c.decodeIfPresent(String.self, forKey: .interface)
         xdp = try c.decodeIfPresent(XDPSettings.self, forKey: .xdp) ?? d.xdp
+        socketReceiveBuffer = try c.decodeIfPresent(Int.self, forKey: .socketReceiveBuffer) ?? d.socketReceiveBuffer
         metricsAddress = try c.decodeIfPresent(String.self, forKey: .metricsAddress) ?? d.metricsAddress
         metricsPort = try c.decodeIfPresent(UInt16.self, forKey: .metricsPort) ?? d.metricsPort
     }

@@ -99,7 +99,7 @@ public final class EngineRuntime: @unchecked Sendable {
         for w in 0..<c.workers {
             let sockets = try SocketQueue(
                 port: port, queue: w, mediaAddress: media, mediaPort: UDPPort(c.mediaPort), backendAddress: backendAddress,
-                backendPortBase: c.backendPortBase, maxSessions: c.maxSessions)
+                backendPortBase: c.backendPortBase, maxSessions: c.maxSessions, receiveBuffer: c.socketReceiveBuffer)
             var worker = Worker(
                 configuration: workerConfiguration(w, edgeMAC: .zero),
                 rings: port.rings(queue: w), umem: port.umem, frameSize: port.frameSize,
