@@ -6,6 +6,8 @@
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <linux/if_packet.h>
+#include <string.h>
 #include <unistd.h>
 
 _Static_assert(sizeof(struct vox_mmsghdr) == sizeof(struct mmsghdr), "vox_mmsghdr must mirror mmsghdr");
@@ -57,4 +59,19 @@ void vox_unblock_all_signals(void) {
     sigset_t none;
     sigemptyset(&none);
     pthread_sigmask(SIG_SETMASK, &none, NULL);
+}
+
+int vox_packet_tx_socket(int ifindex) {
+    int fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -errno;
+    struct sockaddr_ll address;
+    memset(&address, 0, sizeof address);
+    address.sll_family = AF_PACKET;
+    address.sll_ifindex = ifindex;
+    if (bind(fd, (struct sockaddr *)&address, sizeof address) < 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    return fd;
 }

@@ -32,4 +32,8 @@ int vox_pin_current_thread(int cpu);
 void vox_unblock_all_signals(void);
 /// Sets SO_REUSEPORT (1) on `fd`; 0 or -errno.
 int vox_set_reuseport(int fd);
+/// A transmit-only packet socket (AF_PACKET, SOCK_RAW, protocol 0: it receives nothing)
+/// bound to interface `ifindex`: whole Ethernet frames go out as they are, any 5-tuple in
+/// one sendmmsg. The load generator's socket path. The fd, or -errno.
+int vox_packet_tx_socket(int ifindex);
 #endif
