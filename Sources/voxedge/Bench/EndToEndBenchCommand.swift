@@ -44,18 +44,25 @@ struct EndToEndBenchCommand: ParsableCommand {
         var report: [String: Any]
         var engineNs: Int
         var napiNs: Int
+        /// The generator's own CPU time (protecting and sending) over the same window.
+        var generatorNs: Int
         var wallNs: UInt64
+        /// The engine namespace's UDP receive-buffer overflows during the trial.
+        var receiveBufferErrors: Int
         func number(_ key: String) -> Double { (report[key] as? NSNumber)?.doubleValue ?? 0 }
         var returned: Double { number("returned") }
         var loss: Double { report["loss"] == nil ? 1 : number("loss") }
         var engineMicrosPerPacket: Double { returned > 0 ? Double(engineNs) / 1e3 / returned : 0 }
         var napiMicrosPerPacket: Double { returned > 0 ? Double(napiNs) / 1e3 / returned : 0 }
+        var generatorMicrosPerPacket: Double { number("offered") > 0 ? Double(generatorNs) / 1e3 / number("offered") : 0 }
         var engineCPUPercent: Double { wallNs > 0 ? 100 * Double(engineNs) / Double(wallNs) : 0 }
         var line: String {
             String(
                 format: "offered %7.0f pps  forwarded %7.0f pps  loss %7.3f %%  engine %5.2f µs/pkt (%4.1f %% CPU) + NAPI %5.2f µs/pkt",
                 number("offered_pps"), number("returned_pps"), loss * 100, engineMicrosPerPacket, engineCPUPercent,
                 napiMicrosPerPacket)
+                + String(format: "  generator %.2f µs/pkt", generatorMicrosPerPacket)
+                + "  lost at: veth \(Int(number("refused"))), socket buffers \(receiveBufferErrors)"
         }
     }
 
@@ -93,6 +100,11 @@ struct EndToEndBenchCommand: ParsableCommand {
         say("engine (--io \(io)) on CPU \(engineCore), NAPI \(napi.engine.map(String.init) ?? "?"); generator on CPU \(generatorCore), NAPI \(napi.generator.map(String.init) ?? "?") (SCHED_FIFO); \(sessions) sessions, \(profile)")
 
         func trial(_ rate: Int, _ seconds: Double) throws -> Trial {
+            // One trial at a time on this machine, with afxdp-ref's bench.py too (its lock).
+            let lock = open("/tmp/bench.lock", O_CREAT | O_RDWR, 0o666)
+            if lock >= 0 { flock(lock, LOCK_EX) }
+            defer { if lock >= 0 { close(lock) } }
+            let buffersBefore = net.receiveBufferErrors()
             let g = Process()
             let out = Pipe()
             g.executableURL = URL(fileURLWithPath: "/usr/bin/env")
@@ -108,8 +120,8 @@ struct EndToEndBenchCommand: ParsableCommand {
             defer { children.removeAll { $0 === g } }
             // Bounded: the generator stops by itself; if it does not within a generous margin, kill it.
             let deadline = Date().addingTimeInterval(seconds + 60)
-            var before = (0, 0, UInt64(0))
-            var after = (0, 0, UInt64(0))
+            var before = (0, 0, UInt64(0), 0)
+            var after = (0, 0, UInt64(0), 0)
             var lines: [String] = []
             var pending = Data()
             let handle = out.fileHandleForReading
@@ -120,7 +132,10 @@ struct EndToEndBenchCommand: ParsableCommand {
                 while let newline = pending.firstIndex(of: 0x0A) {
                     let line = String(decoding: pending[pending.startIndex..<newline], as: UTF8.self)
                     pending.removeSubrange(pending.startIndex...newline)
-                    let sample = (DemoCommand.cpuNanoseconds(engine.processIdentifier), napi.engine.map(Self.cpuNanoseconds) ?? 0, Monotonic.now())
+                    let sample = (
+                        DemoCommand.cpuNanoseconds(engine.processIdentifier), napi.engine.map(Self.cpuNanoseconds) ?? 0,
+                        Monotonic.now(), DemoCommand.cpuNanoseconds(g.processIdentifier)
+                    )
                     if line == "sending" { before = sample }
                     if line == "drained" { after = sample }
                     lines.append(line)
@@ -131,7 +146,10 @@ struct EndToEndBenchCommand: ParsableCommand {
             guard let last = lines.last(where: { $0.hasPrefix("{") }),
                 let report = try? JSONSerialization.jsonObject(with: Data(last.utf8)) as? [String: Any]
             else { throw ValidationError("loadgen failed (status \(g.terminationStatus)): \(lines.joined(separator: "\n"))") }
-            return Trial(report: report, engineNs: after.0 - before.0, napiNs: after.1 - before.1, wallNs: after.2 &- before.2)
+            return Trial(
+                report: report, engineNs: after.0 - before.0, napiNs: after.1 - before.1, generatorNs: after.3 - before.3,
+                wallNs: after.2 &- before.2,
+                receiveBufferErrors: net.receiveBufferErrors() - buffersBefore)
         }
 
         // (a) the fixed rate
@@ -190,11 +208,13 @@ struct EndToEndBenchCommand: ParsableCommand {
         let engineMicros = stats(fixed.map(\.engineMicrosPerPacket))
         let napiMicros = stats(fixed.map(\.napiMicrosPerPacket))
         let engineCPU = stats(fixed.map(\.engineCPUPercent))
+        let generatorMicros = stats(fixed.map(\.generatorMicrosPerPacket))
         let loss = stats(fixed.map { $0.loss * 100 })
         let maxLossless = stats(maxima)
         say("summary (median [min–max] over \(repetitions)), --io \(io):")
         say("  at \(rate) pps: forwarded \(text(forwarded, "%.0f")) pps, loss \(text(loss, "%.3f")) %")
         say("  engine CPU per packet \(text(engineMicros, "%.2f")) µs (\(text(engineCPU, "%.1f")) % of its core) + its veth NAPI \(text(napiMicros, "%.2f")) µs")
+        say("  generator CPU per packet offered \(text(generatorMicros, "%.2f")) µs (protect + frame + packet-socket send)")
         if !noSearch {
             say("  max lossless \(text(maxLossless, "%.0f")) pps" + (generatorLimited.contains(true) ? " (some searches generator-limited)" : ""))
         }
@@ -202,8 +222,9 @@ struct EndToEndBenchCommand: ParsableCommand {
             let summary: [String: Any] = [
                 "io": io, "sessions": sessions, "profile": profile, "rate": rate, "seconds": seconds,
                 "forwarded_pps": forwarded, "loss_percent": loss, "engine_us_per_packet": engineMicros,
-                "engine_napi_us_per_packet": napiMicros, "engine_cpu_percent": engineCPU,
+                "engine_napi_us_per_packet": napiMicros, "generator_us_per_packet": generatorMicros, "engine_cpu_percent": engineCPU,
                 "max_lossless_pps": maxLossless, "generator_limited": generatorLimited,
+                "receive_buffer_errors": fixed.map(\.receiveBufferErrors),
                 "trials": fixed.map(\.report),
             ]
             let data = try JSONSerialization.data(withJSONObject: summary, options: [.sortedKeys])
@@ -260,6 +281,24 @@ extension DemoNetwork {
         }
         if let engine { sh(["taskset", "-pc", "\(engineCore)", "\(engine)"]) }
         return (generator, engine)
+    }
+
+    /// UdpRcvbufErrors of the engine's namespace (/proc/net/snmp is per namespace).
+    func receiveBufferErrors() -> Int {
+        let p = Process()
+        let pipe = Pipe()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["ip", "netns", "exec", edge, "cat", "/proc/net/snmp"]
+        p.standardOutput = pipe
+        guard (try? p.run()) != nil else { return 0 }
+        let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        let udp = text.split(separator: "\n").filter { $0.hasPrefix("Udp: ") }
+        guard udp.count == 2 else { return 0 }
+        let names = udp[0].split(separator: " ")
+        let values = udp[1].split(separator: " ")
+        guard let i = names.firstIndex(of: "RcvbufErrors"), i < values.count else { return 0 }
+        return Int(values[i]) ?? 0
     }
 
     /// The threaded-NAPI kthread of `interface` ("napi/<if>-<id>").
