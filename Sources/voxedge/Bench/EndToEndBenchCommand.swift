@@ -109,8 +109,8 @@ struct EndToEndBenchCommand: ParsableCommand {
             let out = Pipe()
             g.executableURL = URL(fileURLWithPath: "/usr/bin/env")
             g.arguments = [
-                "ip", "netns", "exec", net.client, "taskset", "-c", "\(generatorCore)", voxedge, "loadgen",
-                "--control-socket", socketPath, "--interface", "\(net.tag)a", "--sessions", "\(sessions)", "--rate", "\(rate)",
+                "ip", "netns", "exec", net.generatorSide, "taskset", "-c", "\(generatorCore)", voxedge, "loadgen",
+                "--control-socket", socketPath, "--interface", net.generatorInterface, "--sessions", "\(sessions)", "--rate", "\(rate)",
                 "--seconds", "\(seconds)", "--profile", profile, "--engine-mac", DemoNetwork.edgeMAC,
                 "--backend-address", "198.18.0.3", "--backend-ports", "5004-5004", "--quiet", "--json",
             ]
@@ -248,6 +248,11 @@ struct EndToEndBenchCommand: ParsableCommand {
 extension DemoNetwork {
     static let clientMAC = "02:00:00:00:00:02"
     static let edgeMAC = "02:00:00:00:00:01"
+    /// The demo's callers' side, where the bench runs the generator (named here from the
+    /// tag, as the demo names it, so the bench depends only on `tag` and `edge`).
+    var generatorSide: String { "\(tag)c" }
+    var generatorInterface: String { "\(tag)a" }
+    var engineInterface: String { "\(tag)b" }
 
     /// afxdp-ref's run.sh, on the demo's pair: fixed MACs; static neighbours (no ARP during
     /// runs), the "backend" 198.18.0.3 behind the generator's veth; GRO on (veth keeps its
@@ -256,8 +261,9 @@ extension DemoNetwork {
     /// SCHED_FIFO so a busy generator cannot starve the counting of returns.
     /// Returns the NAPI threads' pids.
     func prepareForBenchmark(generatorCore: Int, engineCore: Int) throws -> (generator: Int32?, engine: Int32?) {
-        let a = "\(tag)a"
-        let b = "\(tag)b"
+        let a = generatorInterface
+        let b = engineInterface
+        let client = generatorSide
         let steps: [[String]] = [
             ["ip", "-n", client, "link", "set", a, "address", Self.clientMAC],
             ["ip", "-n", edge, "link", "set", b, "address", Self.edgeMAC],
