@@ -3,15 +3,9 @@ import VoxControl
 import CVoxLinux
 import Foundation
 import Glibc
-import Synchronization
 import VoxMedia
 import VoxWire
 import VoxXDP
-
-/// Set by SIGINT/SIGTERM: the generator stops sending, still drops its sessions and reports.
-enum LoadgenStop {
-    static let requested = Atomic<Bool>(false)
-}
 
 /// `voxedge loadgen`: N static-key sessions created over the engine's control socket, SRTP
 /// for all of them at a fixed rate from this namespace's interface, and a count of the
@@ -96,8 +90,9 @@ struct LoadgenCommand: ParsableCommand {
             created.removeAll()
         }
         defer { dropAll() }
-        signal(SIGINT) { _ in LoadgenStop.requested.store(true, ordering: .relaxed) }
-        signal(SIGTERM) { _ in LoadgenStop.requested.store(true, ordering: .relaxed) }
+        // SIGINT/SIGTERM: stop sending, still drop the sessions and report.
+        signal(SIGINT) { _ in Shutdown.requested.store(true, ordering: .relaxed) }
+        signal(SIGTERM) { _ in Shutdown.requested.store(true, ordering: .relaxed) }
 
         // Sessions: random keys, created over the control socket, and our own SRTP context each.
         var rng = SystemRandomNumberGenerator()
@@ -157,7 +152,7 @@ struct LoadgenCommand: ParsableCommand {
         generator.run(
             // A paced run ends when it has sent rate × seconds (2 s of grace if it falls behind).
             rate: rate, total: total, deadline: start + UInt64((seconds + (total > 0 ? 2 : 0)) * 1e9),
-            stop: { LoadgenStop.requested.load(ordering: .relaxed) },
+            stop: { Shutdown.requested.load(ordering: .relaxed) },
             tick: { g in
                 second += 1
                 guard !quiet, let now = try? counter.read() else { return }
@@ -221,52 +216,4 @@ final class Returns {
     init(_ counter: consuming ReturnCounter) { self.counter = counter }
     var mode: XDPMode { counter.mode }
     func read() throws -> ReturnCounter.Counts { try counter.read() }
-}
-
-/// One connection to the control socket, kept open for many requests (creating a thousand
-/// sessions one connection each would measure connect(2)).
-final class ControlConnection {
-    let fd: Int32
-    private var buffered: [UInt8] = []
-    private var nextID = 1
-
-    init(path: String) throws {
-        fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw ValidationError("socket: \(String(cString: strerror(errno)))") }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { throw ValidationError("socket path too long") }
-        withUnsafeMutableBytes(of: &address.sun_path) { p in for (i, b) in bytes.enumerated() { p[i] = b } }
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        guard connected == 0 else {
-            close(fd)
-            throw ValidationError("cannot reach the engine at \(path): \(String(cString: strerror(errno)))")
-        }
-    }
-
-    deinit { close(fd) }
-
-    func call(_ request: [String: Any]) throws -> [String: Any] {
-        var message = request
-        message["id"] = nextID
-        nextID += 1
-        var line = try JSONSerialization.data(withJSONObject: message)
-        line.append(0x0A)
-        let written = line.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-        guard written == line.count else { throw ValidationError("the engine closed the control connection") }
-        var chunk = [UInt8](repeating: 0, count: 65536)
-        while !buffered.contains(0x0A) {
-            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            guard n > 0 else { throw ValidationError("the engine closed the control connection") }
-            buffered += chunk[0..<n]
-        }
-        let end = buffered.firstIndex(of: 0x0A)!
-        let object = try JSONSerialization.jsonObject(with: Data(buffered[..<end])) as? [String: Any]
-        buffered.removeSubrange(...end)
-        guard let object else { throw ValidationError("unreadable reply from the engine") }
-        return object
-    }
 }
