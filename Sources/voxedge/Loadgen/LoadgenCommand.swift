@@ -1,4 +1,5 @@
 import ArgumentParser
+import CVoxAllocCounter
 import VoxControl
 import CVoxLinux
 import Foundation
@@ -149,11 +150,17 @@ struct LoadgenCommand: ParsableCommand {
         var last = (sent: 0, returned: UInt64(0))
         var second = 0
         let quiet = self.quiet
+        // Allocations of the send loop, less those of the once-a-second ticks: the loop's own
+        // must be 0 (the per-packet path works in preallocated memory only).
+        var tickAllocations: UInt64 = 0
+        let allocationsBefore = vox_thread_alloc_count()
         generator.run(
             // A paced run ends when it has sent rate × seconds (2 s of grace if it falls behind).
             rate: rate, total: total, deadline: start + UInt64((seconds + (total > 0 ? 2 : 0)) * 1e9),
             stop: { Shutdown.requested.load(ordering: .relaxed) },
             tick: { g in
+                let tickStart = vox_thread_alloc_count()
+                defer { tickAllocations += vox_thread_alloc_count() - tickStart }
                 second += 1
                 guard !quiet, let now = try? counter.read() else { return }
                 let returned = now.returned - base.returned
@@ -162,6 +169,7 @@ struct LoadgenCommand: ParsableCommand {
                 last = (g.sent, returned)
             })
         let elapsed = Double(Monotonic.now() - start) / 1e9
+        let sendLoopAllocations = vox_thread_alloc_count() - allocationsBefore - tickAllocations
         print("sent")
         fflush(nil)
         usleep(UInt32(drainMs) * 1000)
@@ -181,7 +189,7 @@ struct LoadgenCommand: ParsableCommand {
             "sent": sent, "refused": generator.refused, "protect_failures": generator.protectFailures,
             "returned": returned, "verified": verified, "return_bytes": end.bytes - base.bytes,
             "offered": offered, "offered_pps": Double(offered) / elapsed, "sent_pps": Double(sent) / elapsed, "returned_pps": Double(returned) / elapsed, "loss": loss,
-            "setup_seconds": setupSeconds, "counter_mode": "\(counter.mode)", "tx": "packet-socket",
+            "setup_seconds": setupSeconds, "send_loop_allocations": sendLoopAllocations, "counter_mode": "\(counter.mode)", "tx": "packet-socket",
         ]
         if !quiet {
             print("summary: sent=\(sent) returned=\(returned) verified=\(verified) refused=\(generator.refused) loss=\(String(format: "%.4f", loss * 100))% sent_pps=\(Int(Double(sent) / elapsed)) returned_pps=\(Int(Double(returned) / elapsed))")
