@@ -47,12 +47,12 @@ let package = Package(
         .target(name: "VoxIO", dependencies: ["CXDP", "CVoxLinux", "VoxWire"]),
         // The XDP program's loader: load, attach through a bpf_link, typed map access.
         .target(name: "VoxXDP", dependencies: ["CXDP", "CVoxBPF", "VoxWire"]),
-        .target(name: "VoxEngine", dependencies: ["VoxWire", "VoxMedia", "VoxIO"]),
+        .target(name: "VoxEngine", dependencies: ["VoxWire", "VoxMedia", "VoxIO", "CVoxLinux"]),
         // The control plane: control socket, engine runtime (threads), configuration.
         .target(
             name: "VoxControl",
             dependencies: [
-                "VoxEngine", "VoxIO", "VoxWire", "VoxMedia", "CVoxLinux", .product(name: "Logging", package: "swift-log"),
+                "VoxEngine", "VoxIO", "VoxWire", "VoxMedia", "VoxXDP", "CXDP", "CVoxLinux", .product(name: "Logging", package: "swift-log"),
             ]
         ),
         // libsrtp2 behind a small Swift surface: the oracle for tests, the baseline for benchmarks.
@@ -81,8 +81,9 @@ let package = Package(
             dependencies: ["VoxEngine", "VoxIO", "VoxWire", "VoxMedia", "VoxSRTPReference", "CVoxAllocCounter", "VoxTestKit"]
         ),
         .testTarget(name: "VoxControlTests", dependencies: ["VoxControl", "VoxEngine", "VoxWire", "VoxTestKit"]),
-        // Privileged: BPF_PROG_TEST_RUN and veth/netns attach tests (root; CI=true fails without it).
-        .testTarget(name: "VoxXDPTests", dependencies: ["VoxXDP", "VoxWire", "CVoxBPF", "CXDP"]),
+        // Privileged: BPF_PROG_TEST_RUN, veth/netns attach tests, and VoxIO's netlink next-hop
+        // resolution over the same namespaces (root; CI=true fails without it).
+        .testTarget(name: "VoxXDPTests", dependencies: ["VoxXDP", "VoxIO", "VoxWire", "CVoxBPF", "CVoxLinux", "CXDP"]),
         .testTarget(name: "SystemLibrariesTests", dependencies: ["CXDP", "COpenSSL", "CSRTP", "COpus"]),
     ],
     swiftLanguageModes: [.v6]

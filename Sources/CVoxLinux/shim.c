@@ -5,10 +5,15 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <linux/if_packet.h>
-#include <string.h>
 #include <unistd.h>
+#include <linux/ethtool.h>
+#include <linux/sockios.h>
+#include <net/if.h>
+#include <string.h>
+#include <sys/ioctl.h>
 
 _Static_assert(sizeof(struct vox_mmsghdr) == sizeof(struct mmsghdr), "vox_mmsghdr must mirror mmsghdr");
 _Static_assert(offsetof(struct vox_mmsghdr, msg_len) == offsetof(struct mmsghdr, msg_len), "msg_len offset");
@@ -21,6 +26,11 @@ int vox_recvmmsg(int fd, struct vox_mmsghdr *msgs, unsigned int n) {
 int vox_sendmmsg(int fd, struct vox_mmsghdr *msgs, unsigned int n) {
     int r = sendmmsg(fd, (struct mmsghdr *)msgs, n, MSG_DONTWAIT);
     return r < 0 ? -errno : r;
+}
+
+int vox_eventfd(void) {
+    int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    return fd < 0 ? -errno : fd;
 }
 
 int vox_set_reuseport(int fd) {
@@ -59,6 +69,24 @@ void vox_unblock_all_signals(void) {
     sigset_t none;
     sigemptyset(&none);
     pthread_sigmask(SIG_SETMASK, &none, NULL);
+}
+
+int vox_ethtool_channels(int fd, const char *name, unsigned int counts[4]) {
+    struct ethtool_channels channels = {.cmd = ETHTOOL_GCHANNELS};
+    struct ifreq request;
+    memset(&request, 0, sizeof request);
+    strncpy(request.ifr_name, name, IFNAMSIZ - 1);
+    request.ifr_data = (void *)&channels;
+    if (ioctl(fd, SIOCETHTOOL, &request) < 0) return -errno;
+    counts[0] = channels.rx_count;
+    counts[1] = channels.tx_count;
+    counts[2] = channels.other_count;
+    counts[3] = channels.combined_count;
+    return 0;
+}
+
+int vox_setns(int fd, int nstype) {
+    return setns(fd, nstype) < 0 ? -errno : 0;
 }
 
 int vox_packet_tx_socket(int ifindex) {

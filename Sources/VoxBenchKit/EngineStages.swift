@@ -8,7 +8,7 @@ import VoxWire
 final class EngineRig {
     let port: InMemoryPort
     let store: SessionStore
-    let backends: BackendTable
+    let backends: BackendDirectory
     let links: [WorkerLinks]
     let control: SessionControl
     var worker: Worker
@@ -16,9 +16,10 @@ final class EngineRig {
     init(sessions: Int) throws {
         port = InMemoryPort(queues: 1, frameCount: 4096, ringSize: 1024)
         store = try SessionStore(capacity: sessions)
-        backends = BackendTable([
-            Backend(address: IPAddress("198.18.1.2")!, port: UDPPort(5004), mac: MACAddress(0x02, 0, 0, 0, 1, 1))
-        ])
+        backends = BackendDirectory(
+            BackendTable([
+                Backend(address: IPAddress("198.18.1.2")!, port: UDPPort(5004), mac: MACAddress(0x02, 0, 0, 0, 1, 1))
+            ]), workers: 1)
         links = WorkerLinks.make(workers: 1, sessions: sessions, commandCapacity: sessions * 2)
         control = SessionControl(store: store, links: links)
         worker = Worker(

@@ -2,6 +2,7 @@ import Foundation
 import VoxEngine
 import VoxMedia
 import VoxWire
+import VoxXDP
 
 /// The control socket's commands over a running engine (DESIGN §5). Runs on the control
 /// thread only, as `SessionControl` requires.
@@ -62,8 +63,8 @@ public final class EngineController {
             throw ControlError(code: "bad_argument", message: "'client' must be ip:port or [ipv6]:port, not '\(clientText)'")
         }
         let backend = try r.optionalInteger("backend") ?? 0
-        guard backend >= 0, backend < runtime.backends.count else {
-            throw ControlError(code: "bad_argument", message: "no backend \(backend) (there are \(runtime.backends.count))")
+        guard backend >= 0, backend < runtime.backends.table.count else {
+            throw ControlError(code: "bad_argument", message: "no backend \(backend) (there are \(runtime.backends.table.count))")
         }
         let workers = runtime.configuration.workers
         let worker = try r.optionalInteger("worker") ?? (nextWorker % workers)
@@ -150,13 +151,43 @@ public final class EngineController {
             for v in PacketVerdict.allCases { verdicts["\(v)"] = NSNumber(value: c[v]) }
             var drops: [String: Any] = [:]
             for d in DropReason.allCases where c[d] > 0 { drops["\(d)"] = NSNumber(value: c[d]) }
-            return ["worker": w, "verdicts": verdicts, "drops": drops, "received": NSNumber(value: c.received),
-                "handed_in": NSNumber(value: c.handedIn), "bursts": NSNumber(value: c.bursts)]
+            var worker: [String: Any] = [
+                "worker": w, "verdicts": verdicts, "drops": drops, "received": NSNumber(value: c.received),
+                "handed_in": NSNumber(value: c.handedIn), "bursts": NSNumber(value: c.bursts),
+                "busy_ns": NSNumber(value: c.busyNanoseconds), "idle_ns": NSNumber(value: c.idleNanoseconds),
+            ]
+            if runtime.xdp != nil {
+                let k = runtime.socketStatistics(worker: w)
+                worker["kernel_drops"] = [
+                    "rx_dropped": NSNumber(value: k.rxDropped), "rx_ring_full": NSNumber(value: k.rxRingFull),
+                    "rx_fill_ring_empty": NSNumber(value: k.rxFillRingEmpty),
+                    "rx_invalid_descriptors": NSNumber(value: k.rxInvalidDescriptors),
+                    "tx_invalid_descriptors": NSNumber(value: k.txInvalidDescriptors),
+                ]
+            }
+            return worker
         }
-        return .ok([
-            "sessions": sessions.count, "capacity": runtime.store.capacity, "workers": workers,
+        let table = runtime.backends.table
+        let backendList: [[String: Any]] = (0..<table.count).map { i in
+            let b = table[i]
+            return ["index": i, "address": EngineController.format(b.address, b.port), "mac": "\(b.mac)", "state": "\(b.state)"]
+        }
+        var reply: [String: Any] = [
+            "backends": backendList,
+            "sessions": sessions.count, "capacity": runtime.store.capacity, "workers": workers, "io": runtime.io,
             "control": ["requests": server?.requests ?? 0, "errors": server?.errors ?? 0, "clients": server?.connectedClients ?? 0],
-        ])
+        ]
+        if let xdp = runtime.xdp {
+            var counters: [String: Any] = [:]
+            if let read = xdp.programCounters() {
+                for counter in XDPCounter.allCases { counters["\(counter)"] = NSNumber(value: read[counter]) }
+            }
+            reply["xdp"] = [
+                "interface": xdp.interface, "mode": "\(xdp.mode)", "zerocopy": xdp.sockets.isZeroCopy,
+                "hugepages": xdp.sockets.region.usesHugePages, "counters": counters,
+            ]
+        }
+        return .ok(reply)
     }
 
     func keyBytes(_ base64: String, _ profile: SRTPProfile, name: String) throws(ControlError) -> [UInt8] {

@@ -5,93 +5,24 @@ import Synchronization
 import VoxEngine
 import VoxIO
 import VoxWire
-
-/// What `voxedge run` is told: addresses, ports, workers and their cores, capacity, backends.
-public struct EngineConfiguration: Codable, Sendable, Equatable {
-    public struct BackendEntry: Codable, Sendable, Equatable {
-        public var address: String
-        public var port: UInt16
-        /// The next hop's MAC; unused by the socket port (the kernel routes).
-        public var mac: String?
-        public init(address: String, port: UInt16, mac: String? = nil) {
-            self.address = address
-            self.port = port
-            self.mac = mac
-        }
-    }
-
-    public var mediaAddress: String = "127.0.0.1"
-    public var mediaPort: UInt16 = 40000
-    /// The edge's address toward backends, and the first of its reserved ports (one per session).
-    public var backendAddress: String = "127.0.0.1"
-    public var backendPortBase: UInt16 = 41000
-    public var workers: Int = 1
-    /// Core of each worker (by index); unpinned when absent.
-    public var cores: [Int]? = nil
-    public var maxSessions: Int = 1024
-    public var backends: [BackendEntry] = []
-    public var controlSocket: String = "/run/voxedge/control.sock"
-    /// Prometheus `/metrics`, `/healthz`, `/readyz` (port 0: off).
-    public var metricsAddress: String = "127.0.0.1"
-    public var metricsPort: UInt16 = 9464
-    public var logLevel: String = "info"
-    public var io: String = "socket"
-
-    public init() {}
-
-    enum CodingKeys: String, CodingKey {
-        case mediaAddress = "media_address", mediaPort = "media_port", backendAddress = "backend_address"
-        case backendPortBase = "backend_port_base", workers, cores, maxSessions = "max_sessions", backends
-        case controlSocket = "control_socket", logLevel = "log_level", io
-        case metricsAddress = "metrics_address", metricsPort = "metrics_port"
-    }
-
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        let d = EngineConfiguration()
-        mediaAddress = try c.decodeIfPresent(String.self, forKey: .mediaAddress) ?? d.mediaAddress
-        mediaPort = try c.decodeIfPresent(UInt16.self, forKey: .mediaPort) ?? d.mediaPort
-        backendAddress = try c.decodeIfPresent(String.self, forKey: .backendAddress) ?? d.backendAddress
-        backendPortBase = try c.decodeIfPresent(UInt16.self, forKey: .backendPortBase) ?? d.backendPortBase
-        workers = try c.decodeIfPresent(Int.self, forKey: .workers) ?? d.workers
-        cores = try c.decodeIfPresent([Int].self, forKey: .cores)
-        maxSessions = try c.decodeIfPresent(Int.self, forKey: .maxSessions) ?? d.maxSessions
-        backends = try c.decodeIfPresent([BackendEntry].self, forKey: .backends) ?? d.backends
-        controlSocket = try c.decodeIfPresent(String.self, forKey: .controlSocket) ?? d.controlSocket
-        logLevel = try c.decodeIfPresent(String.self, forKey: .logLevel) ?? d.logLevel
-        io = try c.decodeIfPresent(String.self, forKey: .io) ?? d.io
-        metricsAddress = try c.decodeIfPresent(String.self, forKey: .metricsAddress) ?? d.metricsAddress
-        metricsPort = try c.decodeIfPresent(UInt16.self, forKey: .metricsPort) ?? d.metricsPort
-    }
-
-    /// Every problem with this configuration, as sentences; empty when it can run.
-    public func problems() -> [String] {
-        var out: [String] = []
-        if IPAddress(mediaAddress) == nil { out.append("media_address '\(mediaAddress)' is not an IP address") }
-        if IPAddress(backendAddress) == nil { out.append("backend_address '\(backendAddress)' is not an IP address") }
-        if workers < 1 || workers > 64 { out.append("workers must be 1...64") }
-        if maxSessions < 1 { out.append("max_sessions must be at least 1") }
-        if Int(backendPortBase) + maxSessions > 65536 { out.append("backend_port_base + max_sessions passes port 65535") }
-        if let cores, cores.count != workers { out.append("cores lists \(cores.count) cores for \(workers) workers") }
-        for (i, b) in backends.enumerated() {
-            if IPAddress(b.address) == nil { out.append("backends[\(i)].address '\(b.address)' is not an IP address") }
-            if let mac = b.mac, MACAddress(mac) == nil { out.append("backends[\(i)].mac '\(mac)' is not a MAC address") }
-        }
-        if io != "socket" { out.append("io '\(io)': this build has the socket port (xdp arrives with the AF_XDP port)") }
-        return out
-    }
-}
+import VoxXDP
 
 /// The data plane of `voxedge run`: session store, workers on their own threads (pinned
-/// when cores are given), each with its socket port, and the control side's handle on them.
+/// when cores are given), each on its AF_XDP queue or its kernel sockets, and the control
+/// side's handle on them.
 public final class EngineRuntime: @unchecked Sendable {
     public let configuration: EngineConfiguration
     public let store: SessionStore
-    public let backends: BackendTable
+    public let backends: BackendDirectory
     public let links: [WorkerLinks]
     public let control: SessionControl
     public private(set) var counters: [WorkerCounters] = []
-    let port: InMemoryPort
+    /// The port the engine runs on once started: `xdp` or `socket`.
+    public private(set) var io = "socket"
+    /// Set when running on AF_XDP: the program, its attachment, the sockets.
+    public private(set) var xdp: XDPDataPlane?
+    /// AF_XDP only: the backends' next-hop MACs, kept fresh from the kernel.
+    var nextHops: BackendNextHops?
     let stopping = Atomic<Bool>(false)
     var threads: [Thread] = []
     let finished = DispatchGroup()
@@ -103,36 +34,42 @@ public final class EngineRuntime: @unchecked Sendable {
         configuration = c
         self.logger = logger
         store = try SessionStore(capacity: c.maxSessions)
-        backends = BackendTable(c.backends.map {
-            Backend(address: IPAddress($0.address)!, port: UDPPort($0.port), mac: $0.mac.flatMap(MACAddress.init) ?? .zero)
-        })
+        backends = BackendDirectory(
+            BackendTable(
+                c.backends.map {
+                    // MACs: the kernel routes for the socket port; BackendNextHops fills them for AF_XDP.
+                    Backend(address: IPAddress($0.address)!, port: UDPPort($0.port), mac: .zero)
+                }), workers: c.workers)
         links = WorkerLinks.make(workers: c.workers, sessions: c.maxSessions, commandCapacity: max(1024, c.maxSessions))
         control = SessionControl(store: store, links: links)
-        port = InMemoryPort(queues: c.workers, frameCount: 4096 * c.workers, ringSize: 1024)
     }
 
-    /// Opens every worker's sockets, then starts the workers. Throws before any starts if a
-    /// socket cannot be bound.
+    /// Opens the port (AF_XDP, or kernel sockets), then starts the workers. Throws before
+    /// any worker starts if the port cannot be opened; with `io: auto` a failure to open
+    /// AF_XDP falls back to kernel sockets, saying why.
     public func start() throws {
         let c = configuration
-        let media = IPAddress(c.mediaAddress)!
-        let backendAddress = IPAddress(c.backendAddress)!
-        var boxes: [WorkerRunner] = []
-        for w in 0..<c.workers {
-            let sockets = try SocketQueue(
-                port: port, queue: w, mediaAddress: media, mediaPort: UDPPort(c.mediaPort), backendAddress: backendAddress,
-                backendPortBase: c.backendPortBase, maxSessions: c.maxSessions)
-            var worker = Worker(
-                configuration: WorkerConfiguration(
-                    id: w, mediaAddress: media, mediaPort: UDPPort(c.mediaPort), backendAddress: backendAddress,
-                    backendPortBase: c.backendPortBase, edgeMAC: .zero),
-                rings: port.rings(queue: w), umem: port.umem, frameSize: port.frameSize,
-                frames: port.initialFrames(queue: w), store: store, backends: backends, links: links[w])
-            worker.portHooks = sockets
-            counters.append(worker.counters)
-            boxes.append(WorkerRunner(worker: worker, sockets: sockets, core: c.cores?[w]))
+        var runners: [WorkerRunner] = []
+        switch c.io {
+        case "socket":
+            runners = try startSockets()
+        case "xdp":
+            runners = try startXDP()
+        default:
+            do {
+                runners = try startXDP()
+            } catch {
+                logger.warning(
+                    "AF_XDP unavailable, falling back to kernel UDP sockets",
+                    metadata: ["reason": "\(error)", "io": "auto"])
+                xdp?.close()
+                xdp = nil
+                nextHops = nil
+                counters = []
+                runners = try startSockets()
+            }
         }
-        for (w, runner) in boxes.enumerated() {
+        for (w, runner) in runners.enumerated() {
             finished.enter()
             let thread = Thread { [self] in
                 runner.run(isStopping: { self.stopping.load(ordering: .acquiring) }, logger: logger, id: w)
@@ -142,47 +79,208 @@ public final class EngineRuntime: @unchecked Sendable {
             threads.append(thread)
             thread.start()
         }
-        logger.info("engine started", metadata: ["workers": "\(c.workers)", "media": "\(c.mediaAddress):\(c.mediaPort)", "io": "socket"])
+        var metadata: Logger.Metadata = ["workers": "\(c.workers)", "media": "\(c.mediaAddress):\(c.mediaPort)", "io": "\(io)"]
+        if let xdp {
+            metadata["interface"] = "\(xdp.interface)"
+            metadata["xdp_mode"] = "\(xdp.mode)"
+            metadata["zerocopy"] = "\(xdp.sockets.isZeroCopy)"
+            metadata["hugepages"] = "\(xdp.sockets.region.usesHugePages)"
+            metadata["idle"] = "\(c.xdp.idle)"
+        }
+        logger.info("engine started", metadata: metadata)
     }
 
-    /// Stops the workers after their current burst (each sends what it has first) and waits.
+    func startSockets() throws -> [WorkerRunner] {
+        let c = configuration
+        let media = IPAddress(c.mediaAddress)!
+        let backendAddress = IPAddress(c.backendAddress)!
+        let port = InMemoryPort(queues: c.workers, frameCount: 4096 * c.workers, ringSize: 1024)
+        var runners: [WorkerRunner] = []
+        for w in 0..<c.workers {
+            let sockets = try SocketQueue(
+                port: port, queue: w, mediaAddress: media, mediaPort: UDPPort(c.mediaPort), backendAddress: backendAddress,
+                backendPortBase: c.backendPortBase, maxSessions: c.maxSessions)
+            var worker = Worker(
+                configuration: workerConfiguration(w, edgeMAC: .zero),
+                rings: port.rings(queue: w), umem: port.umem, frameSize: port.frameSize,
+                frames: port.initialFrames(queue: w), store: store, backends: backends, links: links[w])
+            worker.portHooks = sockets
+            counters.append(worker.counters)
+            runners.append(SocketWorkerRunner(worker: worker, sockets: sockets, port: port, core: c.cores?[w]))
+        }
+        io = "socket"
+        return runners
+    }
+
+    func startXDP() throws -> [WorkerRunner] {
+        let c = configuration
+        let plane = try XDPDataPlane(configuration: c, logger: logger)
+        nextHops = try BackendNextHops(
+            backends: (0..<backends.table.count).map { backends.table[$0] }, interfaceIndex: plane.ifindex,
+            directory: backends, logger: logger)
+        var runners: [WorkerRunner] = []
+        let idle = IdleStrategy(rawValue: c.xdp.idle) ?? .poll
+        for w in 0..<c.workers {
+            if idle == .preferBusyPoll { try plane.sockets.preferBusyPoll(queue: w) }
+            var worker = Worker(
+                configuration: workerConfiguration(w, edgeMAC: plane.edgeMAC),
+                rings: plane.sockets.rings(queue: w), umem: plane.sockets.umemBase, frameSize: plane.sockets.frameSize,
+                frames: plane.sockets.initialFrames(queue: w), store: store, backends: backends, links: links[w])
+            worker.portHooks = try plane.admission(worker: w)
+            counters.append(worker.counters)
+            runners.append(
+                XDPWorkerRunner(
+                    worker: worker, driver: XSKQueueDriver(set: plane.sockets, queue: w), sockets: plane.sockets,
+                    idle: idle, core: c.cores?[w]))
+        }
+        xdp = plane
+        io = "xdp"
+        return runners
+    }
+
+    func workerConfiguration(_ w: Int, edgeMAC: MACAddress) -> WorkerConfiguration {
+        let c = configuration
+        return WorkerConfiguration(
+            id: w, mediaAddress: IPAddress(c.mediaAddress)!, mediaPort: UDPPort(c.mediaPort),
+            backendAddress: IPAddress(c.backendAddress)!, backendPortBase: c.backendPortBase, edgeMAC: edgeMAC)
+    }
+
+    /// The control thread's periodic work (every few tens of milliseconds): slots released
+    /// by workers, backend tables no worker holds, next-hop changes.
+    public func tick() {
+        control.reclaim()
+        backends.reclaim()
+        nextHops?.poll()
+    }
+
+    /// The kernel's AF_XDP drop counters of worker `w`'s socket (zeros on the socket port).
+    public func socketStatistics(worker w: Int) -> XSKStatistics {
+        guard let xdp, w < xdp.sockets.queueCount else { return XSKStatistics() }
+        return xdp.sockets.statistics(queue: w)
+    }
+
+    /// Stops the workers after their current burst (each sends what it has first), waits,
+    /// then detaches the XDP program and closes the sockets.
     public func stop() {
         stopping.store(true, ordering: .releasing)
+        for link in links { link.doorbell.ringAlways() }
         finished.wait()
+        xdp?.close()
         logger.info("engine stopped")
     }
 }
 
-/// One worker's loop on its thread: read the sockets (sleeping up to 10 ms when idle), run a
-/// burst, send. It owns the worker and its port.
-final class WorkerRunner: @unchecked Sendable {
-    var worker: Worker
-    let sockets: SocketQueue
+/// One worker's loop on its thread. It owns the worker and its port's per-queue state.
+class WorkerRunner: @unchecked Sendable {
     let core: Int?
 
-    init(worker: consuming Worker, sockets: SocketQueue, core: Int?) {
-        self.worker = worker
-        self.sockets = sockets
-        self.core = core
-    }
+    init(core: Int?) { self.core = core }
 
     func run(isStopping: () -> Bool, logger: Logger, id: Int) {
         if let core, vox_pin_current_thread(Int32(core)) != 0 {
             logger.warning("could not pin worker to core", metadata: ["worker": "\(id)", "core": "\(core)"])
         }
-        let clock = ContinuousClock()
-        let origin = clock.now
+        loop(isStopping: isStopping)
+    }
+
+    func loop(isStopping: () -> Bool) {}
+
+    /// Monotonic nanoseconds, read once per burst and passed in.
+    static func now() -> UInt64 {
+        var t = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &t)
+        return UInt64(t.tv_sec) &* 1_000_000_000 &+ UInt64(t.tv_nsec)
+    }
+}
+
+/// Kernel sockets: read them (sleeping in epoll up to 10 ms when idle), run a burst, send.
+final class SocketWorkerRunner: WorkerRunner, @unchecked Sendable {
+    var worker: Worker
+    let sockets: SocketQueue
+    let port: InMemoryPort
+
+    init(worker: consuming Worker, sockets: SocketQueue, port: InMemoryPort, core: Int?) {
+        self.worker = worker
+        self.sockets = sockets
+        self.port = port
+        super.init(core: core)
+    }
+
+    override func loop(isStopping: () -> Bool) {
         var idle = true
+        var last = WorkerRunner.now()
         while !isStopping() {
             _ = sockets.receive(timeout: idle ? 10 : 0)
-            let elapsed = (clock.now - origin).components
-            let now = UInt64(elapsed.seconds) * 1_000_000_000 + UInt64(elapsed.attoseconds / 1_000_000_000)
+            let now = WorkerRunner.now()
             let handled = worker.runOnce(now: now)
             let sent = sockets.transmit()
             idle = handled == 0 && sent == 0
+            let end = WorkerRunner.now()
+            worker.counters.addLoopTime(busy: idle ? 0 : end &- last, idle: idle ? end &- last : 0)
+            last = end
         }
         // Drain: what was received is handled and sent before the thread ends.
-        _ = worker.runOnce(now: 0)
+        _ = worker.runOnce(now: WorkerRunner.now())
         sockets.transmit()
+        worker.park()
+    }
+}
+
+/// AF_XDP: a burst, the TX kick, and — when the burst found nothing — the idle strategy:
+/// poll() on the socket and the doorbell (need_wakeup), or spin.
+final class XDPWorkerRunner: WorkerRunner, @unchecked Sendable {
+    var worker: Worker
+    var driver: XSKQueueDriver
+    /// Kept alive while the worker drives its rings.
+    let sockets: XSKSet
+    let idle: IdleStrategy
+    /// Longest sleep: the worker has no timers of its own yet (consent and ICE timers come
+    /// with WebRTC sessions), and the doorbell wakes it for commands and hand-offs.
+    static let maximumSleepMilliseconds: Int32 = 1000
+
+    init(worker: consuming Worker, driver: XSKQueueDriver, sockets: XSKSet, idle: IdleStrategy, core: Int?) {
+        self.worker = worker
+        self.driver = driver
+        self.sockets = sockets
+        self.idle = idle
+        super.init(core: core)
+    }
+
+    override func loop(isStopping: () -> Bool) {
+        var fds = [
+            pollfd(fd: driver.fd, events: Int16(POLLIN), revents: 0),
+            pollfd(fd: worker.doorbellFD, events: Int16(POLLIN), revents: 0),
+        ]
+        var last = WorkerRunner.now()
+        while !isStopping() {
+            let handled = worker.runOnce(now: last)
+            driver.kickTX()
+            let end = WorkerRunner.now()
+            if handled > 0 {
+                worker.counters.addLoopTime(busy: end &- last, idle: 0)
+                // The kernel stops filling RX when the fill ring ran dry; say there is more.
+                driver.wakeRX()
+                last = end
+                continue
+            }
+            switch idle {
+            case .poll:
+                if worker.prepareToSleep() {
+                    _ = poll(&fds, 2, XDPWorkerRunner.maximumSleepMilliseconds)
+                    worker.wokeUp()
+                }
+            case .busyPoll:
+                driver.wakeRX()
+            case .preferBusyPoll:
+                // With SO_PREFER_BUSY_POLL the kernel runs the queue's NAPI inside this call.
+                _ = recvfrom(driver.fd, nil, 0, Int32(MSG_DONTWAIT), nil, nil)
+            }
+            let woke = WorkerRunner.now()
+            worker.counters.addLoopTime(busy: 0, idle: woke &- last)
+            last = woke
+        }
+        _ = worker.runOnce(now: WorkerRunner.now())
+        driver.kickTX()
+        worker.park()
     }
 }

@@ -1,7 +1,9 @@
+import CVoxLinux
 import Foundation
 import Glibc
 import VoxEngine
 import VoxWire
+import VoxXDP
 
 /// Prometheus text exposition (format 0.0.4) of the engine's counters, and health checks,
 /// over a small HTTP/1.1 server polled by the control thread: `GET /metrics`, `/healthz`
@@ -156,6 +158,32 @@ public final class MetricsServer: @unchecked Sendable {
         for (w, c) in runtime.counters.enumerated() { out += "voxedge_handed_in_packets_total{worker=\"\(w)\"} \(c.handedIn)\n" }
         family("voxedge_bursts_total", "counter", "Bursts that handled at least one packet.")
         for (w, c) in runtime.counters.enumerated() { out += "voxedge_bursts_total{worker=\"\(w)\"} \(c.bursts)\n" }
+        family("voxedge_worker_busy_seconds_total", "counter", "Time a worker's loop spent on bursts that handled packets.")
+        for (w, c) in runtime.counters.enumerated() {
+            out += "voxedge_worker_busy_seconds_total{worker=\"\(w)\"} \(Double(c.busyNanoseconds) / 1e9)\n"
+        }
+        family("voxedge_worker_idle_seconds_total", "counter", "Time a worker's loop spent idle (empty bursts, sleeping in poll).")
+        for (w, c) in runtime.counters.enumerated() {
+            out += "voxedge_worker_idle_seconds_total{worker=\"\(w)\"} \(Double(c.idleNanoseconds) / 1e9)\n"
+        }
+        if let xdp = runtime.xdp {
+            family("voxedge_xsk_kernel_drops_total", "counter", "Packets the kernel could not give a worker's AF_XDP socket (XDP_STATISTICS), by reason.")
+            for w in 0..<runtime.counters.count {
+                let k = runtime.socketStatistics(worker: w)
+                for (reason, value) in [("rx_dropped", k.rxDropped), ("rx_ring_full", k.rxRingFull),
+                    ("rx_fill_ring_empty", k.rxFillRingEmpty), ("rx_invalid_descriptors", k.rxInvalidDescriptors),
+                    ("tx_invalid_descriptors", k.txInvalidDescriptors)]
+                {
+                    out += "voxedge_xsk_kernel_drops_total{worker=\"\(w)\",reason=\"\(reason)\"} \(value)\n"
+                }
+            }
+            family("voxedge_xdp_packets_total", "counter", "Frames the XDP program saw on \(xdp.interface), by verdict and reason.")
+            if let counters = xdp.programCounters() {
+                for counter in XDPCounter.allCases {
+                    out += "voxedge_xdp_packets_total{interface=\"\(xdp.interface)\",counter=\"\(counter)\"} \(counters[counter])\n"
+                }
+            }
+        }
         family("voxedge_sessions", "gauge", "Live sessions.")
         out += "voxedge_sessions \(controller.sessionCount)\n"
         family("voxedge_session_capacity", "gauge", "Session slots allocated at start-up.")

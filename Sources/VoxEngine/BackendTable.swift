@@ -43,3 +43,13 @@ public final class BackendTable: @unchecked Sendable {
 
     public subscript(_ index: Int) -> Backend { entries[index] }
 }
+
+/// Where workers find the current `BackendTable`: the control side publishes a new table
+/// (a backend added, drained, given a new next-hop MAC), workers pick it up at their next
+/// burst.
+public typealias BackendDirectory = SnapshotPublisher<BackendTable>
+
+extension SnapshotPublisher where Snapshot == BackendTable {
+    /// The table now (control side).
+    public var table: BackendTable { snapshot }
+}

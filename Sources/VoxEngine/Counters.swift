@@ -67,6 +67,15 @@ public final class WorkerCounters: @unchecked Sendable {
     public var bursts: UInt64 { values[WorkerCounters.slots - 8] }
     public var received: UInt64 { values[WorkerCounters.slots - 7] }
     public var handedIn: UInt64 { values[WorkerCounters.slots - 6] }
+    /// Loop utilisation: nanoseconds of the worker's loop spent on bursts that handled
+    /// packets, and spent idle (empty bursts and sleeping in poll). Busy / (busy + idle) is
+    /// how loaded the core is, whatever the idle strategy (busy-polling shows 100 % CPU).
+    public var busyNanoseconds: UInt64 { values[WorkerCounters.slots - 5] }
+    public var idleNanoseconds: UInt64 { values[WorkerCounters.slots - 4] }
+    public func addLoopTime(busy: UInt64, idle: UInt64) {
+        values[WorkerCounters.slots - 5] &+= busy
+        values[WorkerCounters.slots - 4] &+= idle
+    }
     func addBurst(received n: Int, handedIn h: Int) {
         values[WorkerCounters.slots - 8] &+= 1
         values[WorkerCounters.slots - 7] &+= UInt64(n)

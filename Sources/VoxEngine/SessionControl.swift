@@ -8,6 +8,10 @@ public final class SessionControl {
     let links: [WorkerLinks]
     var freeSlots: [Int32]
     var nextSessionID: UInt64 = 1
+    /// Client flows placed by commands, for the workers' shared directory.
+    var flows: [FlowKey: Int32] = [:]
+    var flowOfSlot: [Int32: FlowKey] = [:]
+    var flowsChanged = false
 
     public init(store: SessionStore, links: [WorkerLinks]) {
         self.store = store
@@ -33,8 +37,30 @@ public final class SessionControl {
             freeSlots.append(slot)
             throw .workerBusy
         }
+        links[worker].doorbell.ring()
         nextSessionID += 1
+        if let flow = command.flow { place(slot, flow) }
         return slot
+    }
+
+    func place(_ slot: Int32, _ flow: FlowKey?) {
+        if let old = flowOfSlot[slot] {
+            flows[old] = nil
+            flowOfSlot[slot] = nil
+        }
+        if let flow {
+            flows[flow] = slot
+            flowOfSlot[slot] = flow
+        }
+        flowsChanged = true
+    }
+
+    /// Publishes the client-flow directory if sessions were placed, moved or dropped since
+    /// the last call (`reclaim` calls it: the control loop runs both every tick).
+    public func publishFlows() {
+        guard flowsChanged, let directory = links.first?.clientFlows else { return }
+        flowsChanged = false
+        directory.publish(ClientFlowTable(flows))
     }
 
     /// Sends `command` to the worker owning its slot.
@@ -42,13 +68,20 @@ public final class SessionControl {
         let owner = Int(store.owner(of: Int(command.slot)))
         guard owner >= 0 else { throw .unknownSlot }
         guard links[owner].commands.push(command) else { throw .workerBusy }
+        links[owner].doorbell.ring()
+        switch command.kind {
+        case .bindClient: place(command.slot, command.flow)
+        case .drop: place(command.slot, nil)
+        default: break
+        }
     }
 
     public func drop(_ slot: Int32) throws(Failure) {
         try send(WorkerCommand(kind: .drop, slot: slot))
     }
 
-    /// Takes back the slots workers have released.
+    /// Takes back the slots workers have released; publishes the client-flow directory if
+    /// it changed.
     public func reclaim() {
         for link in links {
             while let slot = link.released.pop() {
@@ -56,6 +89,8 @@ public final class SessionControl {
                 freeSlots.append(slot)
             }
         }
+        publishFlows()
+        links.first?.clientFlows.reclaim()
     }
 }
 
@@ -72,12 +107,18 @@ extension WorkerLinks {
         let returns: [[SPSCRing<UInt64>?]] = (0..<workers).map { from in
             (0..<workers).map { to in from == to ? nil : SPSCRing<UInt64>(capacity: handoffCapacity * 2) }
         }
+        let doorbells = (0..<workers).map { _ in Doorbell() }
+        let flows = ClientFlowDirectory(ClientFlowTable([:]), workers: workers)
         return (0..<workers).map { w in
-            WorkerLinks(
+            var links = WorkerLinks(
                 commands: SPSCRing(capacity: commandCapacity), released: SPSCRing(capacity: sessions),
                 handoffIn: (0..<workers).map { handoff[$0][w] }, handoffOut: handoff[w],
                 returnIn: (0..<workers).map { returns[$0][w] }, returnOut: returns[w],
                 handshake: DatagramQueue(capacity: 256))
+            links.doorbell = doorbells[w]
+            links.peerDoorbells = doorbells
+            links.clientFlows = flows
+            return links
         }
     }
 }

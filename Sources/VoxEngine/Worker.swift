@@ -45,6 +45,12 @@ public struct WorkerLinks: Sendable {
     public var returnIn: [SPSCRing<UInt64>?]
     public var returnOut: [SPSCRing<UInt64>?]
     public var handshake: DatagramQueue
+    /// Rung by the control side after a command, in case the worker sleeps in poll().
+    public var doorbell = Doorbell()
+    /// Every worker's doorbell, by worker: a hand-off to a sleeping worker wakes it.
+    public var peerDoorbells: [Doorbell] = []
+    /// The client flows the control side has placed, shared by every worker.
+    public var clientFlows = ClientFlowDirectory(ClientFlowTable([:]), workers: 1)
 
     public init(
         commands: SPSCRing<WorkerCommand>, released: SPSCRing<Int32>, handoffIn: [SPSCRing<FrameDescriptor>?],
@@ -73,7 +79,12 @@ public struct Worker: ~Copyable {
     let umem: UnsafeMutableRawPointer
     let frameSize: Int
     let store: SessionStore
-    let backends: BackendTable
+    let backends: BackendDirectory
+    /// The backend table of this burst (`BackendDirectory.enter`): valid until the next one.
+    var backendEntries: UnsafePointer<Backend>
+    var backendCount: Int
+    /// The client-flow directory of this burst: valid until the next one.
+    var flowTable: Unmanaged<ClientFlowTable>
     let links: WorkerLinks
     public let counters = WorkerCounters()
     /// Told when sessions start and end (the socket port opens backend-leg sockets).
@@ -97,7 +108,7 @@ public struct Worker: ~Copyable {
 
     public init(
         configuration: WorkerConfiguration, rings: QueueRings, umem: UnsafeMutableRawPointer, frameSize: Int,
-        frames: Range<UInt64>, store: SessionStore, backends: BackendTable, links: WorkerLinks
+        frames: Range<UInt64>, store: SessionStore, backends: BackendDirectory, links: WorkerLinks
     ) {
         self.configuration = configuration
         self.rings = rings
@@ -105,6 +116,10 @@ public struct Worker: ~Copyable {
         self.frameSize = frameSize
         self.store = store
         self.backends = backends
+        backendEntries = UnsafePointer(backends.table.entries)
+        backendCount = 0  // nothing is usable before the first burst's `enter`
+        flowTable = links.clientFlows.enter(worker: configuration.id)
+        links.clientFlows.leave(worker: configuration.id)
         self.links = links
         clientIndex = FixedIndex(capacity: store.capacity, placeholder: FlowKey(
             remoteAddress: IPAddress(ipv4: 0), remotePort: UDPPort(0), localAddress: IPAddress(ipv4: 0), localPort: UDPPort(0)))
@@ -131,6 +146,10 @@ public struct Worker: ~Copyable {
     /// Runs one burst at time `now` (ns, read once by the caller). Returns the number of
     /// packets handled (received + handed in).
     public mutating func runOnce(now: UInt64) -> Int {
+        (backendEntries, backendCount) = backends.enter(worker: configuration.id)._withUnsafeGuaranteedRef {
+            (UnsafePointer($0.entries), $0.count)
+        }
+        flowTable = links.clientFlows.enter(worker: configuration.id)
         applyCommands()
         reclaimCompletions()
         takeReturnedFrames()
@@ -155,6 +174,38 @@ public struct Worker: ~Copyable {
         handled = Int(n) + handedIn
         if handled > 0 { counters.addBurst(received: Int(n), handedIn: handedIn) }
         return handled
+    }
+
+    /// The worker is about to sleep in poll(): it holds no backend table until its next
+    /// burst (so the control side can free replaced tables meanwhile), and its doorbell
+    /// will ring for commands and hand-offs. False when work arrived in between: do not
+    /// sleep then.
+    public func prepareToSleep() -> Bool {
+        backends.leave(worker: configuration.id)
+        links.clientFlows.leave(worker: configuration.id)
+        links.doorbell.willSleep()
+        var pending = links.commands.count > 0
+        for ring in links.handoffIn where (ring?.count ?? 0) > 0 { pending = true }
+        if pending { links.doorbell.woke() }
+        return !pending
+    }
+
+    /// Back from poll().
+    public func wokeUp() { links.doorbell.woke() }
+
+    /// The worker stops: it holds no backend table any more.
+    public func park() {
+        backends.leave(worker: configuration.id)
+        links.clientFlows.leave(worker: configuration.id)
+    }
+
+    /// The fd that becomes readable when the doorbell rings (the worker polls it).
+    public var doorbellFD: Int32 { links.doorbell.fd }
+
+    /// The backend at `index` in this burst's table, if there is one and it takes traffic.
+    func usableBackend(_ index: Int32) -> UnsafePointer<Backend>? {
+        guard index >= 0, Int(index) < backendCount, backendEntries[Int(index)].state != .down else { return nil }
+        return backendEntries + Int(index)
     }
 
     // MARK: - Frames
@@ -266,6 +317,7 @@ public struct Worker: ~Copyable {
             ring.push(FrameDescriptor(address: address, length: UInt32(frameLength)))
         {
             counters.count(.handedOff)
+            if owner < links.peerDoorbells.count { links.peerDoorbells[owner].ring() }
         } else {
             drop(address, .handoffFull)
         }
@@ -281,7 +333,7 @@ public struct Worker: ~Copyable {
         case .stun:
             stun(address, frame, capacity, &parsed)
         case .dtls:
-            guard let slot = clientIndex.find(parsed.flowKey) else { return drop(address, .unknownFlow) }
+            guard let slot = clientIndex.find(parsed.flowKey) else { return strayClientFlow(address, &parsed) }
             if links.handshake.push(slot: slot, flow: parsed.flowKey, payload, length: parsed.payloadLength) {
                 counters.count(.toHandshake)
                 recycle(address)
@@ -289,10 +341,19 @@ public struct Worker: ~Copyable {
                 drop(address, .handshakeFull)
             }
         case .rtp, .rtcp:
-            guard let found = clientIndex.find(parsed.flowKey) else { return drop(address, .unknownFlow) }
+            guard let found = clientIndex.find(parsed.flowKey) else { return strayClientFlow(address, &parsed) }
             media(address, frame, capacity, &parsed, slot: Int(found), isRTCP: payloadClass == .rtcp, now: now)
         default:
             drop(address, .unsupportedPayload)
+        }
+    }
+
+    /// A client flow this worker does not own: hand it to the worker whose session it is,
+    /// if the control side placed it (the kernel chose this queue, not the control side).
+    mutating func strayClientFlow(_ address: UInt64, _ parsed: inout ParsedFrame) {
+        let slot = flowTable._withUnsafeGuaranteedRef { $0.slot(of: parsed.flowKey) }
+        guard let slot, handOff(address, parsed.payloadOffset + parsed.payloadLength, slot: Int(slot)) else {
+            return drop(address, .unknownFlow)
         }
     }
 
@@ -323,9 +384,11 @@ public struct Worker: ~Copyable {
         // side decides; a NAT rebinding shows up exactly like this).
         let flow = parsed.flowKey
         if s.pointee.clientFlow != flow {
-            if let old = s.pointee.clientFlow { clientIndex.remove(old) }
+            let old = s.pointee.clientFlow
+            if let old { clientIndex.remove(old) }
             _ = clientIndex.insert(flow, Int32(slot))
             s.pointee.clientFlow = flow
+            portHooks?.clientFlowChanged(slot: slot, from: old, to: flow)
         }
         s.pointee.clientMAC = MACAddress.load(from: frame, at: 6)
         FrameBuilder.reply(frame, &parsed, payloadLength: responseLength)
@@ -368,7 +431,7 @@ public struct Worker: ~Copyable {
             counters.count(.consumed)
             return recycle(address)
         }
-        guard let backend = backends.usable(s.pointee.backendIndex) else { return drop(address, .backendUnavailable) }
+        guard let backend = usableBackend(s.pointee.backendIndex) else { return drop(address, .backendUnavailable) }
         let c = configuration
         let addresses = FrameAddresses(
             destinationMAC: backend.pointee.mac, sourceMAC: c.edgeMAC, vlanID: parsed.vlanID,
@@ -388,7 +451,7 @@ public struct Worker: ~Copyable {
         if handOff(address, frameLength, slot: slot) { return }
         let s = store.slots + slot
         guard s.pointee.active, let client = s.pointee.clientFlow else { return drop(address, .unknownSession) }
-        guard let backend = backends.usable(s.pointee.backendIndex), backend.pointee.address == parsed.source,
+        guard let backend = usableBackend(s.pointee.backendIndex), backend.pointee.address == parsed.source,
             backend.pointee.port == parsed.sourcePort
         else { return drop(address, .wrongSource) }
         let payload = frame + parsed.payloadOffset
@@ -489,17 +552,22 @@ public struct Worker: ~Copyable {
             s.pointee.clientSSRC = nil
             s.pointee.clientStats = RTPReceiveStatistics()
             s.pointee.active = true
-            if let flow = command.pointee.flow { bind(slot, flow, command.pointee.clientMAC) }
             portHooks?.sessionStarted(slot: slot)
+            if let flow = command.pointee.flow { bind(slot, flow, command.pointee.clientMAC) }
+            portHooks?.backendFlowChanged(slot: slot, from: nil, to: backendFlow(slot, s.pointee.backendIndex))
         case .bindClient:
             guard s.pointee.active, let flow = command.pointee.flow else { return }
             bind(slot, flow, command.pointee.clientMAC)
         case .changeBackend:
             guard s.pointee.active else { return }
+            let old = backendFlow(slot, s.pointee.backendIndex)
             s.pointee.backendIndex = command.pointee.backend
             s.pointee.clientLeg.needsAnchor = true
+            portHooks?.backendFlowChanged(slot: slot, from: old, to: backendFlow(slot, s.pointee.backendIndex))
         case .drop:
             guard s.pointee.active else { return }
+            portHooks?.clientFlowChanged(slot: slot, from: s.pointee.clientFlow, to: nil)
+            portHooks?.backendFlowChanged(slot: slot, from: backendFlow(slot, s.pointee.backendIndex), to: nil)
             if let flow = s.pointee.clientFlow { clientIndex.remove(flow) }
             if let ssrc = s.pointee.clientSSRC { ssrcIndex.remove(ssrc) }
             s.pointee.clientFlow = nil
@@ -518,10 +586,22 @@ public struct Worker: ~Copyable {
 
     mutating func bind(_ slot: Int, _ flow: FlowKey, _ mac: MACAddress) {
         let s = store.slots + slot
-        if let old = s.pointee.clientFlow { clientIndex.remove(old) }
+        let old = s.pointee.clientFlow
+        if let old { clientIndex.remove(old) }
         _ = clientIndex.insert(flow, Int32(slot))
         s.pointee.clientFlow = flow
         if mac != .zero { s.pointee.clientMAC = mac }
+        if old != flow { portHooks?.clientFlowChanged(slot: slot, from: old, to: flow) }
+    }
+
+    /// The backend leg's 5-tuple of `slot` on backend `index` (as the edge sees it), if that
+    /// backend is in this burst's table.
+    func backendFlow(_ slot: Int, _ index: Int32) -> FlowKey? {
+        guard index >= 0, Int(index) < backendCount else { return nil }
+        let b = backendEntries[Int(index)]
+        return FlowKey(
+            remoteAddress: b.address, remotePort: b.port, localAddress: configuration.backendAddress,
+            localPort: UDPPort(configuration.backendPortBase &+ UInt16(slot)))
     }
 
     /// Frames in this worker's pool (not in any ring).

@@ -128,6 +128,11 @@ public final class SocketQueue: WorkerPortHooks, @unchecked Sendable {
         withUnsafeMutablePointer(to: &storage) { fill($0, address, port) }
     }
 
+    /// `address:port` as a sockaddr_in or sockaddr_in6 in `storage`; returns its length.
+    public static func socketAddress(_ storage: inout sockaddr_in6, _ address: IPAddress, _ port: UDPPort) -> socklen_t {
+        fill(&storage, address, port)
+    }
+
     func watch(_ fd: Int32, token: UInt64) {
         _ = vox_epoll_add(epoll, fd, token)
     }
@@ -294,9 +299,21 @@ public final class SocketQueue: WorkerPortHooks, @unchecked Sendable {
     }
 }
 
-/// What a worker tells its port about sessions (the socket port opens and closes each
-/// session's backend-leg socket). Called when commands are applied, never per packet.
+/// What a worker tells its port about sessions: the socket port opens and closes each
+/// session's backend-leg socket; the AF_XDP port admits the session's 5-tuples in the XDP
+/// program's map, so its DTLS and SRTP get past XDP. Called when commands are applied or a
+/// session moves to a new 5-tuple — per session, never per packet.
 public protocol WorkerPortHooks: AnyObject {
     func sessionStarted(slot: Int)
     func sessionEnded(slot: Int)
+    /// The client side of `slot` moved (`from` nil: first bound; `to` nil: unbound).
+    func clientFlowChanged(slot: Int, from: FlowKey?, to: FlowKey?)
+    /// The backend side of `slot` moved (placed, changed backend, ended). Keys are seen
+    /// from the edge: remote = the backend, local = the session's reserved port.
+    func backendFlowChanged(slot: Int, from: FlowKey?, to: FlowKey?)
+}
+
+extension WorkerPortHooks {
+    public func clientFlowChanged(slot: Int, from: FlowKey?, to: FlowKey?) {}
+    public func backendFlowChanged(slot: Int, from: FlowKey?, to: FlowKey?) {}
 }

@@ -67,6 +67,9 @@ public struct IPAddress: Hashable, Sendable, CustomStringConvertible {
     @inlinable
     public var isIPv4: Bool { high == 0 && low >> 32 == 0x0000_FFFF }
 
+    /// 127.0.0.0/8 or ::1: traffic that never crosses a NIC.
+    public var isLoopback: Bool { isIPv4 ? ipv4 >> 24 == 127 : (high == 0 && low == 1) }
+
     /// The IPv4 address, valid when `isIPv4`.
     @inlinable
     public var ipv4: UInt32 { UInt32(truncatingIfNeeded: low) }

@@ -245,9 +245,12 @@ func errorCode(_ reply: [String: Any]?) -> String? {
         var c = EngineConfiguration()
         c.mediaAddress = "not-an-ip"
         c.workers = 0
-        c.backends = [.init(address: "1.2.3.4", port: 1, mac: "zz")]
+        c.backends = [.init(address: "1.2.3.4.5", port: 1)]
+        c.io = "dpdk"
+        c.xdp.idle = "nap"
         let problems = c.problems()
-        #expect(problems.count == 3)
+        #expect(problems.count == 5, "\(problems)")
+        #expect(problems.contains { $0.contains("io 'dpdk'") })
         #expect(problems.contains { $0.contains("media_address") })
         #expect(EngineController.parseEndpoint("[2001:db8::1]:443")?.1 == UDPPort(443))
         #expect(EngineController.parseEndpoint("1.2.3.4") == nil)

@@ -67,7 +67,8 @@ import VoxWire
         _ = withUnsafeMutablePointer(to: &bound) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(backendSocket, $0, &length) } }
         let backendPort = UInt16(bigEndian: bound.sin_port)
         defer { close(backendSocket) }
-        let backends = BackendTable([Backend(address: loopback, port: UDPPort(backendPort), mac: .zero)])
+        let backends = BackendDirectory(
+            BackendTable([Backend(address: loopback, port: UDPPort(backendPort), mac: .zero)]), workers: 1)
         let links = WorkerLinks.make(workers: 1, sessions: 4)
         let control = SessionControl(store: store, links: links)
         let sockets = try SocketQueue(

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 import VoxEngine
 import VoxTestKit
@@ -138,5 +139,97 @@ import VoxWire
         for (i, k) in keys.enumerated() { #expect(index.find(k) == Int32(i)) }
         let extra = index.insert(FlowKey(remoteAddress: local, remotePort: UDPPort(1), localAddress: local, localPort: UDPPort(1)), 0)
         #expect(!extra)
+    }
+}
+
+/// The backend table's publication: workers pick up a new table at their next burst, and
+/// a replaced table is freed only once every worker has moved past it.
+@Suite struct BackendDirectoryTests {
+    static func backend(_ last: UInt8) -> Backend {
+        Backend(address: IPAddress(ipv4: 0xC612_0100 | UInt32(last)), port: UDPPort(5004), mac: MACAddress(2, 0, 0, 0, 0, last))
+    }
+
+    static func firstMAC(_ table: Unmanaged<BackendTable>) -> MACAddress { table._withUnsafeGuaranteedRef { $0[0].mac } }
+
+    @Test func replacedTablesWaitForEveryWorker() {
+        weak var first: BackendTable?
+        weak var second: BackendTable?
+        weak var third: BackendTable?
+        do {
+            let directory: BackendDirectory = {
+                let t = BackendTable([Self.backend(1)])
+                first = t
+                return BackendDirectory(t, workers: 2)
+            }()
+            #expect(Self.firstMAC(directory.enter(worker: 0)) == MACAddress(2, 0, 0, 0, 0, 1))
+            let w1 = directory.enter(worker: 1)
+            do {
+                let t = BackendTable([Self.backend(2), Self.backend(3)])
+                second = t
+                directory.publish(t)
+            }
+            // Both workers may still hold the first table.
+            #expect(first != nil)
+            #expect(Self.firstMAC(w1) == MACAddress(2, 0, 0, 0, 0, 1))
+            let w0 = directory.enter(worker: 0)
+            #expect(w0._withUnsafeGuaranteedRef { $0.count } == 2 && Self.firstMAC(w0) == MACAddress(2, 0, 0, 0, 0, 2))
+            #expect(directory.reclaim() == 1 && first != nil, "worker 1 has not moved on")
+            // A worker that sleeps holds nothing.
+            directory.leave(worker: 1)
+            #expect(directory.reclaim() == 0 && first == nil)
+            do {
+                let t = BackendTable([Self.backend(4)])
+                third = t
+                directory.publish(t)
+            }
+            _ = directory.enter(worker: 0)
+            _ = directory.enter(worker: 1)
+            #expect(directory.reclaim() == 0 && second == nil)
+            #expect(directory.table.count == 1 && third != nil)
+        }
+        #expect(third == nil, "the directory releases its current table")
+    }
+
+    @Test func workersSeeEveryPublicationWithoutTornTables() async {
+        let directory = BackendDirectory(BackendTable([Self.backend(0)]), workers: 2)
+        final class Flag: Sendable { let value = Atomic<Bool>(false) }
+        let stop = Flag()
+        async let readers: [Int] = withTaskGroup(of: Int.self) { group in
+            for w in 0..<2 {
+                group.addTask {
+                    var bad = 0
+                    while !stop.value.load(ordering: .acquiring) {
+                        // Every table holds copies of one backend: a mix would be torn.
+                        bad += directory.enter(worker: w)._withUnsafeGuaranteedRef { t in
+                            (0..<t.count).filter { t[$0].mac != t[0].mac }.count
+                        }
+                    }
+                    directory.leave(worker: w)
+                    return bad
+                }
+            }
+            return await group.reduce(into: []) { $0.append($1) }
+        }
+        for round in 1...2000 {
+            let b = Self.backend(UInt8(truncatingIfNeeded: round))
+            directory.publish(BackendTable(Array(repeating: b, count: 1 + round % 7)))
+        }
+        stop.value.store(true, ordering: .releasing)
+        #expect(await readers == [0, 0])
+        #expect(directory.reclaim() == 0)
+    }
+}
+
+@Suite struct DoorbellTests {
+    @Test func ringsOnlyASleepingWorker() {
+        let bell = Doorbell()
+        var p = pollfd(fd: bell.fd, events: Int16(POLLIN), revents: 0)
+        bell.ring()
+        #expect(poll(&p, 1, 0) == 0, "an awake worker is not interrupted")
+        bell.willSleep()
+        bell.ring()
+        #expect(poll(&p, 1, 0) == 1)
+        bell.woke()
+        #expect(poll(&p, 1, 0) == 0, "waking clears it")
     }
 }

@@ -29,7 +29,7 @@ final class WorkerBox {
 final class Harness {
     let port: InMemoryPort
     let store: SessionStore
-    let backends: BackendTable
+    let backends: BackendDirectory
     let links: [WorkerLinks]
     let control: SessionControl
     var workers: [WorkerBox] = []
@@ -38,7 +38,7 @@ final class Harness {
     init(workers: Int = 1, sessions: Int = 64, frames: Int = 4096, backends list: [Backend] = backendList) throws {
         port = InMemoryPort(queues: workers, frameCount: frames)
         store = try SessionStore(capacity: sessions)
-        backends = BackendTable(list)
+        backends = BackendDirectory(BackendTable(list), workers: workers)
         links = WorkerLinks.make(workers: workers, sessions: sessions)
         control = SessionControl(store: store, links: links)
         for w in 0..<workers {

@@ -171,7 +171,8 @@ final class VethPair {
     let addressA = "198.18.0.1"
     let addressB = "198.18.0.2"
 
-    init() throws {
+    /// `queues`: RX and TX queues of each end (veth has one unless asked).
+    init(queues: Int = 1) throws {
         Self.removeLeftovers()
         let n = Self.counter.wrappingAdd(1, ordering: .relaxed).newValue
         let pid = getpid()
@@ -185,10 +186,8 @@ final class VethPair {
         let steps: [[String]] = [
             ["ip", "netns", "add", namespaceA],
             ["ip", "netns", "add", namespaceB],
-            [
-                "ip", "link", "add", interfaceA, "netns", namespaceA, "type", "veth", "peer", "name", interfaceB,
-                "netns", namespaceB,
-            ],
+            ["ip", "link", "add", interfaceA] + Self.queueArguments(queues) + ["netns", namespaceA, "type", "veth"]
+                + ["peer", "name", interfaceB] + Self.queueArguments(queues) + ["netns", namespaceB],
             ["ip", "-n", namespaceA, "address", "add", "\(addressA)/30", "dev", interfaceA],
             ["ip", "-n", namespaceB, "address", "add", "\(addressB)/30", "dev", interfaceB],
             ["ip", "-n", namespaceA, "link", "set", "dev", interfaceA, "up"],
@@ -206,6 +205,10 @@ final class VethPair {
     }
 
     deinit { delete() }
+
+    private static func queueArguments(_ queues: Int) -> [String] {
+        queues == 1 ? [] : ["numtxqueues", "\(queues)", "numrxqueues", "\(queues)"]
+    }
 
     private func delete() {
         Self.delete(namespace: namespaceA)

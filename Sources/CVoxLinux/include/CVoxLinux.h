@@ -30,8 +30,19 @@ int vox_pin_current_thread(int cpu);
 /// signals (test runners do) inherits the mask; `voxedge run` must still see SIGTERM, and
 /// Foundation's Process must still see SIGCHLD.
 void vox_unblock_all_signals(void);
+/// A non-blocking, close-on-exec eventfd (sys/eventfd.h is not in Swift's Glibc module);
+/// the fd or -errno.
+int vox_eventfd(void);
 /// Sets SO_REUSEPORT (1) on `fd`; 0 or -errno.
 int vox_set_reuseport(int fd);
+/// The active channel counts of interface `name` (ETHTOOL_GCHANNELS through SIOCETHTOOL:
+/// ioctl is variadic and struct ifreq is a union, neither importable) into
+/// `counts` = {rx, tx, other, combined}; `fd` is any socket of the interface's namespace.
+/// 0 or -errno (-EOPNOTSUPP when the driver has no channels).
+int vox_ethtool_channels(int fd, const char *name, unsigned int counts[4]);
+/// setns(2) (_GNU_SOURCE-only): moves the calling thread into the namespace `fd` refers to.
+/// 0 or -errno.
+int vox_setns(int fd, int nstype);
 /// A transmit-only packet socket (AF_PACKET, SOCK_RAW, protocol 0: it receives nothing)
 /// bound to interface `ifindex`: whole Ethernet frames go out as they are, any 5-tuple in
 /// one sendmmsg. The load generator's socket path. The fd, or -errno.

@@ -20,6 +20,8 @@ struct DemoCallersCommand: ParsableCommand {
     /// Halfway: drop the first call (its audio must stop coming back) and start a new one
     /// (its audio must start).
     @Flag var midStreamChanges = false
+    /// Place every call on this worker (the one whose queue the callers' packets arrive on).
+    @Option var worker: Int?
 
     struct Call {
         var id: UInt64
@@ -47,10 +49,12 @@ struct DemoCallersCommand: ParsableCommand {
             guard withUnsafePointer(to: &a, { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }) == 0
             else { throw ValidationError("cannot bind 198.18.0.2:\(port)") }
             let material = (0..<(profile.masterKeyLength + profile.masterSaltLength)).map { _ in UInt8.random(in: 0...255, using: &rng) }
-            let reply = try ControlClient.call(socket, [
+            var request: [String: Any] = [
                 "cmd": "session.create", "client": "198.18.0.2:\(port)", "profile": profile.description,
                 "client_key": Data(material).base64EncodedString(),
-            ])
+            ]
+            if let worker { request["worker"] = worker }
+            let reply = try ControlClient.call(socket, request)
             guard reply["ok"] as? Bool == true, let session = reply["session"] as? [String: Any],
                 let edgeKey = (session["edge_key"] as? String).flatMap({ Data(base64Encoded: $0) }),
                 let id = (session["id"] as? NSNumber)?.uint64Value

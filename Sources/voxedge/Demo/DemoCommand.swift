@@ -13,25 +13,35 @@ struct DemoCommand: ParsableCommand {
         commandName: "demo",
         abstract: "Show the engine working: namespaces, engine, echo backend, SRTP callers; then clean up.",
         discussion: """
-            Two network namespaces joined by a veth pair (198.18.0.2 the callers, 198.18.0.1 the \
-            edge); in the edge's, `voxedge run` and `voxedge backend-sim`. The callers set up \
-            static-key sessions over the control socket, send SRTP (libsrtp2) for --seconds and \
-            check every echo the edge sends back. Needs root.
+            Two network namespaces joined by a veth pair: the edge's (198.18.0.1) runs \
+            `voxedge run`, on AF_XDP when it can; the far one holds the callers (198.18.0.2) and \
+            an echoing `voxedge backend-sim` (198.18.0.3), so both legs cross the veth as they \
+            would cross a NIC. The callers set up static-key sessions over the control socket, \
+            send SRTP (libsrtp2) for --seconds and check every echo the edge sends back. Needs root.
             """
     )
 
     @Option(help: "Calls.") var sessions = 20
     @Option(help: "Seconds of audio.") var seconds = 5
     @Option(help: "SRTP profile.") var profile = "AES_CM_128_HMAC_SHA1_80"
+    @Option(help: "Packet I/O of the engine: auto (AF_XDP, else kernel sockets), xdp or socket.") var io = "auto"
+    @Option(help: "Queues of the veth pair, and engine workers (one per queue).") var queues = 1
     @Flag(help: "Halfway, drop a call (its audio must stop) and start another (its audio must start).")
     var midStreamChanges = false
+    @Flag(help: "Send the backend's answers on another queue than the callers' (needs --queues 2): they reach the other worker, which hands them to the owner.")
+    var crossQueueBackend = false
+    @Flag(help: "Halfway, give the far side a new MAC and tell the edge's kernel (`ip neigh replace`): the engine must follow it.")
+    var neighbourChange = false
 
     func run() throws {
         vox_unblock_all_signals()  // a parent that blocks signals must not take SIGTERM/SIGCHLD from us
         guard getuid() == 0 else { throw ValidationError("the demo builds network namespaces: run it as root") }
         guard SRTPProfile(name: profile) != nil else { throw ValidationError("unknown profile \(profile)") }
+        guard ["auto", "xdp", "socket"].contains(io) else { throw ValidationError("--io must be auto, xdp or socket") }
+        guard queues >= 1 && queues <= 8 else { throw ValidationError("--queues must be 1...8") }
+        guard !crossQueueBackend || queues >= 2 else { throw ValidationError("--cross-queue-backend needs --queues 2") }
         let tag = "vxd\(getpid())"
-        let demo = DemoNetwork(tag: tag)
+        let demo = DemoNetwork(tag: tag, queues: queues)
         demo.removeLeftovers()
         var children: [Process] = []
         func cleanup() {
@@ -45,28 +55,58 @@ struct DemoCommand: ParsableCommand {
         let me = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL.path
         let resolved = me.hasPrefix("/") ? me : FileManager.default.currentDirectoryPath + "/" + me
         let socketPath = "/tmp/\(tag).sock"
-        print("namespaces \(demo.client) (198.18.0.2) <-veth-> \(demo.edge) (198.18.0.1)")
+        print("namespaces \(demo.far) (callers 198.18.0.2, backend 198.18.0.3) <-veth, \(queues) queue(s)-> \(demo.edge) (edge 198.18.0.1)")
         fflush(nil)
-        children.append(try demo.spawn(in: demo.edge, [resolved, "backend-sim", "--listen", "127.0.0.1:5004"], quiet: true))
+        // With several queues the far side's transmit queue follows its CPU (XPS): the callers
+        // run on CPU 0 → queue 0 → worker 0, which owns every call; the backend on CPU 1 when
+        // its answers should arrive on the other queue.
+        let pinBackend = crossQueueBackend ? ["taskset", "-c", "1"] : (queues > 1 ? ["taskset", "-c", "0"] : [])
+        let pinCallers = queues > 1 ? ["taskset", "-c", "0"] : []
+        children.append(try demo.spawn(in: demo.far, pinBackend + [resolved, "backend-sim", "--listen", "198.18.0.3:5004"], quiet: true))
         let engine = try demo.spawn(
-                in: demo.edge,
-                [resolved, "run", "--media-address", "198.18.0.1", "--media-port", "40000", "--backend-address", "127.0.0.1",
-                    "--backend-port-base", "41000", "--backend", "127.0.0.1:5004", "--control-socket", socketPath,
-                    "--metrics", "127.0.0.1:0", "--max-sessions", "\(max(64, sessions + 1))", "--log-level", "warning"],
-                quiet: false)
+            in: demo.edge,
+            [resolved, "run", "--io", io, "--workers", "\(queues)", "--media-address", "198.18.0.1", "--media-port", "40000",
+                "--backend-address", "198.18.0.1", "--backend-port-base", "41000", "--backend", "198.18.0.3:5004",
+                "--control-socket", socketPath, "--metrics", "127.0.0.1:0", "--max-sessions", "\(max(64, sessions + 1))",
+                "--log-level", "warning"],
+            quiet: false)
         children.append(engine)
-        // Wait for the control socket.
+        // Wait for the control socket, then for the engine to say how it runs.
         for _ in 0..<100 where !FileManager.default.fileExists(atPath: socketPath) { usleep(50_000) }
-        print("engine up: media 198.18.0.1:40000, control \(socketPath), backend-sim 127.0.0.1:5004 (edge namespace)")
+        guard let first = try? ControlClient.call(socketPath, ["cmd": "stats"]) else {
+            throw ValidationError("the engine did not come up (its log is above)")
+        }
+        let running = first["io"] as? String ?? "?"
+        var how = "io \(running)"
+        if let x = first["xdp"] as? [String: Any] {
+            how += " on \(x["interface"] ?? "?") (\(x["mode"] ?? "?") XDP, \(x["zerocopy"] as? Bool == true ? "zero-copy" : "copy mode"))"
+        }
+        print("engine up: media 198.18.0.1:40000, \(how), \(queues) worker(s), control \(socketPath), backend-sim 198.18.0.3:5004")
         fflush(nil)
+        if io == "xdp" && running != "xdp" { throw ValidationError("asked for --io xdp, the engine runs \(running)") }
         // `ip netns exec` execs the engine: this pid is the engine's, its schedstat its CPU.
         let cpuBefore = DemoCommand.cpuNanoseconds(engine.processIdentifier)
         let client = try demo.spawn(
-            in: demo.client,
-            [resolved, "demo-callers", "--socket", socketPath, "--sessions", "\(sessions)", "--seconds", "\(seconds)",
-                "--profile", profile] + (midStreamChanges ? ["--mid-stream-changes"] : []), quiet: false)
+            in: demo.far,
+            pinCallers + [resolved, "demo-callers", "--socket", socketPath, "--sessions", "\(sessions)", "--seconds", "\(seconds)",
+                "--profile", profile] + (midStreamChanges ? ["--mid-stream-changes"] : [])
+                + (queues > 1 ? ["--worker", "0"] : []), quiet: false)
+        if neighbourChange {
+            usleep(useconds_t(seconds) * 500_000)
+            let mac = "02:00:5e:\(String(format: "%02x:%02x:%02x", getpid() & 0xFF, (getpid() >> 8) & 0xFF, 0x42))"
+            // One shell, so the far side's new MAC and the edge's new neighbour entries follow
+            // each other within milliseconds: what the engine sends to the old MAC meanwhile is lost.
+            let neigh = ["198.18.0.3", "198.18.0.2"].map {
+                "ip -n \(demo.edge) neigh replace \($0) lladdr \(mac) dev \(demo.edgeInterface) nud reachable"
+            }
+            demo.sh(["sh", "-c", (["ip -n \(demo.far) link set \(demo.farInterface) address \(mac)"] + neigh).joined(separator: " && ")])
+            usleep(300_000)
+            let seen = ((try? ControlClient.call(socketPath, ["cmd": "stats"]))?["backends"] as? [[String: Any]])?.first?["mac"]
+            print("neighbour change: the far side is now \(mac); the engine sends to backend 0 at \(seen ?? "?")")
+            fflush(nil)
+        }
         client.waitUntilExit()
-        let status = client.terminationStatus
+        var status = client.terminationStatus
         let cpu = DemoCommand.cpuNanoseconds(engine.processIdentifier) - cpuBefore
         if let stats = try? ControlClient.call(socketPath, ["cmd": "stats"]), let workers = stats["workers"] as? [[String: Any]] {
             let forwarded = workers.reduce(0) { total, w in
@@ -76,8 +116,26 @@ struct DemoCommand: ParsableCommand {
             if forwarded > 0 {
                 print(String(format: "engine: %d packets forwarded, %.1f ms of CPU (all its threads), %.2f µs per packet",
                     forwarded, Double(cpu) / 1e6, Double(cpu) / 1e3 / Double(forwarded)))
-                fflush(nil)
             }
+            let handedOff = workers.map { ((($0["verdicts"] as? [String: Any])?["handedOff"] as? Int) ?? 0) }
+            print("workers: handed off \(handedOff.map(String.init).joined(separator: " / "))")
+            if let x = stats["xdp"] as? [String: Any], let counters = x["counters"] as? [String: Any] {
+                let nonzero = counters.filter { ($0.value as? Int ?? 0) > 0 }.sorted { $0.key < $1.key }
+                print("xdp program: " + nonzero.map { "\($0.key)=\($0.value)" }.joined(separator: " "))
+            }
+            if crossQueueBackend && (handedOff.count < 2 || handedOff[1] == 0) {
+                print("expected worker 1 to hand the backend's answers to worker 0, and it handed none")
+                status = 1
+            }
+            fflush(nil)
+        }
+        // The engine stops on SIGTERM and takes its XDP program with it (bpf_link).
+        engine.terminate()
+        engine.waitUntilExit()
+        if running == "xdp" {
+            let attached = demo.output(["ip", "-n", demo.edge, "link", "show", demo.edgeInterface]).contains(" xdp")
+            print("after shutdown: \(attached ? "an XDP program is still attached" : "no XDP program") on \(demo.edgeInterface)")
+            if attached { status = 1 }
         }
         cleanup()
         print(status == 0 ? "demo passed; namespaces and processes removed" : "demo FAILED (status \(status)); namespaces and processes removed")
@@ -116,8 +174,11 @@ enum DemoSignals {
 /// The demo's two namespaces and veth pair.
 struct DemoNetwork {
     let tag: String
-    var client: String { "\(tag)c" }
+    var queues = 1
+    var far: String { "\(tag)c" }
     var edge: String { "\(tag)e" }
+    var farInterface: String { "\(tag)a" }
+    var edgeInterface: String { "\(tag)b" }
 
     @discardableResult
     func sh(_ args: [String]) -> Int32 {
@@ -131,22 +192,45 @@ struct DemoNetwork {
         return p.terminationStatus
     }
 
+    func output(_ args: [String]) -> String {
+        let p = Process()
+        let pipe = Pipe()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = args
+        p.standardOutput = pipe
+        p.standardError = FileHandle.nullDevice
+        do { try p.run() } catch { return "" }
+        let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        return text
+    }
+
     func create() throws {
-        let steps: [[String]] = [
-            ["ip", "netns", "add", client], ["ip", "netns", "add", edge],
-            ["ip", "link", "add", "\(tag)a", "netns", client, "type", "veth", "peer", "name", "\(tag)b", "netns", edge],
-            ["ip", "-n", client, "addr", "add", "198.18.0.2/24", "dev", "\(tag)a"],
-            ["ip", "-n", edge, "addr", "add", "198.18.0.1/24", "dev", "\(tag)b"],
-            ["ip", "-n", client, "link", "set", "\(tag)a", "up"], ["ip", "-n", edge, "link", "set", "\(tag)b", "up"],
-            ["ip", "-n", client, "link", "set", "lo", "up"], ["ip", "-n", edge, "link", "set", "lo", "up"],
+        let q = ["numtxqueues", "\(queues)", "numrxqueues", "\(queues)"]
+        var steps: [[String]] = [
+            ["ip", "netns", "add", far], ["ip", "netns", "add", edge],
+            ["ip", "link", "add", farInterface, "netns", far] + q + ["type", "veth", "peer", "name", edgeInterface, "netns", edge] + q,
+            ["ip", "-n", far, "addr", "add", "198.18.0.2/24", "dev", farInterface],
+            ["ip", "-n", far, "addr", "add", "198.18.0.3/24", "dev", farInterface],
+            ["ip", "-n", edge, "addr", "add", "198.18.0.1/24", "dev", edgeInterface],
+            ["ip", "-n", far, "link", "set", farInterface, "up"], ["ip", "-n", edge, "link", "set", edgeInterface, "up"],
+            ["ip", "-n", far, "link", "set", "lo", "up"], ["ip", "-n", edge, "link", "set", "lo", "up"],
         ]
+        // Transmit queue q of the far side for CPU q (XPS), so which queue a packet reaches
+        // at the edge depends on the CPU its sender runs on.
+        for i in 0..<(queues > 1 ? queues : 0) {
+            steps.append([
+                "ip", "netns", "exec", far, "sh", "-c",
+                "echo \(String(1 << (i % 2), radix: 16)) > /sys/class/net/\(farInterface)/queues/tx-\(i)/xps_cpus",
+            ])
+        }
         for s in steps where sh(s) != 0 {
             throw ValidationError("could not set up the demo network: \(s.joined(separator: " "))")
         }
     }
 
     func remove() {
-        sh(["ip", "netns", "del", client])
+        sh(["ip", "netns", "del", far])
         sh(["ip", "netns", "del", edge])
         unlink("/tmp/\(tag).sock")
     }

@@ -14,12 +14,14 @@ enum Shutdown {
 struct RunCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "run",
-        abstract: "Run the engine: workers on kernel UDP sockets, the control socket, until SIGINT/SIGTERM.",
+        abstract: "Run the engine: workers on AF_XDP queues or kernel UDP sockets, the control socket, until SIGINT/SIGTERM.",
         discussion: """
             Configuration comes from --config (YAML, or JSON, which YAML reads too) and then \
             the flags, which win. Keys: media_address, media_port, backend_address, \
             backend_port_base, workers, cores, max_sessions, backends (list of {address, \
-            port, mac}), control_socket, log_level, io. See docs/operations.md.
+            port}), control_socket, log_level, io, interface, xdp (frame_count, frame_size, \
+            ring_size, headroom, huge_pages, bind_mode, idle, attach, object, stun_rate, \
+            stun_burst). See docs/operations.md.
             """
     )
 
@@ -34,7 +36,9 @@ struct RunCommand: ParsableCommand {
     @Option(help: "A backend as ip:port (repeat for more; index = order).") var backend: [String] = []
     @Option(help: "The control socket's path.") var controlSocket: String?
     @Option(help: "trace, debug, info, notice, warning, error or critical.") var logLevel: String?
-    @Option(help: "Packet I/O: socket (AF_XDP arrives as xdp).") var io: String?
+    @Option(help: "Packet I/O: xdp (AF_XDP), socket (kernel UDP sockets), or auto (AF_XDP, else sockets).") var io: String?
+    @Option(help: "The interface AF_XDP binds to (default: the one holding the media address).") var interface: String?
+    @Option(help: "AF_XDP idle strategy: poll, busy-poll or prefer-busy-poll.") var xdpIdle: String?
     @Option(help: "Prometheus /metrics and health checks, as address:port (port 0: off).") var metrics: String?
 
     func resolvedConfiguration() throws -> EngineConfiguration {
@@ -66,6 +70,8 @@ struct RunCommand: ParsableCommand {
         if let controlSocket { c.controlSocket = controlSocket }
         if let logLevel { c.logLevel = logLevel }
         if let io { c.io = io }
+        if let interface { c.interface = interface }
+        if let xdpIdle { c.xdp.idle = xdpIdle }
         if let metrics {
             guard let colon = metrics.lastIndex(of: ":"), let port = UInt16(metrics[metrics.index(after: colon)...]) else {
                 throw ValidationError("--metrics: '\(metrics)' is not address:port")
@@ -103,9 +109,9 @@ struct RunCommand: ParsableCommand {
         signal(SIGPIPE, SIG_IGN)
         logger.info("control socket ready", metadata: ["path": "\(c.controlSocket)"])
         while !Shutdown.requested.load(ordering: .acquiring) {
-            server.poll(timeout: 50)
+            server.poll(timeout: 10)
             metricsServer.poll(timeout: 0)
-            runtime.control.reclaim()
+            runtime.tick()
         }
         logger.info("shutting down: draining workers")
         metricsServer.draining = true

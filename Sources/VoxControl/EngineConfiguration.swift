@@ -1,0 +1,162 @@
+import VoxIO
+import VoxWire
+
+/// What `voxedge run` is told: addresses, ports, workers and their cores, capacity, backends.
+public struct EngineConfiguration: Codable, Sendable, Equatable {
+    public struct BackendEntry: Codable, Sendable, Equatable {
+        public var address: String
+        public var port: UInt16
+        public init(address: String, port: UInt16) {
+            self.address = address
+            self.port = port
+        }
+    }
+
+    public var mediaAddress: String = "127.0.0.1"
+    public var mediaPort: UInt16 = 40000
+    /// The edge's address toward backends, and the first of its reserved ports (one per session).
+    public var backendAddress: String = "127.0.0.1"
+    public var backendPortBase: UInt16 = 41000
+    public var workers: Int = 1
+    /// Core of each worker (by index); unpinned when absent.
+    public var cores: [Int]? = nil
+    public var maxSessions: Int = 1024
+    public var backends: [BackendEntry] = []
+    public var controlSocket: String = "/run/voxedge/control.sock"
+    /// Prometheus `/metrics`, `/healthz`, `/readyz` (port 0: off).
+    public var metricsAddress: String = "127.0.0.1"
+    public var metricsPort: UInt16 = 9464
+    public var logLevel: String = "info"
+    /// Packet I/O: `xdp` (AF_XDP sockets fed by VoxEdge's XDP program), `socket` (kernel UDP
+    /// sockets), or `auto` (AF_XDP, falling back to sockets with a log line saying why).
+    public var io: String = "auto"
+    /// The interface AF_XDP binds to (one socket per queue, worker w on queue w); when
+    /// absent, the interface that holds `media_address`.
+    public var interface: String? = nil
+    public var xdp = XDPSettings()
+
+    /// The AF_XDP port's settings (`xdp:` in the configuration file).
+    public struct XDPSettings: Codable, Sendable, Equatable {
+        public var frameCount: Int = 8192
+        public var frameSize: Int = 2048
+        public var ringSize: UInt32 = 2048
+        /// Bytes of headroom the kernel leaves in front of each packet (for header growth).
+        public var headroom: Int = 0
+        public var hugePages: Bool = true
+        /// `auto` (the driver's choice), `copy` or `zerocopy`.
+        public var bindMode: String = "auto"
+        /// `poll` (need_wakeup + poll(): no CPU when idle), `busy-poll` (spin on the rings),
+        /// `prefer-busy-poll` (SO_PREFER_BUSY_POLL: the worker's system calls drive NAPI).
+        public var idle: String = "poll"
+        /// `auto` (native, else generic with a log line), `native` or `generic`.
+        public var attach: String = "auto"
+        /// The compiled XDP program; default: found beside the executable or in /usr/lib/voxedge.
+        public var object: String? = nil
+        /// New-flow STUN allowed per source address per second before XDP drops it (0: no limit).
+        public var stunRate: UInt32 = 50
+        public var stunBurst: UInt32 = 100
+
+        public init() {}
+
+        enum CodingKeys: String, CodingKey {
+            case frameCount = "frame_count", frameSize = "frame_size", ringSize = "ring_size", headroom
+            case hugePages = "huge_pages", bindMode = "bind_mode", idle, attach, object
+            case stunRate = "stun_rate", stunBurst = "stun_burst"
+        }
+
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            let d = XDPSettings()
+            frameCount = try c.decodeIfPresent(Int.self, forKey: .frameCount) ?? d.frameCount
+            frameSize = try c.decodeIfPresent(Int.self, forKey: .frameSize) ?? d.frameSize
+            ringSize = try c.decodeIfPresent(UInt32.self, forKey: .ringSize) ?? d.ringSize
+            headroom = try c.decodeIfPresent(Int.self, forKey: .headroom) ?? d.headroom
+            hugePages = try c.decodeIfPresent(Bool.self, forKey: .hugePages) ?? d.hugePages
+            bindMode = try c.decodeIfPresent(String.self, forKey: .bindMode) ?? d.bindMode
+            idle = try c.decodeIfPresent(String.self, forKey: .idle) ?? d.idle
+            attach = try c.decodeIfPresent(String.self, forKey: .attach) ?? d.attach
+            object = try c.decodeIfPresent(String.self, forKey: .object)
+            stunRate = try c.decodeIfPresent(UInt32.self, forKey: .stunRate) ?? d.stunRate
+            stunBurst = try c.decodeIfPresent(UInt32.self, forKey: .stunBurst) ?? d.stunBurst
+        }
+
+        /// The sockets' part, for VoxIO.
+        public var sockets: XSKConfiguration {
+            var x = XSKConfiguration()
+            x.frameCount = frameCount
+            x.frameSize = frameSize
+            x.ringSize = ringSize
+            x.headroom = headroom
+            x.hugePages = hugePages
+            x.bindMode = XSKConfiguration.BindMode(rawValue: bindMode) ?? .automatic
+            return x
+        }
+
+        public func problems() -> [String] {
+            var out = sockets.problems()
+            if XSKConfiguration.BindMode(rawValue: bindMode) == nil { out.append("xdp.bind_mode must be auto, copy or zerocopy") }
+            if IdleStrategy(rawValue: idle) == nil { out.append("xdp.idle must be poll, busy-poll or prefer-busy-poll") }
+            if !["auto", "native", "generic"].contains(attach) { out.append("xdp.attach must be auto, native or generic") }
+            return out
+        }
+    }
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case mediaAddress = "media_address", mediaPort = "media_port", backendAddress = "backend_address"
+        case backendPortBase = "backend_port_base", workers, cores, maxSessions = "max_sessions", backends
+        case controlSocket = "control_socket", logLevel = "log_level", io, interface, xdp
+        case metricsAddress = "metrics_address", metricsPort = "metrics_port"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let d = EngineConfiguration()
+        mediaAddress = try c.decodeIfPresent(String.self, forKey: .mediaAddress) ?? d.mediaAddress
+        mediaPort = try c.decodeIfPresent(UInt16.self, forKey: .mediaPort) ?? d.mediaPort
+        backendAddress = try c.decodeIfPresent(String.self, forKey: .backendAddress) ?? d.backendAddress
+        backendPortBase = try c.decodeIfPresent(UInt16.self, forKey: .backendPortBase) ?? d.backendPortBase
+        workers = try c.decodeIfPresent(Int.self, forKey: .workers) ?? d.workers
+        cores = try c.decodeIfPresent([Int].self, forKey: .cores)
+        maxSessions = try c.decodeIfPresent(Int.self, forKey: .maxSessions) ?? d.maxSessions
+        backends = try c.decodeIfPresent([BackendEntry].self, forKey: .backends) ?? d.backends
+        controlSocket = try c.decodeIfPresent(String.self, forKey: .controlSocket) ?? d.controlSocket
+        logLevel = try c.decodeIfPresent(String.self, forKey: .logLevel) ?? d.logLevel
+        io = try c.decodeIfPresent(String.self, forKey: .io) ?? d.io
+        interface = try c.decodeIfPresent(String.self, forKey: .interface)
+        xdp = try c.decodeIfPresent(XDPSettings.self, forKey: .xdp) ?? d.xdp
+        metricsAddress = try c.decodeIfPresent(String.self, forKey: .metricsAddress) ?? d.metricsAddress
+        metricsPort = try c.decodeIfPresent(UInt16.self, forKey: .metricsPort) ?? d.metricsPort
+    }
+
+    /// Every problem with this configuration, as sentences; empty when it can run.
+    public func problems() -> [String] {
+        var out: [String] = []
+        if IPAddress(mediaAddress) == nil { out.append("media_address '\(mediaAddress)' is not an IP address") }
+        if IPAddress(backendAddress) == nil { out.append("backend_address '\(backendAddress)' is not an IP address") }
+        if workers < 1 || workers > 64 { out.append("workers must be 1...64") }
+        if maxSessions < 1 { out.append("max_sessions must be at least 1") }
+        if Int(backendPortBase) + maxSessions > 65536 { out.append("backend_port_base + max_sessions passes port 65535") }
+        if let cores, cores.count != workers { out.append("cores lists \(cores.count) cores for \(workers) workers") }
+        for (i, b) in backends.enumerated() {
+            if IPAddress(b.address) == nil { out.append("backends[\(i)].address '\(b.address)' is not an IP address") }
+        }
+        if !["xdp", "socket", "auto"].contains(io) { out.append("io '\(io)' must be xdp, socket or auto") }
+        if io != "socket" { out += xdp.problems() }
+        return out
+    }
+}
+
+
+/// What a worker does when a burst finds nothing (`xdp.idle`).
+public enum IdleStrategy: String, Sendable {
+    /// Sleep in poll() on the socket and the worker's doorbell (need_wakeup): no CPU when idle.
+    case poll
+    /// Spin on the rings: lowest latency, a whole core always. Starves a NAPI thread that
+    /// shares the core (FINDINGS: 43 % of poll mode's rate on veth).
+    case busyPoll = "busy-poll"
+    /// Spin, with SO_PREFER_BUSY_POLL: the kernel leaves the queue's NAPI to the worker's
+    /// recvfrom/sendto, so it can share a core with NAPI.
+    case preferBusyPoll = "prefer-busy-poll"
+}
