@@ -5,10 +5,12 @@ import Testing
 /// `voxedge loadgen` against `voxedge run --io socket` over a veth pair this test makes:
 /// every SRTP packet the generator sends comes back, decrypted, to the "backend" address
 /// that lives behind the generator's veth, where the return counter sees it. At 2k pps
-/// nothing may legitimately be lost, so the check is exact. Root; skipped with the reason
-/// without it, except under CI=true.
+/// nothing may legitimately be lost, so the check is exact — through either transmit path
+/// (AF_XDP's TX ring, or a packet socket). Root; skipped with the reason without it, except
+/// under CI=true.
 @Suite(.serialized) struct LoadgenTests {
-    @Test func everyPacketSentComesBackDecrypted() throws {
+    @Test(arguments: ["xdp", "packet"])
+    func everyPacketSentComesBackDecrypted(tx: String) throws {
         try requirePrivileges("loadgen tests")
         let voxedge = try Paths.voxedge()
         let object = try Paths.object("voxedge_loadgen.bpf.o")
@@ -48,7 +50,7 @@ import Testing
                 voxedge, "loadgen", "--control-socket", socket, "--interface", pair.interfaceB, "--object", object,
                 "--sessions", "20", "--rate", "2000", "--seconds", "2", "--source", pair.addressB,
                 "--engine", "\(pair.addressA):40000", "--engine-mac", macA, "--backend-address", "198.18.1.3",
-                "--backend-ports", "5004-5004", "--json",
+                "--backend-ports", "5004-5004", "--tx", tx, "--json",
             ]))
         try #require(run.status == 0, "loadgen failed: \(run.output)\(run.error)")
         let line = run.output.split(separator: "\n").last { $0.hasPrefix("{") } ?? ""

@@ -26,6 +26,7 @@ struct EndToEndBenchCommand: ParsableCommand {
     )
 
     @Option(help: "The engine's packet I/O (voxedge run --io).") var io = "socket"
+    @Option(help: "The generator's transmit path (voxedge loadgen --tx): xdp or packet.") var tx = "xdp"
     @Option(help: "Sessions.") var sessions = 1000
     @Option(help: "The fixed rate, packets per second.") var rate = 100_000
     @Option(help: "Seconds of each fixed-rate trial.") var seconds: Double = 3
@@ -97,7 +98,7 @@ struct EndToEndBenchCommand: ParsableCommand {
         guard engine.isRunning, FileManager.default.fileExists(atPath: socketPath) else {
             throw ValidationError("the engine did not start (voxedge run --io \(io))")
         }
-        say("engine (--io \(io)) on CPU \(engineCore), NAPI \(napi.engine.map(String.init) ?? "?"); generator on CPU \(generatorCore), NAPI \(napi.generator.map(String.init) ?? "?") (SCHED_FIFO); \(sessions) sessions, \(profile)")
+        say("engine (--io \(io)) on CPU \(engineCore), NAPI \(napi.engine.map(String.init) ?? "?"); generator on CPU \(generatorCore), NAPI \(napi.generator.map(String.init) ?? "?") (SCHED_FIFO); \(sessions) sessions, \(profile), generator TX \(tx == "xdp" ? "AF_XDP" : "packet socket")")
 
         func trial(_ rate: Int, _ seconds: Double) throws -> Trial {
             // One trial at a time on this machine, with afxdp-ref's bench.py too (its lock).
@@ -112,7 +113,7 @@ struct EndToEndBenchCommand: ParsableCommand {
                 "ip", "netns", "exec", net.generatorSide, "taskset", "-c", "\(generatorCore)", voxedge, "loadgen",
                 "--control-socket", socketPath, "--interface", net.generatorInterface, "--sessions", "\(sessions)", "--rate", "\(rate)",
                 "--seconds", "\(seconds)", "--profile", profile, "--engine-mac", DemoNetwork.edgeMAC,
-                "--backend-address", "198.18.0.3", "--backend-ports", "5004-5004", "--quiet", "--json",
+                "--backend-address", "198.18.0.3", "--backend-ports", "5004-5004", "--tx", tx, "--quiet", "--json",
             ]
             g.standardOutput = out
             try g.run()
@@ -214,13 +215,13 @@ struct EndToEndBenchCommand: ParsableCommand {
         say("summary (median [min–max] over \(repetitions)), --io \(io):")
         say("  at \(rate) pps: forwarded \(text(forwarded, "%.0f")) pps, loss \(text(loss, "%.3f")) %")
         say("  engine CPU per packet \(text(engineMicros, "%.2f")) µs (\(text(engineCPU, "%.1f")) % of its core) + its veth NAPI \(text(napiMicros, "%.2f")) µs")
-        say("  generator CPU per packet offered \(text(generatorMicros, "%.2f")) µs (protect + frame + packet-socket send)")
+        say("  generator CPU per packet offered \(text(generatorMicros, "%.2f")) µs (protect + frame + send)")
         if !noSearch {
             say("  max lossless \(text(maxLossless, "%.0f")) pps" + (generatorLimited.contains(true) ? " (some searches generator-limited)" : ""))
         }
         if json {
             let summary: [String: Any] = [
-                "io": io, "sessions": sessions, "profile": profile, "rate": rate, "seconds": seconds,
+                "io": io, "tx": tx, "sessions": sessions, "profile": profile, "rate": rate, "seconds": seconds,
                 "forwarded_pps": forwarded, "loss_percent": loss, "engine_us_per_packet": engineMicros,
                 "engine_napi_us_per_packet": napiMicros, "generator_us_per_packet": generatorMicros, "engine_cpu_percent": engineCPU,
                 "max_lossless_pps": maxLossless, "generator_limited": generatorLimited,

@@ -1,6 +1,7 @@
 import ArgumentParser
 import CVoxAllocCounter
 import VoxControl
+import VoxIO
 import CVoxLinux
 import Foundation
 import Glibc
@@ -41,7 +42,9 @@ struct LoadgenCommand: ParsableCommand {
     @Option(help: "Where the engine forwards decrypted RTP (an address behind --interface).") var backendAddress = "198.18.0.3"
     @Option(help: "Backend ports counted as returns, low-high.") var backendPorts = "1-65535"
     @Option(help: "The engine's backend index for the sessions.") var backendIndex = 0
-    @Option(help: "Frames per sendmmsg.") var batch = 64
+    @Option(help: "Transmit path: xdp (AF_XDP TX ring, copy mode on veth) or packet (AF_PACKET sendmmsg).")
+    var tx = "xdp"
+    @Option(help: "Frames per batch (TX ring post or sendmmsg).") var batch = 64
     @Option(help: "The return counter's BPF object (default: beside the executable, .build/bpf/, /usr/lib/voxedge/).")
     var object: String?
     @Option(help: "Milliseconds to wait for returns in flight after the last packet.") var drainMs = 300
@@ -54,6 +57,7 @@ struct LoadgenCommand: ParsableCommand {
         guard let srtpProfile = SRTPProfile(name: profile) else { throw ValidationError("unknown profile \(profile)") }
         guard sessions > 0, Int(sourcePortBase) + sessions <= 65536 else { throw ValidationError("--sessions out of range") }
         guard (1...1024).contains(batch) else { throw ValidationError("--batch must be 1...1024") }
+        guard tx == "xdp" || tx == "packet" else { throw ValidationError("--tx: xdp or packet") }
         guard let (engineIP, enginePort) = EngineController.parseEndpoint(engine), engineIP.isIPv4 else {
             throw ValidationError("--engine: '\(engine)' is not ipv4:port")
         }
@@ -129,16 +133,31 @@ struct LoadgenCommand: ParsableCommand {
                     timestamp: UInt32.random(in: 0...UInt32.max, using: &rng)))
         }
         let setupSeconds = Date().timeIntervalSince(setupStart)
-        let fd = vox_packet_tx_socket(ifindex)
-        guard fd >= 0 else {
-            contexts.deinitialize(count: sessions)
-            contexts.deallocate()
-            throw ValidationError("packet socket on \(interface): \(String(cString: strerror(-fd)))")
+        var xsk: XSKSet? = nil
+        var fd: Int32 = -1
+        if tx == "xdp" {
+            var c = XSKConfiguration()
+            c.bindMode = .copy  // veth has no zero-copy; asking for it falls back silently (FINDINGS)
+            c.hugePages = false
+            do {
+                xsk = try XSKSet(interface: interface, queues: 1, configuration: c)
+            } catch {
+                contexts.deinitialize(count: sessions)
+                contexts.deallocate()
+                throw ValidationError("AF_XDP socket on \(interface): \(error) (--tx packet works without AF_XDP)")
+            }
+        } else {
+            fd = vox_packet_tx_socket(ifindex)
+            guard fd >= 0 else {
+                contexts.deinitialize(count: sessions)
+                contexts.deallocate()
+                throw ValidationError("packet socket on \(interface): \(String(cString: strerror(-fd)))")
+            }
         }
-        var generator = PacketGenerator(fd: fd, batch: batch, sessions: table, contexts: contexts)
+        var generator = PacketGenerator(fd: fd, xsk: xsk, batch: batch, sessions: table, contexts: contexts)
 
         if !quiet {
-            print("\(sessions) sessions created in \(String(format: "%.2f", setupSeconds)) s (\(srtpProfile)); sending \(rate > 0 ? "\(Int(rate)) pps" : "as fast as possible") for \(seconds) s on \(interface) (return counter: \(counter.mode) mode)")
+            print("\(sessions) sessions created in \(String(format: "%.2f", setupSeconds)) s (\(srtpProfile)); sending \(rate > 0 ? "\(Int(rate)) pps" : "as fast as possible") for \(seconds) s on \(interface) by \(tx == "xdp" ? "AF_XDP" : "packet socket") (return counter: \(counter.mode) mode)")
         }
         // `voxedge bench e2e` samples the engine's CPU time at "sending" and "drained", so the
         // figure covers the packets and not the sessions' creation.
@@ -189,7 +208,7 @@ struct LoadgenCommand: ParsableCommand {
             "sent": sent, "refused": generator.refused, "protect_failures": generator.protectFailures,
             "returned": returned, "verified": verified, "return_bytes": end.bytes - base.bytes,
             "offered": offered, "offered_pps": Double(offered) / elapsed, "sent_pps": Double(sent) / elapsed, "returned_pps": Double(returned) / elapsed, "loss": loss,
-            "setup_seconds": setupSeconds, "send_loop_allocations": sendLoopAllocations, "counter_mode": "\(counter.mode)", "tx": "packet-socket",
+            "setup_seconds": setupSeconds, "send_loop_allocations": sendLoopAllocations, "counter_mode": "\(counter.mode)", "tx": tx == "xdp" ? "af_xdp" : "packet-socket",
         ]
         if !quiet {
             print("summary: sent=\(sent) returned=\(returned) verified=\(verified) refused=\(generator.refused) loss=\(String(format: "%.4f", loss * 100))% sent_pps=\(Int(Double(sent) / elapsed)) returned_pps=\(Int(Double(returned) / elapsed))")

@@ -1,5 +1,7 @@
 import CVoxLinux
+import CXDP
 import Glibc
+import VoxIO
 import VoxMedia
 import VoxWire
 
@@ -20,9 +22,14 @@ struct GeneratedSession {
 /// 500k pps is gigabytes. Protecting with our own SRTPContext costs ≈ 0.35 µs a packet
 /// (docs/benchmarks.md), well below what the kernel's transmit path costs per packet.
 ///
-/// Why a packet socket: a UDP socket has one source port, so one sendmmsg carries one
-/// session; an AF_PACKET socket takes whole Ethernet frames of any 5-tuple, 64 sessions in
-/// one system call, built exactly as an AF_XDP transmitter would build them.
+/// Two transmit paths, the same frames:
+/// - **AF_XDP** (`xsk` given: VoxIO's XSKSet, one queue): frames are built in the UMEM and
+///   posted to the TX ring in batches; copy mode on veth, so every batch is kicked and the
+///   kick repeated while the kernel answers EAGAIN (FINDINGS; XSKQueueDriver.kickTX). A full
+///   peer ring pushes back (frames wait on the TX ring) instead of dropping.
+/// - **packet socket** (`fd`): a UDP socket has one source port, so one sendmmsg could carry
+///   one session; an AF_PACKET socket takes whole frames of any 5-tuple, 64 per call. What
+///   the kernel refuses (the peer's ring full) is counted as refused.
 ///
 /// Memory, all allocated at init, nothing per packet:
 /// ```
@@ -30,6 +37,7 @@ struct GeneratedSession {
 /// iovecs   | one per frame, length set per packet          |
 /// messages | one vox_mmsghdr per frame, pointing at its iovec |
 /// sessions | GeneratedSession × N | contexts | SRTPContext × N |
+/// UMEM     | frame i = i × frameSize, reused in order once its completion is back (AF_XDP) |
 /// ```
 struct PacketGenerator: ~Copyable {
     static let frameSize = 2048
@@ -56,12 +64,32 @@ struct PacketGenerator: ~Copyable {
     /// are skipped, which the engine's replay window allows.
     var refused = 0
     var protectFailures = 0
+    /// AF_XDP: the socket set (nil: the packet socket), its queue 0's rings and kick.
+    let xsk: XSKSet?
+    var rings: QueueRings
+    var driver: XSKQueueDriver?
+    /// UMEM frames in use, in order: frame `nextFrame` is reused once `outstanding` says its
+    /// completion came back (copy mode completes in order).
+    let umemFrames: Int
+    var nextFrame = 0
+    var outstanding = 0
 
-    /// Takes ownership of `contexts` (initialised, one per session).
+    /// Takes ownership of `contexts` (initialised, one per session). Sends through `xsk`'s
+    /// queue 0 when given, else through the packet socket `fd`.
     init(
-        fd: Int32, batch: Int, sessions: [GeneratedSession], contexts: UnsafeMutablePointer<SRTPContext>
+        fd: Int32, xsk: XSKSet?, batch: Int, sessions: [GeneratedSession], contexts: UnsafeMutablePointer<SRTPContext>
     ) {
         self.fd = fd
+        self.xsk = xsk
+        if let xsk {
+            rings = xsk.rings(queue: 0)
+            driver = XSKQueueDriver(set: xsk, queue: 0)
+            umemFrames = min(xsk.configuration.frameCount, Int(xsk.configuration.ringSize))
+        } else {
+            rings = QueueRings(fill: xsk_ring_prod(), rx: xsk_ring_cons(), tx: xsk_ring_prod(), completion: xsk_ring_cons())
+            driver = nil
+            umemFrames = 0
+        }
         self.batch = batch
         sessionCount = sessions.count
         self.sessions = .allocate(capacity: sessions.count)
@@ -91,7 +119,7 @@ struct PacketGenerator: ~Copyable {
         iovecs.deallocate()
         messages.deallocate()
         pattern.deallocate()
-        close(fd)
+        if fd >= 0 { close(fd) }
     }
 
     /// Writes the next session's next packet into `frame`; returns the frame's length.
@@ -147,6 +175,56 @@ struct PacketGenerator: ~Copyable {
         refused += built - done
     }
 
+    /// AF_XDP: takes back the frames the kernel has sent.
+    mutating func reapCompletions() {
+        var index: UInt32 = 0
+        let n = xsk_ring_cons__peek(&rings.completion, rings.completion.size, &index)
+        if n > 0 {
+            xsk_ring_cons__release(&rings.completion, n)
+            outstanding -= Int(n)
+        }
+    }
+
+    /// AF_XDP: builds up to `count` frames in the UMEM, posts them to the TX ring and kicks.
+    /// Fewer when the kernel still holds the frames (the peer pushing back): the pacing then
+    /// falls behind, as afxdp-ref's gen.c does, rather than dropping.
+    mutating func sendXSK(_ count: Int) {
+        guard let xsk else { return }
+        reapCompletions()
+        let room = min(count, umemFrames - outstanding)
+        var index: UInt32 = 0
+        let reserved = room > 0 ? Int(xsk_ring_prod__reserve(&rings.tx, UInt32(room), &index)) : 0
+        if reserved > 0 {
+            let base = xsk.umemBase
+            let frameSize = xsk.frameSize
+            for i in 0..<reserved {
+                let address = nextFrame * frameSize
+                nextFrame = nextFrame + 1 == umemFrames ? 0 : nextFrame + 1
+                let desc = xsk_ring_prod__tx_desc(&rings.tx, index &+ UInt32(i))!
+                desc.pointee.addr = UInt64(address)
+                desc.pointee.len = UInt32(build(base + address))
+                desc.pointee.options = 0
+            }
+            xsk_ring_prod__submit(&rings.tx, UInt32(reserved))
+            outstanding += reserved
+            sent += reserved
+        }
+        driver?.kickTX()
+    }
+
+    /// AF_XDP: kicks until the kernel has taken every descriptor off the TX ring (100 ms at
+    /// most); what is still on the ring then was never sent. (Completions come later, when
+    /// the peer frees the copy: they do not say whether a frame left.)
+    mutating func flush() {
+        guard var driver else { return }
+        for _ in 0..<1000 where driver.txPending > 0 {
+            driver.kickTX()
+            if driver.txPending > 0 { usleep(100) }
+        }
+        sent -= Int(driver.txPending)
+        self.driver = driver
+    }
+
     /// Sends `total` packets (0: until the deadline) at `rate` packets a second (0: as fast
     /// as it can), in bursts of `batch`, or stops at `deadline` (monotonic ns) or when `stop`
     /// says so. Ahead of schedule it sleeps rather than spins, so the NAPI thread that
@@ -174,14 +252,19 @@ struct PacketGenerator: ~Copyable {
                     // is more than 30 µs away (afxdp-ref's gen.c does the same).
                     let nextDue = start + UInt64(Double(sent + refused + allowed) * 1e9 / rate)
                     if nextDue > now + 30_000 {
+                        if xsk != nil && outstanding > 0 {
+                            driver?.kickTX()
+                            reapCompletions()
+                        }
                         Monotonic.sleep(until: min(nextDue - 10_000, nextTick, deadline))
                         continue
                     }
                     allowed = max(behind, 1)
                 }
             }
-            send(allowed)
+            if xsk != nil { sendXSK(allowed) } else { send(allowed) }
         }
+        flush()
     }
 }
 
