@@ -26,6 +26,8 @@ struct EndToEndBenchCommand: ParsableCommand {
     )
 
     @Option(help: "The engine's packet I/O (voxedge run --io).") var io = "socket"
+    @Option(help: "With --io xdp: the engine's idle strategy (voxedge run --xdp-idle: poll, busy-poll, prefer-busy-poll).")
+    var xdpIdle: String?
     @Option(help: "The generator's transmit path (voxedge loadgen --tx): xdp or packet.") var tx = "xdp"
     @Option(help: "Sessions.") var sessions = 1000
     @Option(help: "The fixed rate, packets per second.") var rate = 100_000
@@ -91,14 +93,14 @@ struct EndToEndBenchCommand: ParsableCommand {
             ["taskset", "-c", "\(engineCore)", voxedge, "run", "--io", io, "--media-address", "198.18.0.1", "--media-port", "40000",
                 "--backend-address", "198.18.0.1", "--backend-port-base", "41000", "--backend", "198.18.0.3:5004",
                 "--control-socket", socketPath, "--metrics", "127.0.0.1:0", "--max-sessions", "\(sessions + 16)",
-                "--cores", "\(engineCore)", "--log-level", "warning"],
+                "--cores", "\(engineCore)", "--log-level", "warning"] + (xdpIdle.map { ["--xdp-idle", $0] } ?? []),
             quiet: true)
         children.append(engine)
         for _ in 0..<100 where !FileManager.default.fileExists(atPath: socketPath) { usleep(50_000) }
         guard engine.isRunning, FileManager.default.fileExists(atPath: socketPath) else {
             throw ValidationError("the engine did not start (voxedge run --io \(io))")
         }
-        say("engine (--io \(io)) on CPU \(engineCore), NAPI \(napi.engine.map(String.init) ?? "?"); generator on CPU \(generatorCore), NAPI \(napi.generator.map(String.init) ?? "?") (SCHED_FIFO); \(sessions) sessions, \(profile), generator TX \(tx == "xdp" ? "AF_XDP" : "packet socket")")
+        say("engine (--io \(io)\(xdpIdle.map { " --xdp-idle " + $0 } ?? "")) on CPU \(engineCore), NAPI \(napi.engine.map(String.init) ?? "?"); generator on CPU \(generatorCore), NAPI \(napi.generator.map(String.init) ?? "?") (SCHED_FIFO); \(sessions) sessions, \(profile), generator TX \(tx == "xdp" ? "AF_XDP" : "packet socket")")
 
         func trial(_ rate: Int, _ seconds: Double) throws -> Trial {
             // One trial at a time on this machine, with afxdp-ref's bench.py too (its lock).
@@ -221,7 +223,7 @@ struct EndToEndBenchCommand: ParsableCommand {
         }
         if json {
             let summary: [String: Any] = [
-                "io": io, "tx": tx, "sessions": sessions, "profile": profile, "rate": rate, "seconds": seconds,
+                "io": io, "xdp_idle": xdpIdle ?? "default", "tx": tx, "sessions": sessions, "profile": profile, "rate": rate, "seconds": seconds,
                 "forwarded_pps": forwarded, "loss_percent": loss, "engine_us_per_packet": engineMicros,
                 "engine_napi_us_per_packet": napiMicros, "generator_us_per_packet": generatorMicros, "engine_cpu_percent": engineCPU,
                 "max_lossless_pps": maxLossless, "generator_limited": generatorLimited,
