@@ -87,4 +87,33 @@ import Testing
         let attachedB = Command.run(["ip", "-n", pair.namespaceB, "-j", "link", "show", "dev", pair.interfaceB])
         #expect(!attachedB.output.contains("\"xdp\""), "\(attachedB.output)")
     }
+
+    /// `voxedge bench e2e` end to end at a low fixed rate: it builds its network, runs the
+    /// engine and the generator, reports every packet forwarded, and leaves nothing behind.
+    /// (Its figures are timings, so only the counts are checked.)
+    @Test func benchRunsAndCleansUp() throws {
+        try requirePrivileges("loadgen tests")
+        let voxedge = try Paths.voxedge()
+        _ = try Paths.object("voxedge_loadgen.bpf.o")  // bpf/build.sh has run
+        let run = Command.run([
+            voxedge, "bench", "e2e", "--no-search", "--repetitions", "1", "--seconds", "1", "--sessions", "20",
+            "--rate", "2000", "--json",
+        ])
+        try #require(run.status == 0, "bench failed: \(run.output)\(run.error)")
+        let line = run.output.split(separator: "\n").last { $0.hasPrefix("{") } ?? ""
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], "\(run.output)")
+        let trial = try #require((report["trials"] as? [[String: Any]])?.first, "\(run.output)")
+        func count(_ key: String) -> Int { (trial[key] as? NSNumber)?.intValue ?? -1 }
+        #expect(count("sent") == 2000, "\(run.output)")
+        #expect(count("returned") == 2000, "\(run.output)")
+        #expect(count("verified") == 2000, "\(run.output)")
+        #expect(report["io"] as? String == "socket")
+        // Its namespaces (it names them in its first line) are gone.
+        let first = run.output.split(separator: "\n").first { $0.hasPrefix("namespaces ") } ?? ""
+        let made = first.split(separator: " ").filter { $0.hasPrefix("vxd") }
+        #expect(made.count == 2, "\(run.output)")
+        let namespaces = Command.run(["ip", "netns", "list"]).output
+        let leftovers = made.filter { name in namespaces.split(separator: "\n").contains { $0.split(separator: " ").first == name } }
+        #expect(leftovers.isEmpty, "\(namespaces)")
+    }
 }

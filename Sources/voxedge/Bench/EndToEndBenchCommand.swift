@@ -100,6 +100,7 @@ struct EndToEndBenchCommand: ParsableCommand {
         guard engine.isRunning, FileManager.default.fileExists(atPath: socketPath) else {
             throw ValidationError("the engine did not start (voxedge run --io \(io))")
         }
+        say("namespaces \(net.generatorSide) (generator) and \(net.edge) (engine), removed at the end")
         say("engine (--io \(io)\(xdpIdle.map { " --xdp-idle " + $0 } ?? "")) on CPU \(engineCore), NAPI \(napi.engine.map(String.init) ?? "?"); generator on CPU \(generatorCore), NAPI \(napi.generator.map(String.init) ?? "?") (SCHED_FIFO); \(sessions) sessions, \(profile), generator TX \(tx == "xdp" ? "AF_XDP" : "packet socket")")
 
         func trial(_ rate: Int, _ seconds: Double) throws -> Trial {
