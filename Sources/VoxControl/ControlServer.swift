@@ -122,6 +122,11 @@ public final class ControlServer: @unchecked Sendable {
 
     public var connectedClients: Int { clients.count }
 
+    /// Runs after a batch of requests is handled and before their replies go out: what a
+    /// reply promises must hold when the client reads it (a created session's flows are in
+    /// the workers' directory), and one call covers a whole pipelined batch.
+    public var beforeReplies: (() -> Void)?
+
     /// Waits up to `timeout` ms for activity and handles all of it.
     public func poll(timeout: Int32) {
         guard listener >= 0 else { return }
@@ -188,7 +193,10 @@ public final class ControlServer: @unchecked Sendable {
                 }
             }
         }
-        if !c.output.isEmpty { write(c) }
+        if !c.output.isEmpty {
+            beforeReplies?()
+            write(c)
+        }
     }
 
     func write(_ c: Client) {

@@ -94,6 +94,13 @@ public final class EngineController {
             throw ControlError(code: "busy", message: "worker \(worker) is not taking commands; try again")
         }
         nextWorker += 1
+        if let xdp = runtime.xdp {
+            let b = runtime.backends.table[backend]
+            let backendFlow = FlowKey(
+                remoteAddress: b.address, remotePort: b.port, localAddress: IPAddress(c.backendAddress)!,
+                localPort: UDPPort(c.backendPortBase &+ UInt16(slot)))
+            xdp.preAdmit([flow, backendFlow], slot: slot, worker: worker)
+        }
         let record = Record(
             id: UInt64(slot) << 32 | UInt64(nextWorker), slot: slot, worker: worker, profile: profile, client: flow,
             backend: backend, edgeSSRC: ssrc, created: Date())

@@ -265,7 +265,9 @@ final class XDPWorkerRunner: WorkerRunner, @unchecked Sendable {
             }
             switch idle {
             case .poll:
-                if worker.prepareToSleep() {
+                // Frames the kernel has not taken yet (copy mode answered EAGAIN): kick again
+                // rather than sleep on them.
+                if driver.txPending == 0, worker.prepareToSleep() {
                     _ = poll(&fds, 2, XDPWorkerRunner.maximumSleepMilliseconds)
                     worker.wokeUp()
                 }

@@ -24,6 +24,8 @@ public final class XDPDataPlane: @unchecked Sendable {
     public private(set) var mode: XDPMode = .native
     var program: XDPProgram?
     var attachment: XDPAttachment?
+    /// The control thread's handle on `vox_flows` (each worker has its own).
+    let controlFlows: AdmittedFlows
     /// Holds the media port in the kernel's UDP table, so nothing else binds it.
     let reservation: Int32
     var closed = false
@@ -76,6 +78,7 @@ public final class XDPDataPlane: @unchecked Sendable {
                 backendPorts: UDPPort(c.backendPortBase)...UDPPort(UInt16(min(lastBackendPort, 65535))),
                 backendRequiresAdmission: true, stunRatePerSecond: c.xdp.stunRate, stunBurst: c.xdp.stunBurst))
         sockets = try XSKSet(interface: name, queues: c.workers, configuration: c.xdp.sockets)
+        controlFlows = try program.admittedFlows()
         let socketMap = try program.socketMap()
         for q in 0..<c.workers { try socketMap.insert(socket: sockets.socketFD(queue: q), queue: UInt32(q)) }
         let policy: XDPAttachPolicy =
@@ -100,6 +103,17 @@ public final class XDPDataPlane: @unchecked Sendable {
             return XDPAdmission(flows: try loaded.admittedFlows(), worker: UInt32(w), logger: logger)
         case .none:
             throw XSKError(code: "xsk.closed", message: "the XDP program is unloaded")
+        }
+    }
+
+    /// Admits a session's 5-tuples from the control thread, before the reply to the request
+    /// that created it: its client may send at once, before the owning worker has applied
+    /// the command (the worker admits them again, idempotently, and forgets them at `drop`).
+    func preAdmit(_ flows: [FlowKey], slot: Int32, worker: Int) {
+        for flow in flows {
+            do { try controlFlows.admit(flow, session: UInt32(slot), worker: UInt32(worker)) } catch {
+                logger.warning("vox_flows update failed", metadata: ["slot": "\(slot)", "error": "\(error)"])
+            }
         }
     }
 

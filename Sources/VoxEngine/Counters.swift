@@ -34,6 +34,9 @@ public enum DropReason: Int, CaseIterable, Sendable {
     case handoffFull
     case handshakeFull
     case transmitFull
+    /// Backend audio for a client the edge has not heard from yet: on AF_XDP there is no MAC
+    /// to send it to (the worker answers at the MAC the client's packets come from).
+    case clientUnheard
 }
 
 /// A worker's counters: one cache-aligned block, written only by its worker (plain

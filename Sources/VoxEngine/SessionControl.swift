@@ -116,7 +116,7 @@ extension WorkerLinks {
                 returnIn: (0..<workers).map { returns[$0][w] }, returnOut: returns[w],
                 handshake: DatagramQueue(capacity: 256))
             links.doorbell = doorbells[w]
-            links.peerDoorbells = doorbells
+            links.peerDoorbells = doorbells.map { Unmanaged.passUnretained($0) }
             links.clientFlows = flows
             return links
         }

@@ -48,7 +48,8 @@ public struct WorkerLinks: Sendable {
     /// Rung by the control side after a command, in case the worker sleeps in poll().
     public var doorbell = Doorbell()
     /// Every worker's doorbell, by worker: a hand-off to a sleeping worker wakes it.
-    public var peerDoorbells: [Doorbell] = []
+    /// Unretained (each worker's `doorbell` owns its own), so ringing costs no reference counting.
+    public var peerDoorbells: [Unmanaged<Doorbell>] = []
     /// The client flows the control side has placed, shared by every worker.
     public var clientFlows = ClientFlowDirectory(ClientFlowTable([:]), workers: 1)
 
@@ -317,7 +318,7 @@ public struct Worker: ~Copyable {
             ring.push(FrameDescriptor(address: address, length: UInt32(frameLength)))
         {
             counters.count(.handedOff)
-            if owner < links.peerDoorbells.count { links.peerDoorbells[owner].ring() }
+            if owner < links.peerDoorbells.count { links.peerDoorbells[owner]._withUnsafeGuaranteedRef { $0.ring() } }
         } else {
             drop(address, .handoffFull)
         }
@@ -465,8 +466,10 @@ public struct Worker: ~Copyable {
         default:
             return drop(address, .malformedRTP)
         }
-        // The tag must fit after the packet wherever the headers end up.
         let c = configuration
+        // A port that writes Ethernet headers (edge MAC known) needs the client's MAC.
+        if c.edgeMAC != .zero && s.pointee.clientMAC == .zero { return drop(address, .clientUnheard) }
+        // The tag must fit after the packet wherever the headers end up.
         let addresses = FrameAddresses(
             destinationMAC: s.pointee.clientMAC, sourceMAC: c.edgeMAC, vlanID: parsed.vlanID,
             source: client.localAddress, sourcePort: client.localPort,
@@ -551,6 +554,7 @@ public struct Worker: ~Copyable {
             s.pointee.clientFlow = nil
             s.pointee.clientSSRC = nil
             s.pointee.clientStats = RTPReceiveStatistics()
+            s.pointee.clientMAC = .zero  // a reused slot must not answer the last client's MAC
             s.pointee.active = true
             portHooks?.sessionStarted(slot: slot)
             if let flow = command.pointee.flow { bind(slot, flow, command.pointee.clientMAC) }

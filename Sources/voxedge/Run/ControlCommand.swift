@@ -89,13 +89,28 @@ struct ControlCommand: ParsableCommand {
         func run() throws {
             let reply = try ControlClient.call(options.socket, ["cmd": "stats"])
             try ControlClient.print(reply, json: options.json) { r in
-                var lines = ["sessions: \(r["sessions"] ?? 0) of \(r["capacity"] ?? 0)"]
+                func pairs(_ any: Any?, nonzero: Bool = false) -> String {
+                    (any as? [String: Any] ?? [:]).filter { !nonzero || ($0.value as? Int ?? 1) != 0 }
+                        .sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+                }
+                var lines = ["sessions: \(r["sessions"] ?? 0) of \(r["capacity"] ?? 0)   io: \(r["io"] ?? "?")"]
+                if let x = r["xdp"] as? [String: Any] {
+                    lines.append(
+                        "xdp: \(x["interface"] ?? "?") \(x["mode"] ?? "?") mode, zerocopy=\(x["zerocopy"] as? Bool ?? false) "
+                            + "hugepages=\(x["hugepages"] as? Bool ?? false)  program: \(pairs(x["counters"], nonzero: true))")
+                }
+                for b in r["backends"] as? [[String: Any]] ?? [] {
+                    lines.append("backend \(b["index"] ?? "?"): \(b["address"] ?? "?") \(b["state"] ?? "?") next hop \(b["mac"] ?? "?")")
+                }
                 for w in r["workers"] as? [[String: Any]] ?? [] {
-                    let verdicts = (w["verdicts"] as? [String: Any] ?? [:]).sorted { $0.key < $1.key }
-                        .map { "\($0.key)=\($0.value)" }.joined(separator: " ")
-                    let drops = (w["drops"] as? [String: Any] ?? [:]).sorted { $0.key < $1.key }
-                        .map { "\($0.key)=\($0.value)" }.joined(separator: " ")
-                    lines.append("worker \(w["worker"] ?? "?"): \(verdicts)" + (drops.isEmpty ? "" : "  drops: \(drops)"))
+                    let drops = pairs(w["drops"])
+                    let busy = (w["busy_ns"] as? Double) ?? 0
+                    let idle = (w["idle_ns"] as? Double) ?? 0
+                    let load = busy + idle > 0 ? String(Double(Int(1000 * busy / (busy + idle))) / 10) + "%" : "-"
+                    lines.append(
+                        "worker \(w["worker"] ?? "?"): \(pairs(w["verdicts"]))  busy \(load)" + (drops.isEmpty ? "" : "  drops: \(drops)"))
+                    let kernel = pairs(w["kernel_drops"], nonzero: true)
+                    if !kernel.isEmpty { lines.append("  kernel (AF_XDP) drops: \(kernel)") }
                 }
                 if let c = r["control"] as? [String: Any] {
                     lines.append("control: requests=\(c["requests"] ?? 0) errors=\(c["errors"] ?? 0) clients=\(c["clients"] ?? 0)")

@@ -97,6 +97,7 @@ struct RunCommand: ParsableCommand {
         let controller = EngineController(runtime: runtime)
         let server = ControlServer(path: c.controlSocket) { controller.handle($0) }
         controller.server = server
+        server.beforeReplies = { runtime.control.publishFlows() }
         try server.start()
         let metricsServer = MetricsServer(runtime: runtime, controller: controller)
         if c.metricsPort != 0 {
