@@ -101,7 +101,13 @@ struct EndToEndBenchCommand: ParsableCommand {
             throw ValidationError("the engine did not start (voxedge run --io \(io))")
         }
         say("namespaces \(net.generatorSide) (generator) and \(net.edge) (engine), removed at the end")
-        say("engine (--io \(io)\(xdpIdle.map { " --xdp-idle " + $0 } ?? "")) on CPU \(engineCore), NAPI \(napi.engine.map(String.init) ?? "?"); generator on CPU \(generatorCore), NAPI \(napi.generator.map(String.init) ?? "?") (SCHED_FIFO); \(sessions) sessions, \(profile), generator TX \(tx == "xdp" ? "AF_XDP" : "packet socket")")
+        let idle = xdpIdle.map { " --xdp-idle " + $0 } ?? ""
+        let engineNAPI = napi.engine.map(String.init) ?? "?"
+        let generatorNAPI = napi.generator.map(String.init) ?? "?"
+        say(
+            "engine (--io \(io)\(idle)) on CPU \(engineCore), NAPI \(engineNAPI); generator on CPU \(generatorCore),"
+                + " NAPI \(generatorNAPI) (SCHED_FIFO); \(sessions) sessions, \(profile),"
+                + " generator TX \(tx == "xdp" ? "AF_XDP" : "packet socket")")
 
         func trial(_ rate: Int, _ seconds: Double) throws -> Trial {
             // One trial at a time on this machine, with afxdp-ref's bench.py too (its lock).

@@ -84,7 +84,8 @@ struct LoadgenCommand: ParsableCommand {
         do {
             counter = Returns(
                 try ReturnCounter(
-                    objectPath: object ?? XDPProgram.defaultObjectPath(named: "voxedge_loadgen.bpf.o"), interface: interface, backend: backendIP, ports: portBounds[0]...portBounds[1],
+                    objectPath: object ?? XDPProgram.defaultObjectPath(named: "voxedge_loadgen.bpf.o"),
+                    interface: interface, backend: backendIP, ports: portBounds[0]...portBounds[1],
                     magic: PacketGenerator.magic, payloadLength: PacketGenerator.payloadLength))
         } catch { throw ValidationError("return counter: \(error)") }
 
@@ -129,7 +130,8 @@ struct LoadgenCommand: ParsableCommand {
                     addresses: FrameAddresses(
                         destinationMAC: engineMAC, sourceMAC: ownMAC, source: sourceIP, sourcePort: UDPPort(port),
                         destination: engineIP, destinationPort: enginePort),
-                    ssrc: UInt32.random(in: 1...UInt32.max, using: &rng), sequence: UInt16.random(in: 0...UInt16.max, using: &rng),
+                    ssrc: UInt32.random(in: 1...UInt32.max, using: &rng),
+                    sequence: UInt16.random(in: 0...UInt16.max, using: &rng),
                     timestamp: UInt32.random(in: 0...UInt32.max, using: &rng)))
         }
         let setupSeconds = Date().timeIntervalSince(setupStart)
@@ -157,7 +159,11 @@ struct LoadgenCommand: ParsableCommand {
         var generator = PacketGenerator(fd: fd, xsk: xsk, batch: batch, sessions: table, contexts: contexts)
 
         if !quiet {
-            print("\(sessions) sessions created in \(String(format: "%.2f", setupSeconds)) s (\(srtpProfile)); sending \(rate > 0 ? "\(Int(rate)) pps" : "as fast as possible") for \(seconds) s on \(interface) by \(tx == "xdp" ? "AF_XDP" : "packet socket") (return counter: \(counter.mode) mode)")
+            let pace = rate > 0 ? "\(Int(rate)) pps" : "as fast as possible"
+            let path = tx == "xdp" ? "AF_XDP" : "packet socket"
+            print(
+                "\(sessions) sessions created in \(String(format: "%.2f", setupSeconds)) s (\(srtpProfile)); sending \(pace)"
+                    + " for \(seconds) s on \(interface) by \(path) (return counter: \(counter.mode) mode)")
         }
         // `voxedge bench e2e` samples the engine's CPU time at "sending" and "drained", so the
         // figure covers the packets and not the sessions' creation.
@@ -183,7 +189,9 @@ struct LoadgenCommand: ParsableCommand {
                 second += 1
                 guard !quiet, let now = try? counter.read() else { return }
                 let returned = now.returned - base.returned
-                print("t=\(second)s sent=\(g.sent) (\(g.sent - last.sent) pps) returned=\(returned) (\(returned - last.returned) pps) verified=\(now.verified - base.verified) refused=\(g.refused)")
+                print(
+                    "t=\(second)s sent=\(g.sent) (\(g.sent - last.sent) pps) returned=\(returned)"
+                        + " (\(returned - last.returned) pps) verified=\(now.verified - base.verified) refused=\(g.refused)")
                 fflush(nil)
                 last = (g.sent, returned)
             })
@@ -207,11 +215,16 @@ struct LoadgenCommand: ParsableCommand {
             "sessions": sessions, "profile": srtpProfile.description, "rate": rate, "seconds": elapsed,
             "sent": sent, "refused": generator.refused, "protect_failures": generator.protectFailures,
             "returned": returned, "verified": verified, "return_bytes": end.bytes - base.bytes,
-            "offered": offered, "offered_pps": Double(offered) / elapsed, "sent_pps": Double(sent) / elapsed, "returned_pps": Double(returned) / elapsed, "loss": loss,
-            "setup_seconds": setupSeconds, "send_loop_allocations": sendLoopAllocations, "counter_mode": "\(counter.mode)", "tx": tx == "xdp" ? "af_xdp" : "packet-socket",
+            "offered": offered, "offered_pps": Double(offered) / elapsed, "sent_pps": Double(sent) / elapsed,
+            "returned_pps": Double(returned) / elapsed, "loss": loss, "setup_seconds": setupSeconds,
+            "send_loop_allocations": sendLoopAllocations, "counter_mode": "\(counter.mode)",
+            "tx": tx == "xdp" ? "af_xdp" : "packet-socket",
         ]
         if !quiet {
-            print("summary: sent=\(sent) returned=\(returned) verified=\(verified) refused=\(generator.refused) loss=\(String(format: "%.4f", loss * 100))% sent_pps=\(Int(Double(sent) / elapsed)) returned_pps=\(Int(Double(returned) / elapsed))")
+            print(
+                "summary: sent=\(sent) returned=\(returned) verified=\(verified) refused=\(generator.refused)"
+                    + " loss=\(String(format: "%.4f", loss * 100))% sent_pps=\(Int(Double(sent) / elapsed))"
+                    + " returned_pps=\(Int(Double(returned) / elapsed))")
         }
         if json {
             let data = try JSONSerialization.data(withJSONObject: summary, options: [.sortedKeys])
