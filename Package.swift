@@ -55,8 +55,9 @@ let package = Package(
                 "VoxEngine", "VoxIO", "VoxWire", "VoxMedia", "VoxXDP", "CXDP", "CVoxLinux", .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        // libsrtp2 behind a small Swift surface: the oracle for tests, the baseline for benchmarks.
-        .target(name: "VoxSRTPReference", dependencies: ["VoxMedia", "CSRTP"]),
+        // Reference peers: libsrtp2 behind a small Swift surface, and OpenSSL's own DTLS client.
+        // The oracles for tests, the baselines for benchmarks.
+        .target(name: "VoxSRTPReference", dependencies: ["VoxMedia", "CSRTP", "COpenSSL"]),
         // Seeded randomness and hex vectors for tests and benchmark fixtures.
         .target(name: "VoxTestKit"),
         // The micro-benchmark stages, shared by `voxedge bench micro` and Benchmarks/.

@@ -114,6 +114,9 @@ public enum MicroBench {
         public var srtpTwin: String? = nil
         public var setup: () -> Void = {}
         public var body: () -> Int
+        /// A part of `body` that times itself (the server's side of a DTLS handshake, beside
+        /// its client): its name and the time it spent in the last pass, reported as a stage.
+        public var part: (name: String, elapsed: () -> Duration)? = nil
     }
 
     /// Session s sends SSRC firstSSRC + s.
@@ -132,6 +135,7 @@ public enum MicroBench {
             stages += try srtpStages(c, profile)
         }
         stages += try engineStages(c)
+        stages += try webRTCStages(c)
         return stages
     }
 
@@ -267,6 +271,25 @@ public enum MicroBench {
         ]
     }
 
+    /// A connectivity check as a controlling client writes it (USERNAME, PRIORITY,
+    /// ICE-CONTROLLING, USE-CANDIDATE, MESSAGE-INTEGRITY, FINGERPRINT) at `p`; its length.
+    static func writeCheck(
+        _ p: UnsafeMutableRawPointer, capacity: Int, username: String, authenticator: STUNAuthenticator,
+        using rng: inout SeededRandom
+    ) throws -> Int {
+        guard var writer = STUNWriter(p, capacity: capacity, type: STUN.bindingRequest) else {
+            throw BenchError.setup("no room for a STUN request")
+        }
+        for i in 0..<12 { p.storeByte(UInt8.random(in: 0...255, using: &rng), at: 8 + i) }
+        var user = Array(username.utf8)
+        _ = user.withUnsafeMutableBytes { writer.append(type: STUN.Attribute.username, value: UnsafeRawBufferPointer($0)) }
+        _ = writer.appendUInt32(type: STUN.Attribute.priority, 0x6E00_1EFF)
+        _ = writer.appendUInt64(type: STUN.Attribute.iceControlling, rng.next())
+        _ = writer.reserve(type: STUN.Attribute.useCandidate, valueLength: 0)
+        guard authenticator.sign(&writer) else { throw BenchError.setup("STUN request too long") }
+        return writer.length
+    }
+
     /// Frame parse + demux, and a STUN connectivity check verified and answered in place.
     static func wireStages(_ c: Configuration) throws -> (Stage, Stage) {
         let n = c.packets
@@ -312,16 +335,11 @@ public enum MicroBench {
         for s in 0..<sessions {
             let f = requests.packet(s)
             let payload = f + server.headerLength
-            var writer = STUNWriter(payload, capacity: PacketSet.stride - server.headerLength, type: STUN.bindingRequest)!
-            for i in 0..<12 { payload.storeByte(UInt8.random(in: 0...255, using: &rng), at: 8 + i) }
-            var username = Array("vx1s\(s)r8Kq:cl\(s)".utf8)
-            _ = username.withUnsafeMutableBytes { writer.append(type: STUN.Attribute.username, value: UnsafeRawBufferPointer($0)) }
-            _ = writer.appendUInt32(type: STUN.Attribute.priority, 0x6E00_1EFF)
-            _ = writer.appendUInt64(type: STUN.Attribute.iceControlling, rng.next())
-            _ = writer.reserve(type: STUN.Attribute.useCandidate, valueLength: 0)
-            guard authenticators[s].sign(&writer) else { throw BenchError.setup("STUN request too long") }
-            _ = FrameBuilder.write(f, server, payloadLength: writer.length)
-            requests.lengths[s] = Int32(server.headerLength + writer.length)
+            let length = try writeCheck(
+                payload, capacity: PacketSet.stride - server.headerLength, username: "vx1s\(s)r8Kq:cl\(s)",
+                authenticator: authenticators[s], using: &rng)
+            _ = FrameBuilder.write(f, server, payloadLength: length)
+            requests.lengths[s] = Int32(server.headerLength + length)
         }
         // Closures hold `work` itself, never just its pointer: the buffer must outlive them.
         let work = WorkBuffer()

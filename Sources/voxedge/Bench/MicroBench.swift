@@ -55,7 +55,7 @@ extension MicroBench {
             lines.append("")
             lines.append(
                 "\(runs) rounds, median (min-max); \(sessions) sessions x \(packetsPerSession) packets per round; "
-                    + "* = a baseline, not our packet path.")
+                    + "* = not gated on allocations: a baseline, or session set-up rather than the packet path.")
             if !allocationCounting { lines.append("allocation counting is not active in this binary") }
             return lines.joined(separator: "\n")
         }
@@ -84,6 +84,7 @@ extension MicroBench {
     /// Runs every stage once per round, rounds interleaved, and summarises.
     static func measure(_ stages: [Stage], runs: Int, countAllocations: Bool) -> [Result] {
         var times = Array(repeating: [Double](), count: stages.count)
+        var partTimes = Array(repeating: [Double](), count: stages.count)
         var allocations = Array(repeating: UInt64(0), count: stages.count)
         let clock = ContinuousClock()
         // One untimed warm-up round.
@@ -101,6 +102,7 @@ extension MicroBench {
                 allocations[i] += vox_alloc_count() - before
                 precondition(ok == stage.packets, "\(stage.name): \(ok) of \(stage.packets) packets succeeded")
                 times[i].append(nanoseconds(elapsed) / Double(stage.packets))
+                if let part = stage.part { partTimes[i].append(nanoseconds(part.elapsed()) / Double(stage.packets)) }
             }
         }
         var results: [Result] = stages.enumerated().map { i, stage in
@@ -109,6 +111,15 @@ extension MicroBench {
                 stage: stage.name, perPacketPath: stage.perPacketPath, packetsPerRun: stage.packets,
                 nsPerPacket: sorted[sorted.count / 2], minNsPerPacket: sorted.first!, maxNsPerPacket: sorted.last!,
                 allocationsPerPacket: countAllocations ? Double(allocations[i]) / Double(stage.packets * runs) : nil)
+        }
+        for (i, stage) in stages.enumerated() {
+            guard let part = stage.part else { continue }
+            let sorted = partTimes[i].sorted()
+            results.append(
+                Result(
+                    stage: part.name, perPacketPath: false, packetsPerRun: stage.packets,
+                    nsPerPacket: sorted[sorted.count / 2], minNsPerPacket: sorted.first!, maxNsPerPacket: sorted.last!,
+                    allocationsPerPacket: nil))
         }
         for (i, stage) in stages.enumerated() {
             if let twin = stage.libsrtp2Twin, let t = results.first(where: { $0.stage == twin }) {

@@ -71,10 +71,16 @@ struct DemoCommand: ParsableCommand {
                 "--log-level", "warning"],
             quiet: false)
         children.append(engine)
-        // Wait for the control socket, then for the engine to say how it runs.
-        for _ in 0..<100 where !FileManager.default.fileExists(atPath: socketPath) { usleep(50_000) }
-        guard let first = try? ControlClient.call(socketPath, ["cmd": "stats"]) else {
-            throw ValidationError("the engine did not come up (its log is above)")
+        // Wait until the engine answers on its control socket (the file appears at bind(),
+        // a moment before listen()), then ask it how it runs.
+        var first: [String: Any]? = nil
+        let deadline = Date().addingTimeInterval(20)
+        while first == nil && engine.isRunning && Date() < deadline {
+            first = try? ControlClient.call(socketPath, ["cmd": "stats"])
+            if first == nil { usleep(50_000) }
+        }
+        guard let first else {
+            throw ValidationError("the engine did not come up (\(engine.isRunning ? "no answer in 20 s" : "it exited"); its log is above)")
         }
         let running = first["io"] as? String ?? "?"
         var how = "io \(running)"
