@@ -17,9 +17,9 @@ multiarch=/usr/include/$(uname -m)-linux-gnu
 flags=(-O2 -g -target bpf -Wall -Wextra -Werror -I"$multiarch" -Ibpf)
 # Each object is written under a name of this process and renamed into place, so a test
 # process that runs this while another one loads the object never sees half a file.
-for source in bpf/voxedge.bpf.c bpf/tests/foreign.bpf.c; do
+for source in bpf/voxedge.bpf.c bpf/voxedge_loadgen.bpf.c bpf/tests/foreign.bpf.c; do
     object="$out/$(basename "$source" .c).o"
     "$clang" "${flags[@]}" -c "$source" -o "$object.$$"
     mv -f "$object.$$" "$object"
 done
-echo "bpf: built $out/voxedge.bpf.o $out/foreign.bpf.o"
+echo "bpf: built $out/voxedge.bpf.o $out/voxedge_loadgen.bpf.o $out/foreign.bpf.o"

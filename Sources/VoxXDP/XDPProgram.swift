@@ -91,11 +91,11 @@ public struct XDPProgram: ~Copyable {
 
     deinit { bpf_object__close(object) }
 
-    /// Where the object usually is, first match: `$VOXEDGE_BPF_OBJECT`; beside the
-    /// executable; `.build/bpf/` of a SwiftPM build tree the executable runs from;
-    /// `/usr/lib/voxedge/`.
-    public static func defaultObjectPath() -> String {
-        if let path = getenv("VOXEDGE_BPF_OBJECT") { return String(cString: path) }
+    /// Where the object usually is, first match: `$VOXEDGE_BPF_OBJECT` (for voxedge.bpf.o);
+    /// beside the executable; `.build/bpf/` of a SwiftPM build tree the executable runs
+    /// from; `/usr/lib/voxedge/`.
+    public static func defaultObjectPath(named name: String = "voxedge.bpf.o") -> String {
+        if name == "voxedge.bpf.o", let path = getenv("VOXEDGE_BPF_OBJECT") { return String(cString: path) }
         var candidates: [String] = []
         var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
         let length = readlink("/proc/self/exe", &buffer, buffer.count - 1)
@@ -103,10 +103,10 @@ public struct XDPProgram: ~Copyable {
             let executable = String(decoding: buffer.prefix(length).map { UInt8(bitPattern: $0) }, as: UTF8.self)
             let directory = executable.split(separator: "/", omittingEmptySubsequences: false).dropLast()
                 .joined(separator: "/")
-            // .build/<triple>/<configuration>/voxedge → .build/bpf/voxedge.bpf.o
-            candidates += [directory + "/voxedge.bpf.o", directory + "/../../bpf/voxedge.bpf.o"]
+            // .build/<triple>/<configuration>/voxedge → .build/bpf/<name>
+            candidates += [directory + "/" + name, directory + "/../../bpf/" + name]
         }
-        candidates.append("/usr/lib/voxedge/voxedge.bpf.o")
+        candidates.append("/usr/lib/voxedge/" + name)
         return candidates.first { access($0, R_OK) == 0 } ?? candidates.last!
     }
 

@@ -43,4 +43,8 @@ int vox_ethtool_channels(int fd, const char *name, unsigned int counts[4]);
 /// setns(2) (_GNU_SOURCE-only): moves the calling thread into the namespace `fd` refers to.
 /// 0 or -errno.
 int vox_setns(int fd, int nstype);
+/// A transmit-only packet socket (AF_PACKET, SOCK_RAW, protocol 0: it receives nothing)
+/// bound to interface `ifindex`: whole Ethernet frames go out as they are, any 5-tuple in
+/// one sendmmsg. The load generator's socket path. The fd, or -errno.
+int vox_packet_tx_socket(int ifindex);
 #endif
