@@ -22,8 +22,8 @@ struct LoadgenCommand: ParsableCommand {
             created over --control-socket (client addresses --source:--source-port-base+i, \
             backend index --backend-index) and dropped at the end. Packets: 12-byte RTP + \
             160-byte payload + tag, protected as they are sent (sequence numbers never repeat, \
-            as the engine's replay window requires), sent as whole frames through a packet \
-            socket in batches. Returns: UDP to --backend-address on ports --backend-ports, \
+            as the engine's replay window requires), sent as whole frames in batches through \
+            AF_XDP (--tx xdp, the default) or a packet socket (--tx packet). Returns: UDP to --backend-address on ports --backend-ports, \
             counted (and their payload checked) by an XDP program on --interface. Needs root. \
             See docs/benchmarks.md.
             """
