@@ -74,19 +74,11 @@ struct EndToEndBenchCommand: ParsableCommand {
         guard getuid() == 0 else { throw ValidationError("the bench builds network namespaces: run it as root") }
         guard ["socket", "xdp", "auto"].contains(io) else { throw ValidationError("--io: socket, xdp or auto") }
         let net = DemoNetwork(tag: "vxd\(getpid())")
-        net.removeLeftovers()
         let me = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL.path
         let voxedge = me.hasPrefix("/") ? me : FileManager.default.currentDirectoryPath + "/" + me
         let socketPath = "/tmp/\(net.tag).sock"
-        var children: [Process] = []
-        func cleanup() {
-            for p in children where p.isRunning { p.terminate() }
-            for p in children { p.waitUntilExit() }
-            net.remove()
-        }
-        DemoSignals.install { cleanup() }
-        defer { cleanup() }
-        try net.create()
+        let session = try DemoSession(net)
+        defer { session.end() }
         let napi = try net.prepareForBenchmark(generatorCore: generatorCore, engineCore: engineCore)
         let engine = try net.spawn(
             in: net.edge,
@@ -95,7 +87,7 @@ struct EndToEndBenchCommand: ParsableCommand {
                 "--control-socket", socketPath, "--metrics", "127.0.0.1:0", "--max-sessions", "\(sessions + 16)",
                 "--cores", "\(engineCore)", "--log-level", "warning"] + (xdpIdle.map { ["--xdp-idle", $0] } ?? []),
             quiet: true)
-        children.append(engine)
+        session.children.append(engine)
         for _ in 0..<100 where !FileManager.default.fileExists(atPath: socketPath) { usleep(50_000) }
         guard engine.isRunning, FileManager.default.fileExists(atPath: socketPath) else {
             throw ValidationError("the engine did not start (voxedge run --io \(io))")
@@ -126,8 +118,8 @@ struct EndToEndBenchCommand: ParsableCommand {
             ]
             g.standardOutput = out
             try g.run()
-            children.append(g)
-            defer { children.removeAll { $0 === g } }
+            session.children.append(g)
+            defer { session.children.removeAll { $0 === g } }
             // Bounded: the generator stops by itself; if it does not within a generous margin, kill it.
             let deadline = Date().addingTimeInterval(seconds + 60)
             var before = (0, 0, UInt64(0), 0)
@@ -240,7 +232,7 @@ struct EndToEndBenchCommand: ParsableCommand {
             let data = try JSONSerialization.data(withJSONObject: summary, options: [.sortedKeys])
             print(String(decoding: data, as: UTF8.self))
         }
-        cleanup()
+        session.end()
     }
 
     func say(_ line: String) {

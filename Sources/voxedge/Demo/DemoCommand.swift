@@ -42,16 +42,8 @@ struct DemoCommand: ParsableCommand {
         guard !crossQueueBackend || queues >= 2 else { throw ValidationError("--cross-queue-backend needs --queues 2") }
         let tag = "vxd\(getpid())"
         let demo = DemoNetwork(tag: tag, queues: queues)
-        demo.removeLeftovers()
-        var children: [Process] = []
-        func cleanup() {
-            for p in children where p.isRunning { p.terminate() }
-            for p in children { p.waitUntilExit() }
-            demo.remove()
-        }
-        DemoSignals.install { cleanup() }
-        defer { cleanup() }
-        try demo.create()
+        let session = try DemoSession(demo)
+        defer { session.end() }
         let me = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL.path
         let resolved = me.hasPrefix("/") ? me : FileManager.default.currentDirectoryPath + "/" + me
         let socketPath = "/tmp/\(tag).sock"
@@ -62,7 +54,7 @@ struct DemoCommand: ParsableCommand {
         // its answers should arrive on the other queue.
         let pinBackend = crossQueueBackend ? ["taskset", "-c", "1"] : (queues > 1 ? ["taskset", "-c", "0"] : [])
         let pinCallers = queues > 1 ? ["taskset", "-c", "0"] : []
-        children.append(try demo.spawn(in: demo.far, pinBackend + [resolved, "backend-sim", "--listen", "198.18.0.3:5004"], quiet: true))
+        session.children.append(try demo.spawn(in: demo.far, pinBackend + [resolved, "backend-sim", "--listen", "198.18.0.3:5004"], quiet: true))
         let engine = try demo.spawn(
             in: demo.edge,
             [resolved, "run", "--io", io, "--workers", "\(queues)", "--media-address", "198.18.0.1", "--media-port", "40000",
@@ -70,7 +62,7 @@ struct DemoCommand: ParsableCommand {
                 "--control-socket", socketPath, "--metrics", "127.0.0.1:0", "--max-sessions", "\(max(64, sessions + 1))",
                 "--log-level", "warning"],
             quiet: false)
-        children.append(engine)
+        session.children.append(engine)
         // Wait until the engine answers on its control socket (the file appears at bind(),
         // a moment before listen()), then ask it how it runs.
         var first: [String: Any]? = nil
@@ -97,6 +89,7 @@ struct DemoCommand: ParsableCommand {
             pinCallers + [resolved, "demo-callers", "--socket", socketPath, "--sessions", "\(sessions)", "--seconds", "\(seconds)",
                 "--profile", profile] + (midStreamChanges ? ["--mid-stream-changes"] : [])
                 + (queues > 1 ? ["--worker", "0"] : []), quiet: false)
+        session.children.append(client)
         if neighbourChange {
             usleep(useconds_t(seconds) * 500_000)
             let mac = "02:00:5e:\(String(format: "%02x:%02x:%02x", getpid() & 0xFF, (getpid() >> 8) & 0xFF, 0x42))"
@@ -143,7 +136,7 @@ struct DemoCommand: ParsableCommand {
             print("after shutdown: \(attached ? "an XDP program is still attached" : "no XDP program") on \(demo.edgeInterface)")
             if attached { status = 1 }
         }
-        cleanup()
+        session.end()
         print(status == 0 ? "demo passed; namespaces and processes removed" : "demo FAILED (status \(status)); namespaces and processes removed")
         if status != 0 { throw ExitCode(status) }
     }
@@ -174,6 +167,31 @@ enum DemoSignals {
             DemoSignals.onSignal?()
             exit(143)
         }
+    }
+}
+
+/// What a demo or bench made: its network and the processes it started, all stopped and
+/// removed by `end()` — on any exit, also on Ctrl-C or SIGTERM.
+final class DemoSession {
+    let network: DemoNetwork
+    var children: [Process] = []
+
+    /// Removes what crashed earlier runs left, installs the signal handlers, creates the network.
+    init(_ network: DemoNetwork) throws {
+        self.network = network
+        network.removeLeftovers()
+        DemoSignals.install { [self] in end() }
+        do { try network.create() } catch {
+            end()
+            throw error
+        }
+    }
+
+    func end() {
+        for p in children where p.isRunning { p.terminate() }
+        for p in children { p.waitUntilExit() }
+        children = []
+        network.remove()
     }
 }
 
