@@ -62,7 +62,11 @@ final class BackendNextHops {
                 changed = true
                 logger.info(
                     "backend next hop changed",
-                    metadata: ["backend": "\(b.address):\(b.port)", "from": "\(describe(change.old))", "to": "\(describe(change.new))"])
+                    metadata: [
+                        "backend": "\(b.address):\(b.port)", "from": "\(describe(change.old))",
+                        "to": "\(describe(change.new))",
+                    ]
+                )
             }
         }
         if changed { publish() }

@@ -61,9 +61,15 @@ public struct EngineConfiguration: Codable, Sendable, Equatable {
         public init() {}
 
         enum CodingKeys: String, CodingKey {
-            case frameCount = "frame_count", frameSize = "frame_size", ringSize = "ring_size", headroom
-            case hugePages = "huge_pages", bindMode = "bind_mode", idle, attach, object
-            case stunRate = "stun_rate", stunBurst = "stun_burst"
+            case frameCount = "frame_count"
+            case frameSize = "frame_size"
+            case ringSize = "ring_size"
+            case headroom
+            case hugePages = "huge_pages"
+            case bindMode = "bind_mode"
+            case idle, attach, object
+            case stunRate = "stun_rate"
+            case stunBurst = "stun_burst"
         }
 
         public init(from decoder: any Decoder) throws {
@@ -96,9 +102,15 @@ public struct EngineConfiguration: Codable, Sendable, Equatable {
 
         public func problems() -> [String] {
             var out = sockets.problems()
-            if XSKConfiguration.BindMode(rawValue: bindMode) == nil { out.append("xdp.bind_mode must be auto, copy or zerocopy") }
-            if IdleStrategy(rawValue: idle) == nil { out.append("xdp.idle must be poll, busy-poll or prefer-busy-poll") }
-            if !["auto", "native", "generic"].contains(attach) { out.append("xdp.attach must be auto, native or generic") }
+            if XSKConfiguration.BindMode(rawValue: bindMode) == nil {
+                out.append("xdp.bind_mode must be auto, copy or zerocopy")
+            }
+            if IdleStrategy(rawValue: idle) == nil {
+                out.append("xdp.idle must be poll, busy-poll or prefer-busy-poll")
+            }
+            if !["auto", "native", "generic"].contains(attach) {
+                out.append("xdp.attach must be auto, native or generic")
+            }
             return out
         }
     }
@@ -106,11 +118,19 @@ public struct EngineConfiguration: Codable, Sendable, Equatable {
     public init() {}
 
     enum CodingKeys: String, CodingKey {
-        case mediaAddress = "media_address", mediaPort = "media_port", backendAddress = "backend_address"
-        case backendPortBase = "backend_port_base", workers, cores, maxSessions = "max_sessions", backends
-        case controlSocket = "control_socket", logLevel = "log_level", io, interface, xdp
+        case mediaAddress = "media_address"
+        case mediaPort = "media_port"
+        case backendAddress = "backend_address"
+        case backendPortBase = "backend_port_base"
+        case workers, cores
+        case maxSessions = "max_sessions"
+        case backends
+        case controlSocket = "control_socket"
+        case logLevel = "log_level"
+        case io, interface, xdp
         case socketReceiveBuffer = "socket_receive_buffer"
-        case metricsAddress = "metrics_address", metricsPort = "metrics_port"
+        case metricsAddress = "metrics_address"
+        case metricsPort = "metrics_port"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -141,7 +161,9 @@ public struct EngineConfiguration: Codable, Sendable, Equatable {
         if IPAddress(backendAddress) == nil { out.append("backend_address '\(backendAddress)' is not an IP address") }
         if workers < 1 || workers > 64 { out.append("workers must be 1...64") }
         if maxSessions < 1 { out.append("max_sessions must be at least 1") }
-        if Int(backendPortBase) + maxSessions > 65536 { out.append("backend_port_base + max_sessions passes port 65535") }
+        if Int(backendPortBase) + maxSessions > 65536 {
+            out.append("backend_port_base + max_sessions passes port 65535")
+        }
         if let cores, cores.count != workers { out.append("cores lists \(cores.count) cores for \(workers) workers") }
         for (i, b) in backends.enumerated() {
             if IPAddress(b.address) == nil { out.append("backends[\(i)].address '\(b.address)' is not an IP address") }
@@ -151,7 +173,6 @@ public struct EngineConfiguration: Codable, Sendable, Equatable {
         return out
     }
 }
-
 
 /// What a worker does when a burst finds nothing (`xdp.idle`).
 public enum IdleStrategy: String, Sendable {

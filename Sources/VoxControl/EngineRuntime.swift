@@ -30,7 +30,9 @@ public final class EngineRuntime: @unchecked Sendable {
 
     public init(configuration c: EngineConfiguration, logger: Logger) throws {
         let problems = c.problems()
-        guard problems.isEmpty else { throw ControlError(code: "config.invalid", message: problems.joined(separator: "; ")) }
+        guard problems.isEmpty else {
+            throw ControlError(code: "config.invalid", message: problems.joined(separator: "; "))
+        }
         configuration = c
         self.logger = logger
         store = try SessionStore(capacity: c.maxSessions)
@@ -39,7 +41,10 @@ public final class EngineRuntime: @unchecked Sendable {
                 c.backends.map {
                     // MACs: the kernel routes for the socket port; BackendNextHops fills them for AF_XDP.
                     Backend(address: IPAddress($0.address)!, port: UDPPort($0.port), mac: .zero)
-                }), workers: c.workers)
+                }
+            ),
+            workers: c.workers
+        )
         links = WorkerLinks.make(workers: c.workers, sessions: c.maxSessions, commandCapacity: max(1024, c.maxSessions))
         control = SessionControl(store: store, links: links)
     }
@@ -61,7 +66,8 @@ public final class EngineRuntime: @unchecked Sendable {
             } catch {
                 logger.warning(
                     "AF_XDP unavailable, falling back to kernel UDP sockets",
-                    metadata: ["reason": "\(error)", "io": "auto"])
+                    metadata: ["reason": "\(error)", "io": "auto"]
+                )
                 xdp?.close()
                 xdp = nil
                 nextHops = nil
@@ -79,7 +85,9 @@ public final class EngineRuntime: @unchecked Sendable {
             threads.append(thread)
             thread.start()
         }
-        var metadata: Logger.Metadata = ["workers": "\(c.workers)", "media": "\(c.mediaAddress):\(c.mediaPort)", "io": "\(io)"]
+        var metadata: Logger.Metadata = [
+            "workers": "\(c.workers)", "media": "\(c.mediaAddress):\(c.mediaPort)", "io": "\(io)",
+        ]
         if let xdp {
             metadata["interface"] = "\(xdp.interface)"
             metadata["xdp_mode"] = "\(xdp.mode)"
@@ -98,12 +106,25 @@ public final class EngineRuntime: @unchecked Sendable {
         var runners: [WorkerRunner] = []
         for w in 0..<c.workers {
             let sockets = try SocketQueue(
-                port: port, queue: w, mediaAddress: media, mediaPort: UDPPort(c.mediaPort), backendAddress: backendAddress,
-                backendPortBase: c.backendPortBase, maxSessions: c.maxSessions, receiveBuffer: c.socketReceiveBuffer)
+                port: port,
+                queue: w,
+                mediaAddress: media,
+                mediaPort: UDPPort(c.mediaPort),
+                backendAddress: backendAddress,
+                backendPortBase: c.backendPortBase,
+                maxSessions: c.maxSessions,
+                receiveBuffer: c.socketReceiveBuffer
+            )
             var worker = Worker(
                 configuration: workerConfiguration(w, edgeMAC: .zero),
-                rings: port.rings(queue: w), umem: port.umem, frameSize: port.frameSize,
-                frames: port.initialFrames(queue: w), store: store, backends: backends, links: links[w])
+                rings: port.rings(queue: w),
+                umem: port.umem,
+                frameSize: port.frameSize,
+                frames: port.initialFrames(queue: w),
+                store: store,
+                backends: backends,
+                links: links[w]
+            )
             worker.portHooks = sockets
             counters.append(worker.counters)
             runners.append(SocketWorkerRunner(worker: worker, sockets: sockets, port: port, core: c.cores?[w]))
@@ -116,22 +137,36 @@ public final class EngineRuntime: @unchecked Sendable {
         let c = configuration
         let plane = try XDPDataPlane(configuration: c, logger: logger)
         nextHops = try BackendNextHops(
-            backends: (0..<backends.table.count).map { backends.table[$0] }, interfaceIndex: plane.ifindex,
-            directory: backends, logger: logger)
+            backends: (0..<backends.table.count).map { backends.table[$0] },
+            interfaceIndex: plane.ifindex,
+            directory: backends,
+            logger: logger
+        )
         var runners: [WorkerRunner] = []
         let idle = IdleStrategy(rawValue: c.xdp.idle) ?? .poll
         for w in 0..<c.workers {
             if idle == .preferBusyPoll { try plane.sockets.preferBusyPoll(queue: w) }
             var worker = Worker(
                 configuration: workerConfiguration(w, edgeMAC: plane.edgeMAC),
-                rings: plane.sockets.rings(queue: w), umem: plane.sockets.umemBase, frameSize: plane.sockets.frameSize,
-                frames: plane.sockets.initialFrames(queue: w), store: store, backends: backends, links: links[w])
+                rings: plane.sockets.rings(queue: w),
+                umem: plane.sockets.umemBase,
+                frameSize: plane.sockets.frameSize,
+                frames: plane.sockets.initialFrames(queue: w),
+                store: store,
+                backends: backends,
+                links: links[w]
+            )
             worker.portHooks = try plane.admission(worker: w)
             counters.append(worker.counters)
             runners.append(
                 XDPWorkerRunner(
-                    worker: worker, driver: XSKQueueDriver(set: plane.sockets, queue: w), sockets: plane.sockets,
-                    idle: idle, core: c.cores?[w]))
+                    worker: worker,
+                    driver: XSKQueueDriver(set: plane.sockets, queue: w),
+                    sockets: plane.sockets,
+                    idle: idle,
+                    core: c.cores?[w]
+                )
+            )
         }
         xdp = plane
         io = "xdp"
@@ -141,8 +176,13 @@ public final class EngineRuntime: @unchecked Sendable {
     func workerConfiguration(_ w: Int, edgeMAC: MACAddress) -> WorkerConfiguration {
         let c = configuration
         return WorkerConfiguration(
-            id: w, mediaAddress: IPAddress(c.mediaAddress)!, mediaPort: UDPPort(c.mediaPort),
-            backendAddress: IPAddress(c.backendAddress)!, backendPortBase: c.backendPortBase, edgeMAC: edgeMAC)
+            id: w,
+            mediaAddress: IPAddress(c.mediaAddress)!,
+            mediaPort: UDPPort(c.mediaPort),
+            backendAddress: IPAddress(c.backendAddress)!,
+            backendPortBase: c.backendPortBase,
+            edgeMAC: edgeMAC
+        )
     }
 
     /// The control thread's periodic work (every few tens of milliseconds): slots released

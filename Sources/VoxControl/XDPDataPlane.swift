@@ -35,12 +35,17 @@ public final class XDPDataPlane: @unchecked Sendable {
         self.logger = logger
         let media = IPAddress(c.mediaAddress)!
         if media.isLoopback {
-            throw XSKError(code: "xsk.loopback", message: "media address \(c.mediaAddress) is on loopback, which AF_XDP cannot see")
+            throw XSKError(
+                code: "xsk.loopback",
+                message: "media address \(c.mediaAddress) is on loopback, which AF_XDP cannot see"
+            )
         }
         for b in c.backends where IPAddress(b.address)?.isLoopback == true {
             throw XSKError(
                 code: "xsk.loopback",
-                message: "backend \(b.address):\(b.port) is on loopback; AF_XDP sends only through \(c.interface ?? "the NIC")")
+                message:
+                    "backend \(b.address):\(b.port) is on loopback; AF_XDP sends only through \(c.interface ?? "the NIC")"
+            )
         }
         let name: String
         if let given = c.interface {
@@ -55,8 +60,10 @@ public final class XDPDataPlane: @unchecked Sendable {
         guard link.queueCount >= c.workers else {
             throw XSKError(
                 code: "xsk.queues",
-                message: "\(name) has \(link.queueCount) queue(s) and \(c.workers) workers were asked for (one per queue); "
-                    + "raise its channels (`ethtool -L \(name) combined \(c.workers)`) or lower `workers`")
+                message:
+                    "\(name) has \(link.queueCount) queue(s) and \(c.workers) workers were asked for (one per queue); "
+                    + "raise its channels (`ethtool -L \(name) combined \(c.workers)`) or lower `workers`"
+            )
         }
         ifindex = link.index
         edgeMAC = link.mac
@@ -76,7 +83,11 @@ public final class XDPDataPlane: @unchecked Sendable {
             XDPConfiguration(
                 mediaPorts: [UDPPort(c.mediaPort)],
                 backendPorts: UDPPort(c.backendPortBase)...UDPPort(UInt16(min(lastBackendPort, 65535))),
-                backendRequiresAdmission: true, stunRatePerSecond: c.xdp.stunRate, stunBurst: c.xdp.stunBurst))
+                backendRequiresAdmission: true,
+                stunRatePerSecond: c.xdp.stunRate,
+                stunBurst: c.xdp.stunBurst
+            )
+        )
         sockets = try XSKSet(interface: name, queues: c.workers, configuration: c.xdp.sockets)
         controlFlows = try program.admittedFlows()
         let socketMap = try program.socketMap()
@@ -139,7 +150,11 @@ public final class XDPDataPlane: @unchecked Sendable {
     }
 
     static func reserve(_ address: IPAddress, _ port: UDPPort) throws(XSKError) -> Int32 {
-        let fd = socket(address.isIPv4 ? AF_INET : AF_INET6, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        let fd = socket(
+            address.isIPv4 ? AF_INET : AF_INET6,
+            Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue),
+            0
+        )
         guard fd >= 0 else { throw XSKError(code: "xsk.reserve", message: "socket()", errno: errno) }
         var storage = sockaddr_in6()
         let length = SocketQueue.socketAddress(&storage, address, port)

@@ -13,8 +13,12 @@ public final class ClientFlowTable: @unchecked Sendable {
         var index = FixedIndex<FlowKey>(
             capacity: max(16, flows.count),
             placeholder: FlowKey(
-                remoteAddress: IPAddress(ipv4: 0), remotePort: UDPPort(0), localAddress: IPAddress(ipv4: 0),
-                localPort: UDPPort(0)))
+                remoteAddress: IPAddress(ipv4: 0),
+                remotePort: UDPPort(0),
+                localAddress: IPAddress(ipv4: 0),
+                localPort: UDPPort(0)
+            )
+        )
         for (flow, slot) in flows { _ = index.insert(flow, slot) }
         self.index = index
     }

@@ -14,7 +14,8 @@ extension NetworkInterface {
             let raw = UnsafeRawPointer(sa)
             let family = Int32(sa.pointee.sa_family)
             let found: IPAddress? =
-                family == AF_INET ? IPAddress(ipv4: raw.loadBE32(at: 4))
+                family == AF_INET
+                ? IPAddress(ipv4: raw.loadBE32(at: 4))
                 : family == AF_INET6 ? IPAddress.loadIPv6(from: raw, at: 8) : nil
             if found == address { return String(cString: e.pointee.ifa_name) }
         }

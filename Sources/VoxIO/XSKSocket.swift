@@ -37,7 +37,11 @@ public struct XSKConfiguration: Sendable, Equatable {
     /// Bind mode: the driver's choice (zero-copy where it can), or force one.
     public var bindMode: BindMode = .automatic
 
-    public enum BindMode: String, Sendable, Equatable { case automatic = "auto", copy, zeroCopy = "zerocopy" }
+    public enum BindMode: String, Sendable, Equatable {
+        case automatic = "auto"
+        case copy
+        case zeroCopy = "zerocopy"
+    }
 
     public init() {}
 
@@ -150,13 +154,23 @@ public final class XSKSet: @unchecked Sendable {
         txs.initialize(repeating: xsk_ring_prod(), count: queues)
 
         var umemConfig = xsk_umem_config(
-            fill_size: c.ringSize, comp_size: c.ringSize, frame_size: UInt32(c.frameSize),
-            frame_headroom: UInt32(c.headroom), flags: 0)
+            fill_size: c.ringSize,
+            comp_size: c.ringSize,
+            frame_size: UInt32(c.frameSize),
+            frame_headroom: UInt32(c.headroom),
+            flags: 0
+        )
         var created: OpaquePointer? = nil
         let status = xsk_umem__create(
-            &created, region.base, UInt64(c.frameCount * c.frameSize), fills, completions, &umemConfig)
+            &created,
+            region.base,
+            UInt64(c.frameCount * c.frameSize),
+            fills,
+            completions,
+            &umemConfig
+        )
         guard status == 0, let created else {
-            XSKSet.free(fills, completions, rxs, txs, queues)
+            XSKSet.free(fills, completions, rxs, txs)
             throw XSKError(code: "xsk.umem", message: "UMEM of \(c.frameCount) × \(c.frameSize) bytes", errno: -status)
         }
         umem = created
@@ -177,14 +191,25 @@ public final class XSKSet: @unchecked Sendable {
         for q in 0..<queues {
             var socket: OpaquePointer? = nil
             let status = xsk_socket__create_shared(
-                &socket, interface, UInt32(q), created, rxs + q, txs + q, fills + q, completions + q, &socketConfig)
+                &socket,
+                interface,
+                UInt32(q),
+                created,
+                rxs + q,
+                txs + q,
+                fills + q,
+                completions + q,
+                &socketConfig
+            )
             guard status == 0, let socket else {
                 for s in made.reversed() { xsk_socket__delete(s) }
                 _ = xsk_umem__delete(created)
-                XSKSet.free(fills, completions, rxs, txs, queues)
+                XSKSet.free(fills, completions, rxs, txs)
                 throw XSKError(
                     code: status == -ENODEV || status == -EINVAL ? "xsk.bind" : "xsk.socket",
-                    message: "AF_XDP socket on \(interface) queue \(q)", errno: -status)
+                    message: "AF_XDP socket on \(interface) queue \(q)",
+                    errno: -status
+                )
             }
             made.append(socket)
         }
@@ -200,12 +225,14 @@ public final class XSKSet: @unchecked Sendable {
     deinit {
         for s in sockets.reversed() { xsk_socket__delete(s) }
         _ = xsk_umem__delete(umem)
-        XSKSet.free(fills, completions, rxs, txs, queueCount)
+        XSKSet.free(fills, completions, rxs, txs)
     }
 
     private static func free(
-        _ fills: UnsafeMutablePointer<xsk_ring_prod>, _ completions: UnsafeMutablePointer<xsk_ring_cons>,
-        _ rxs: UnsafeMutablePointer<xsk_ring_cons>, _ txs: UnsafeMutablePointer<xsk_ring_prod>, _ n: Int
+        _ fills: UnsafeMutablePointer<xsk_ring_prod>,
+        _ completions: UnsafeMutablePointer<xsk_ring_cons>,
+        _ rxs: UnsafeMutablePointer<xsk_ring_cons>,
+        _ txs: UnsafeMutablePointer<xsk_ring_prod>
     ) {
         fills.deallocate()
         completions.deallocate()
@@ -253,12 +280,17 @@ public final class XSKSet: @unchecked Sendable {
     /// leaves the queue's NAPI to the worker's system calls while it keeps polling.
     public func preferBusyPoll(queue: Int, budget: Int32 = 64, microseconds: Int32 = 20) throws(XSKError) {
         let fd = socketFD(queue: queue)
-        for (option, value) in [(SO_PREFER_BUSY_POLL_OPTION, 1), (SO_BUSY_POLL_OPTION, microseconds),
-            (SO_BUSY_POLL_BUDGET_OPTION, budget)]
-        {
+        for (option, value) in [
+            (SO_PREFER_BUSY_POLL_OPTION, 1), (SO_BUSY_POLL_OPTION, microseconds),
+            (SO_BUSY_POLL_BUDGET_OPTION, budget),
+        ] {
             var v = value
             guard setsockopt(fd, SOL_SOCKET, option, &v, socklen_t(MemoryLayout<Int32>.size)) == 0 else {
-                throw XSKError(code: "xsk.busypoll", message: "socket option \(option) on queue \(queue)", errno: Glibc.errno)
+                throw XSKError(
+                    code: "xsk.busypoll",
+                    message: "socket option \(option) on queue \(queue)",
+                    errno: Glibc.errno
+                )
             }
         }
     }

@@ -18,7 +18,11 @@ import Testing
 
     /// Starts `voxedge run --io xdp` in namespace A as nobody with `capabilities`; returns
     /// whether it said it started, and everything it logged.
-    static func start(_ pair: VethPair, _ directory: String, capabilities: [String]) throws -> (started: Bool, log: String) {
+    static func start(
+        _ pair: VethPair,
+        _ directory: String,
+        capabilities: [String]
+    ) throws -> (started: Bool, log: String) {
         let caps = capabilities.joined(separator: ",")
         let command = [
             "exec", "/usr/bin/setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--inh-caps=\(caps)",
