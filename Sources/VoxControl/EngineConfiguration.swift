@@ -75,17 +75,17 @@ public struct EngineConfiguration: Codable, Sendable, Equatable {
         public init(from decoder: any Decoder) throws {
             let c = try decoder.container(keyedBy: CodingKeys.self)
             let d = XDPSettings()
-            frameCount = try c.decodeIfPresent(Int.self, forKey: .frameCount) ?? d.frameCount
-            frameSize = try c.decodeIfPresent(Int.self, forKey: .frameSize) ?? d.frameSize
-            ringSize = try c.decodeIfPresent(UInt32.self, forKey: .ringSize) ?? d.ringSize
-            headroom = try c.decodeIfPresent(Int.self, forKey: .headroom) ?? d.headroom
-            hugePages = try c.decodeIfPresent(Bool.self, forKey: .hugePages) ?? d.hugePages
-            bindMode = try c.decodeIfPresent(String.self, forKey: .bindMode) ?? d.bindMode
-            idle = try c.decodeIfPresent(String.self, forKey: .idle) ?? d.idle
-            attach = try c.decodeIfPresent(String.self, forKey: .attach) ?? d.attach
+            frameCount = try c.value(.frameCount, or: d.frameCount)
+            frameSize = try c.value(.frameSize, or: d.frameSize)
+            ringSize = try c.value(.ringSize, or: d.ringSize)
+            headroom = try c.value(.headroom, or: d.headroom)
+            hugePages = try c.value(.hugePages, or: d.hugePages)
+            bindMode = try c.value(.bindMode, or: d.bindMode)
+            idle = try c.value(.idle, or: d.idle)
+            attach = try c.value(.attach, or: d.attach)
             object = try c.decodeIfPresent(String.self, forKey: .object)
-            stunRate = try c.decodeIfPresent(UInt32.self, forKey: .stunRate) ?? d.stunRate
-            stunBurst = try c.decodeIfPresent(UInt32.self, forKey: .stunBurst) ?? d.stunBurst
+            stunRate = try c.value(.stunRate, or: d.stunRate)
+            stunBurst = try c.value(.stunBurst, or: d.stunBurst)
         }
 
         /// The sockets' part, for VoxIO.
@@ -136,22 +136,22 @@ public struct EngineConfiguration: Codable, Sendable, Equatable {
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         let d = EngineConfiguration()
-        mediaAddress = try c.decodeIfPresent(String.self, forKey: .mediaAddress) ?? d.mediaAddress
-        mediaPort = try c.decodeIfPresent(UInt16.self, forKey: .mediaPort) ?? d.mediaPort
-        backendAddress = try c.decodeIfPresent(String.self, forKey: .backendAddress) ?? d.backendAddress
-        backendPortBase = try c.decodeIfPresent(UInt16.self, forKey: .backendPortBase) ?? d.backendPortBase
-        workers = try c.decodeIfPresent(Int.self, forKey: .workers) ?? d.workers
+        mediaAddress = try c.value(.mediaAddress, or: d.mediaAddress)
+        mediaPort = try c.value(.mediaPort, or: d.mediaPort)
+        backendAddress = try c.value(.backendAddress, or: d.backendAddress)
+        backendPortBase = try c.value(.backendPortBase, or: d.backendPortBase)
+        workers = try c.value(.workers, or: d.workers)
         cores = try c.decodeIfPresent([Int].self, forKey: .cores)
-        maxSessions = try c.decodeIfPresent(Int.self, forKey: .maxSessions) ?? d.maxSessions
-        backends = try c.decodeIfPresent([BackendEntry].self, forKey: .backends) ?? d.backends
-        controlSocket = try c.decodeIfPresent(String.self, forKey: .controlSocket) ?? d.controlSocket
-        logLevel = try c.decodeIfPresent(String.self, forKey: .logLevel) ?? d.logLevel
-        io = try c.decodeIfPresent(String.self, forKey: .io) ?? d.io
+        maxSessions = try c.value(.maxSessions, or: d.maxSessions)
+        backends = try c.value(.backends, or: d.backends)
+        controlSocket = try c.value(.controlSocket, or: d.controlSocket)
+        logLevel = try c.value(.logLevel, or: d.logLevel)
+        io = try c.value(.io, or: d.io)
         interface = try c.decodeIfPresent(String.self, forKey: .interface)
-        xdp = try c.decodeIfPresent(XDPSettings.self, forKey: .xdp) ?? d.xdp
-        socketReceiveBuffer = try c.decodeIfPresent(Int.self, forKey: .socketReceiveBuffer) ?? d.socketReceiveBuffer
-        metricsAddress = try c.decodeIfPresent(String.self, forKey: .metricsAddress) ?? d.metricsAddress
-        metricsPort = try c.decodeIfPresent(UInt16.self, forKey: .metricsPort) ?? d.metricsPort
+        xdp = try c.value(.xdp, or: d.xdp)
+        socketReceiveBuffer = try c.value(.socketReceiveBuffer, or: d.socketReceiveBuffer)
+        metricsAddress = try c.value(.metricsAddress, or: d.metricsAddress)
+        metricsPort = try c.value(.metricsPort, or: d.metricsPort)
     }
 
     /// Every problem with this configuration, as sentences; empty when it can run.
@@ -184,4 +184,12 @@ public enum IdleStrategy: String, Sendable {
     /// Spin, with SO_PREFER_BUSY_POLL: the kernel leaves the queue's NAPI to the worker's
     /// recvfrom/sendto, so it can share a core with NAPI.
     case preferBusyPoll = "prefer-busy-poll"
+}
+
+extension KeyedDecodingContainer {
+    /// The value under `key`, or `fallback` when the key is absent: every configuration key
+    /// is optional and defaults to what `init()` sets.
+    func value<T: Decodable>(_ key: Key, or fallback: T) throws -> T {
+        try decodeIfPresent(T.self, forKey: key) ?? fallback
+    }
 }

@@ -100,7 +100,9 @@ struct ControlCommand: ParsableCommand {
                             + "hugepages=\(x["hugepages"] as? Bool ?? false)  program: \(pairs(x["counters"], nonzero: true))")
                 }
                 for b in r["backends"] as? [[String: Any]] ?? [] {
-                    lines.append("backend \(b["index"] ?? "?"): \(b["address"] ?? "?") \(b["state"] ?? "?") next hop \(b["mac"] ?? "?")")
+                    // Kernel sockets: the kernel routes and resolves; only AF_XDP writes MACs itself.
+                    let hop = r["io"] as? String == "xdp" ? "next hop \(b["mac"] ?? "?")" : "routed by the kernel"
+                    lines.append("backend \(b["index"] ?? "?"): \(b["address"] ?? "?") \(b["state"] ?? "?") \(hop)")
                 }
                 for w in r["workers"] as? [[String: Any]] ?? [] {
                     let drops = pairs(w["drops"])
