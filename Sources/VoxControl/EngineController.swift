@@ -95,10 +95,9 @@ public final class EngineController {
         }
         nextWorker += 1
         if let xdp = runtime.xdp {
-            let b = runtime.backends.table[backend]
-            let backendFlow = FlowKey(
-                remoteAddress: b.address, remotePort: b.port, localAddress: IPAddress(c.backendAddress)!,
-                localPort: UDPPort(c.backendPortBase &+ UInt16(slot)))
+            let backendFlow = FlowKey.backendLeg(
+                runtime.backends.table[backend], edge: IPAddress(c.backendAddress)!, portBase: c.backendPortBase,
+                slot: Int(slot))
             xdp.preAdmit([flow, backendFlow], slot: slot, worker: worker)
         }
         let record = Record(

@@ -25,7 +25,7 @@ public final class XDPDataPlane: @unchecked Sendable {
     var program: XDPProgram?
     var attachment: XDPAttachment?
     /// The control thread's handle on `vox_flows` (each worker has its own).
-    let controlFlows: AdmittedFlows
+    let controlAdmission: XDPAdmission
     /// Holds the media port in the kernel's UDP table, so nothing else binds it.
     let reservation: Int32
     var closed = false
@@ -89,7 +89,7 @@ public final class XDPDataPlane: @unchecked Sendable {
             )
         )
         sockets = try XSKSet(interface: name, queues: c.workers, configuration: c.xdp.sockets)
-        controlFlows = try program.admittedFlows()
+        controlAdmission = XDPAdmission(flows: try program.admittedFlows(), worker: 0, logger: logger)
         let socketMap = try program.socketMap()
         for q in 0..<c.workers { try socketMap.insert(socket: sockets.socketFD(queue: q), queue: UInt32(q)) }
         let policy: XDPAttachPolicy =
@@ -121,11 +121,7 @@ public final class XDPDataPlane: @unchecked Sendable {
     /// that created it: its client may send at once, before the owning worker has applied
     /// the command (the worker admits them again, idempotently, and forgets them at `drop`).
     func preAdmit(_ flows: [FlowKey], slot: Int32, worker: Int) {
-        for flow in flows {
-            do { try controlFlows.admit(flow, session: UInt32(slot), worker: UInt32(worker)) } catch {
-                logger.warning("vox_flows update failed", metadata: ["slot": "\(slot)", "error": "\(error)"])
-            }
-        }
+        for flow in flows { controlAdmission.admit(flow, slot: Int(slot), worker: UInt32(worker)) }
     }
 
     /// The XDP program's counters, summed over CPUs.
@@ -149,24 +145,13 @@ public final class XDPDataPlane: @unchecked Sendable {
         Glibc.close(reservation)
     }
 
+    /// A UDP socket bound to the media port, never read: it keeps the port in the kernel's table.
     static func reserve(_ address: IPAddress, _ port: UDPPort) throws(XSKError) -> Int32 {
-        let fd = socket(
-            address.isIPv4 ? AF_INET : AF_INET6,
-            Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue),
-            0
-        )
-        guard fd >= 0 else { throw XSKError(code: "xsk.reserve", message: "socket()", errno: errno) }
-        var storage = sockaddr_in6()
-        let length = SocketQueue.socketAddress(&storage, address, port)
-        let status = withUnsafePointer(to: &storage) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
+        do {
+            return try SocketQueue.bind(address, port, reusePort: false)
+        } catch {
+            throw XSKError(code: "xsk.reserve", message: "media port \(address):\(port) is taken", errno: error.errno)
         }
-        guard status == 0 else {
-            let e = errno
-            Glibc.close(fd)
-            throw XSKError(code: "xsk.reserve", message: "media port \(address):\(port) is taken", errno: e)
-        }
-        return fd
     }
 }
 
@@ -195,7 +180,15 @@ final class XDPAdmission: WorkerPortHooks, @unchecked Sendable {
             if let from, from != to { try flows.forget(from) }
             if let to { try flows.admit(to, session: UInt32(slot), worker: worker) }
         } catch {
-            logger.warning("vox_flows update failed", metadata: ["slot": "\(slot)", "error": "\(error)"])
+            failed(slot, error)
         }
+    }
+
+    func admit(_ flow: FlowKey, slot: Int, worker: UInt32) {
+        do { try flows.admit(flow, session: UInt32(slot), worker: worker) } catch { failed(slot, error) }
+    }
+
+    func failed(_ slot: Int, _ error: XDPError) {
+        logger.warning("vox_flows update failed", metadata: ["slot": "\(slot)", "error": "\(error)"])
     }
 }

@@ -53,3 +53,13 @@ extension SnapshotPublisher where Snapshot == BackendTable {
     /// The table now (control side).
     public var table: BackendTable { snapshot }
 }
+
+extension FlowKey {
+    /// The backend leg of session `slot` as the edge sees it: remote = the backend, local =
+    /// the edge's address toward backends and the slot's reserved port (DESIGN §4).
+    public static func backendLeg(_ backend: Backend, edge: IPAddress, portBase: UInt16, slot: Int) -> FlowKey {
+        FlowKey(
+            remoteAddress: backend.address, remotePort: backend.port, localAddress: edge,
+            localPort: UDPPort(portBase &+ UInt16(truncatingIfNeeded: slot)))
+    }
+}

@@ -602,10 +602,9 @@ public struct Worker: ~Copyable {
     /// backend is in this burst's table.
     func backendFlow(_ slot: Int, _ index: Int32) -> FlowKey? {
         guard index >= 0, Int(index) < backendCount else { return nil }
-        let b = backendEntries[Int(index)]
-        return FlowKey(
-            remoteAddress: b.address, remotePort: b.port, localAddress: configuration.backendAddress,
-            localPort: UDPPort(configuration.backendPortBase &+ UInt16(slot)))
+        return .backendLeg(
+            backendEntries[Int(index)], edge: configuration.backendAddress, portBase: configuration.backendPortBase,
+            slot: slot)
     }
 
     /// Frames in this worker's pool (not in any ring).

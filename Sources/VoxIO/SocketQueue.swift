@@ -102,7 +102,7 @@ public final class SocketQueue: WorkerPortHooks, @unchecked Sendable {
     }
 
     /// A non-blocking UDP socket bound to `address:port`.
-    static func bind(_ address: IPAddress, _ port: UDPPort, reusePort: Bool) throws(SocketError) -> Int32 {
+    public static func bind(_ address: IPAddress, _ port: UDPPort, reusePort: Bool) throws(SocketError) -> Int32 {
         let v6 = !address.isIPv4
         let fd = socket(v6 ? AF_INET6 : AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw SocketError(code: "socket.create", message: "socket()", errno: Glibc.errno) }
@@ -145,10 +145,6 @@ public final class SocketQueue: WorkerPortHooks, @unchecked Sendable {
         withUnsafeMutablePointer(to: &storage) { fill($0, address, port) }
     }
 
-    /// `address:port` as a sockaddr_in or sockaddr_in6 in `storage`; returns its length.
-    public static func socketAddress(_ storage: inout sockaddr_in6, _ address: IPAddress, _ port: UDPPort) -> socklen_t {
-        fill(&storage, address, port)
-    }
 
     func watch(_ fd: Int32, token: UInt64) {
         _ = vox_epoll_add(epoll, fd, token)
