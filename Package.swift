@@ -17,6 +17,15 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
+        // The control plane's I/O (DESIGN §6): the control socket on swift-nio, metrics and
+        // health on Hummingbird (without its swift-configuration trait), swift-metrics
+        // exported by swift-prometheus.
+        .package(url: "https://github.com/apple/swift-nio", from: "2.81.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1", traits: []),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.0.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // System libraries, each wrapped once: a module map plus a shim header with
@@ -53,6 +62,11 @@ let package = Package(
             name: "VoxControl",
             dependencies: [
                 "VoxEngine", "VoxIO", "VoxWire", "VoxMedia", "VoxXDP", "CXDP", "CVoxLinux", .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Hummingbird", package: "hummingbird"), .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
         // Reference peers: libsrtp2 behind a small Swift surface, and OpenSSL's own DTLS client.
@@ -81,7 +95,10 @@ let package = Package(
             name: "VoxEngineTests",
             dependencies: ["VoxEngine", "VoxIO", "VoxWire", "VoxMedia", "VoxSRTPReference", "CVoxAllocCounter", "VoxTestKit"]
         ),
-        .testTarget(name: "VoxControlTests", dependencies: ["VoxControl", "VoxEngine", "VoxWire", "VoxTestKit"]),
+        .testTarget(
+            name: "VoxControlTests",
+            dependencies: ["VoxControl", "VoxEngine", "VoxWire", "VoxTestKit", .product(name: "Logging", package: "swift-log")]
+        ),
         // Privileged: BPF_PROG_TEST_RUN, veth/netns attach tests, and VoxIO's netlink next-hop
         // resolution over the same namespaces (root; CI=true fails without it).
         .testTarget(name: "VoxXDPTests", dependencies: ["VoxXDP", "VoxIO", "VoxWire", "CVoxBPF", "CVoxLinux", "CXDP"]),
