@@ -24,6 +24,8 @@ public final class EngineRuntime: @unchecked Sendable {
     /// AF_XDP only: the backends' next-hop MACs, kept fresh from the kernel.
     var nextHops: BackendNextHops?
     let stopping = Atomic<Bool>(false)
+    /// Set when the engine starts draining (SIGTERM): `/readyz` answers 503 from then on.
+    public let draining = Atomic<Bool>(false)
     var threads: [Thread] = []
     let finished = DispatchGroup()
     let logger: Logger
@@ -76,6 +78,7 @@ public final class EngineRuntime: @unchecked Sendable {
             }
         }
         for (w, runner) in runners.enumerated() {
+            counters[w].beat(WorkerRunner.now())
             finished.enter()
             let thread = Thread { [self] in
                 runner.run(isStopping: { self.stopping.load(ordering: .acquiring) }, logger: logger, id: w)
@@ -257,6 +260,7 @@ final class SocketWorkerRunner: WorkerRunner, @unchecked Sendable {
             idle = handled == 0 && sent == 0
             let end = WorkerRunner.now()
             worker.counters.addLoopTime(busy: idle ? 0 : end &- last, idle: idle ? end &- last : 0)
+            worker.counters.beat(end)
             last = end
         }
         // Drain: what was received is handled and sent before the thread ends.
@@ -298,6 +302,7 @@ final class XDPWorkerRunner: WorkerRunner, @unchecked Sendable {
             let end = WorkerRunner.now()
             if handled > 0 {
                 worker.counters.addLoopTime(busy: end &- last, idle: 0)
+                worker.counters.beat(end)
                 // The kernel stops filling RX when the fill ring ran dry; say there is more.
                 driver.wakeRX()
                 last = end
@@ -319,6 +324,7 @@ final class XDPWorkerRunner: WorkerRunner, @unchecked Sendable {
             }
             let woke = WorkerRunner.now()
             worker.counters.addLoopTime(busy: 0, idle: woke &- last)
+            worker.counters.beat(woke)
             last = woke
         }
         _ = worker.runOnce(now: WorkerRunner.now())

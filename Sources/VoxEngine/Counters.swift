@@ -79,6 +79,11 @@ public final class WorkerCounters: @unchecked Sendable {
         values[WorkerCounters.slots - 5] &+= busy
         values[WorkerCounters.slots - 4] &+= idle
     }
+    /// Heartbeat: the monotonic time (ns) at which the worker's loop last came round, busy or
+    /// idle (an idle worker wakes at least once a second). Health checks read it: a worker
+    /// whose heartbeat stops is stuck. Zero until the loop starts.
+    public var heartbeat: UInt64 { values[WorkerCounters.slots - 3] }
+    public func beat(_ now: UInt64) { values[WorkerCounters.slots - 3] = now }
     func addBurst(received n: Int, handedIn h: Int) {
         values[WorkerCounters.slots - 8] &+= 1
         values[WorkerCounters.slots - 7] &+= UInt64(n)
