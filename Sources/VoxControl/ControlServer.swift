@@ -1,247 +1,392 @@
 import Foundation
 import Glibc
+import Logging
+import NIOCore
+import NIOPosix
 
-/// A reply on the control socket: `{"id":…,"ok":true,…}` or
-/// `{"id":…,"ok":false,"error":{"code":…,"message":…}}` (DESIGN §5).
-public struct ControlReply: @unchecked Sendable {
-    public var fields: [String: Any]
-    public var error: ControlError?
+/// What one control client may cost the engine.
+public struct ControlLimits: Sendable, Equatable {
+    /// Longest request line, in bytes (a batched load report of 1,000 backends fits). A longer
+    /// line gets a `line_too_long` error and is skipped; the connection stays usable.
+    public var maxLine = 1 << 20
+    /// Connections served at once; one more is told `busy` and closed.
+    public var maxClients = 1024
+    /// Reply bytes the engine holds for one client that does not read them; past this the
+    /// client is closed (one reply larger than this still goes to a client that has read the rest).
+    public var maxQueuedReplyBytes = 1 << 20
+    /// A connection that sends no request for this long is told `idle_timeout` and closed.
+    public var idleTimeout: TimeAmount = .seconds(300)
 
-    public static func ok(_ fields: [String: Any] = [:]) -> ControlReply { ControlReply(fields: fields, error: nil) }
-    public static func failure(_ code: String, _ message: String) -> ControlReply {
-        ControlReply(fields: [:], error: ControlError(code: code, message: message))
-    }
+    public init() {}
 }
 
-public struct ControlError: Error, Sendable {
-    public var code: String
-    public var message: String
+/// Who may use the control socket: a peer whose uid or (primary) gid, as `SO_PEERCRED`
+/// reports them, is listed.
+public struct PeerPolicy: Sendable, Equatable {
+    public var uids: Set<UInt32>
+    public var gids: Set<UInt32>
+
+    public init(uids: Set<UInt32>, gids: Set<UInt32>) {
+        self.uids = uids
+        self.gids = gids
+    }
+
+    public func allows(_ peer: PeerCredentials) -> Bool { uids.contains(peer.uid) || gids.contains(peer.gid) }
 }
 
-/// A parsed request: its `id` (echoed back as sent), `cmd`, and the rest.
-public struct ControlRequest: @unchecked Sendable {
-    public var id: Any
-    public var command: String
-    public var arguments: [String: Any]
-
-    /// A string argument, or a `bad_argument` failure naming it.
-    public func string(_ key: String) throws(ControlError) -> String {
-        guard let v = arguments[key] else { throw ControlError(code: "bad_argument", message: "missing '\(key)'") }
-        guard let s = v as? String else { throw ControlError(code: "bad_argument", message: "'\(key)' must be a string") }
-        return s
-    }
-
-    public func optionalString(_ key: String) throws(ControlError) -> String? {
-        guard arguments[key] != nil, !(arguments[key] is NSNull) else { return nil }
-        return try string(key)
-    }
-
-    /// An integer argument (JSON numbers without a fraction), or `bad_argument`.
-    public func integer(_ key: String) throws(ControlError) -> Int {
-        guard let v = arguments[key] else { throw ControlError(code: "bad_argument", message: "missing '\(key)'") }
-        // JSON booleans arrive as NSNumber too, with objCType "c".
-        guard let n = v as? NSNumber, String(cString: n.objCType) != "c", let i = Int(exactly: n.doubleValue) else {
-            throw ControlError(code: "bad_argument", message: "'\(key)' must be an integer")
-        }
-        return i
-    }
-
-    public func optionalInteger(_ key: String) throws(ControlError) -> Int? {
-        guard arguments[key] != nil, !(arguments[key] is NSNull) else { return nil }
-        return try integer(key)
-    }
+/// The peer of a Unix socket, as the kernel saw it at connect(2) (`SO_PEERCRED`). Laid out as
+/// the kernel's `struct ucred` (pid, uid, gid; 12 bytes), which Glibc does not import without
+/// _GNU_SOURCE, so `getsockopt` fills it directly.
+public struct PeerCredentials: Sendable, Equatable {
+    public var pid: Int32
+    public var uid: UInt32
+    public var gid: UInt32
 }
 
-/// The control socket (DESIGN §5): a Unix stream socket (mode 0660), one JSON object per
-/// line each way. Single-threaded: the control thread calls `poll` in its loop, and every
-/// request is handled there, in order per connection. Garbage, unknown commands, wrong
-/// types and lines over `maxLine` bytes get an error reply and the connection stays usable;
-/// nothing here touches the data plane except through the handler. Used from one thread
-/// at a time (hence `@unchecked Sendable`: it moves to that thread once).
+/// The control socket (DESIGN §5) on swift-nio: a Unix stream socket (mode 0660), one JSON
+/// object per line each way.
+///
+/// Its one event loop is the **control thread**: every connection lives on it, every request
+/// is handled there in order per connection, and the runtime's periodic work runs there too
+/// (`every`), so `EngineController` and `SessionControl` stay single-threaded. Fairness
+/// between connections comes from the loop itself: each turn reads at most one 16 KiB chunk
+/// from each readable connection, so a client streaming requests gets its turn and no more.
+/// Each client is bounded: request lines (`maxLine`), replies held for it
+/// (`maxQueuedReplyBytes`), idle time, and the number of clients; peers are checked against
+/// `PeerPolicy` before anything they send is read.
 public final class ControlServer: @unchecked Sendable {
     public let path: String
-    public let maxLine: Int
-    public let maxClients: Int
+    public let limits: ControlLimits
+    /// The peers allowed; when not configured, the engine's own uid and the socket's group.
+    public private(set) var peers: PeerPolicy
+    let configuredPeers: PeerPolicy?
+    let group: MultiThreadedEventLoopGroup
+    /// The control thread.
+    public let loop: any EventLoop
     let handler: (ControlRequest) -> ControlReply
-    var listener: Int32 = -1
-
-    final class Client {
-        let fd: Int32
-        var input: [UInt8] = []
-        /// Skipping the rest of a line that was too long.
-        var discarding = false
-        var output: [UInt8] = []
-        init(fd: Int32) { self.fd = fd }
-    }
-    var clients: [Int32: Client] = [:]
-    public private(set) var requests = 0
-    public private(set) var errors = 0
-
-    public init(path: String, maxLine: Int = 64 * 1024, maxClients: Int = 1024, handler: @escaping (ControlRequest) -> ControlReply) {
-        self.path = path
-        self.maxLine = maxLine
-        self.maxClients = maxClients
-        self.handler = handler
-    }
-
-    deinit { stop() }
-
-    /// Binds and listens (replacing a stale socket file).
-    public func start() throws(ControlError) {
-        unlink(path)
-        listener = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard listener >= 0 else { throw ControlError(code: "control.socket", message: String(cString: strerror(errno))) }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
-            throw ControlError(code: "control.path", message: "socket path too long: \(path)")
-        }
-        withUnsafeMutableBytes(of: &address.sun_path) { p in for (i, b) in bytes.enumerated() { p[i] = b } }
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        guard bound == 0, listen(listener, 128) == 0 else {
-            let message = String(cString: strerror(errno))
-            close(listener)
-            listener = -1
-            throw ControlError(code: "control.bind", message: "\(path): \(message)")
-        }
-        chmod(path, 0o660)
-    }
-
-    public func stop() {
-        for fd in clients.keys { close(fd) }
-        clients.removeAll()
-        if listener >= 0 {
-            close(listener)
-            listener = -1
-            unlink(path)
-        }
-    }
-
-    public var connectedClients: Int { clients.count }
+    let logger: Logger
+    let metrics: EngineMetrics?
+    var listener: (any Channel)?
+    var tasks: [RepeatedTask] = []
 
     /// Runs after a batch of requests is handled and before their replies go out: what a
     /// reply promises must hold when the client reads it (a created session's flows are in
     /// the workers' directory), and one call covers a whole pipelined batch.
     public var beforeReplies: (() -> Void)?
 
-    /// Waits up to `timeout` ms for activity and handles all of it.
-    public func poll(timeout: Int32) {
-        guard listener >= 0 else { return }
-        var fds = [pollfd(fd: listener, events: Int16(POLLIN), revents: 0)]
-        for c in clients.values {
-            fds.append(pollfd(fd: c.fd, events: Int16(POLLIN) | (c.output.isEmpty ? 0 : Int16(POLLOUT)), revents: 0))
-        }
-        guard Glibc.poll(&fds, nfds_t(fds.count), timeout) > 0 else { return }
-        for p in fds where p.revents != 0 {
-            if p.fd == listener {
-                accept()
-            } else if let c = clients[p.fd] {
-                if p.revents & Int16(POLLIN | POLLHUP | POLLERR) != 0 { read(c) }
-                if clients[p.fd] != nil, !c.output.isEmpty { write(c) }
-            }
-        }
+    // Control-thread state.
+    public private(set) var requests = 0
+    public internal(set) var errors = 0
+    public internal(set) var connectedClients = 0
+    var connectionNumber: UInt64 = 0
+    /// Clients told `busy` so far (logged once in a hundred: a crowd must not flood the log).
+    var busyRefusals = 0
+
+    public init(
+        path: String, limits: ControlLimits = ControlLimits(), peers: PeerPolicy? = nil,
+        logger: Logger = Logger(label: "voxedge.control"), metrics: EngineMetrics? = nil,
+        handler: @escaping (ControlRequest) -> ControlReply
+    ) {
+        self.path = path
+        self.limits = limits
+        self.configuredPeers = peers
+        self.peers = peers ?? PeerPolicy(uids: [geteuid()], gids: [getegid()])
+        self.logger = logger
+        self.metrics = metrics
+        self.handler = handler
+        group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        loop = group.next()
     }
 
-    func accept() {
-        while true {
-            let fd = Glibc.accept(listener, nil, nil)
-            guard fd >= 0 else { return }
-            _ = fcntl(fd, F_SETFL, O_NONBLOCK)
-            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
-            guard clients.count < maxClients else {
-                close(fd)
-                continue
-            }
-            clients[fd] = Client(fd: fd)
-        }
+    deinit {
+        // The last reference may go on the loop itself (a connection's handler): no waiting here.
+        group.shutdownGracefully { _ in }
     }
 
-    func drop(_ c: Client) {
-        close(c.fd)
-        clients[c.fd] = nil
-    }
-
-    func read(_ c: Client) {
-        var buffer = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = buffer.withUnsafeMutableBytes { recv(c.fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
-            if n == 0 { return drop(c) }
-            if n < 0 {
-                if errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR { break }
-                return drop(c)
-            }
-            for byte in buffer[0..<n] {
-                if byte == 0x0A {
-                    if c.discarding {
-                        c.discarding = false
-                    } else {
-                        handle(line: c.input, client: c)
-                    }
-                    c.input.removeAll(keepingCapacity: true)
-                } else if !c.discarding {
-                    if c.input.count >= maxLine {
-                        // One error per oversized line, then skip to its end.
-                        c.discarding = true
-                        c.input.removeAll(keepingCapacity: true)
-                        respond(c, id: NSNull(), .failure("line_too_long", "request lines are limited to \(maxLine) bytes"))
-                    } else {
-                        c.input.append(byte)
-                    }
+    /// Binds (replacing a stale socket file), sets mode 0660 and starts serving.
+    public func start() throws(ControlError) {
+        let bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 1024)
+            .serverChannelOption(.maxMessagesPerRead, value: 16)
+            // One read of at most 16 KiB per connection per turn of the loop: fairness.
+            .childChannelOption(.maxMessagesPerRead, value: 1)
+            .childChannelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 16 * 1024))
+            .childChannelInitializer { [self] channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandlers([
+                        IdleStateHandler(readTimeout: limits.idleTimeout),
+                        ByteToMessageHandler(BoundedLineDecoder(maximum: limits.maxLine)),
+                        ControlConnectionHandler(server: self),
+                    ])
                 }
             }
+        let bound: any Channel
+        do {
+            bound = try bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true).wait()
+        } catch {
+            throw ControlError(code: "control.bind", message: "\(path): \(error)")
         }
-        if !c.output.isEmpty {
-            beforeReplies?()
-            write(c)
+        chmod(path, 0o660)
+        var policy = peers
+        if configuredPeers == nil {
+            var s = stat()
+            if stat(path, &s) == 0 { policy = PeerPolicy(uids: [geteuid()], gids: [s.st_gid]) }
+        }
+        let peersNow = policy
+        try? loop.submit { self.peers = peersNow }.wait()
+        listener = bound
+        logger.info(
+            "control socket listening",
+            metadata: [
+                "path": "\(path)", "allowed_uids": "\(peersNow.uids.sorted())", "allowed_gids": "\(peersNow.gids.sorted())",
+                "max_clients": "\(limits.maxClients)", "max_line": "\(limits.maxLine)",
+            ])
+    }
+
+    /// Runs `body` on the control thread every `interval` until `stop`.
+    public func every(_ interval: TimeAmount, _ body: @escaping () -> Void) {
+        let box = UnsafeTransfer(body)
+        let task = loop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { _ in box.value() }
+        tasks.append(task)
+    }
+
+    /// Runs `body` on the control thread and waits for it.
+    public func onControlThread<T>(_ body: () -> T) -> T {
+        if loop.inEventLoop { return body() }
+        return withoutActuallyEscaping(body) { escapable in
+            let box = UnsafeTransfer(escapable)
+            let result = try! loop.submit { UnsafeTransfer(box.value()) }.wait()
+            return result.value
         }
     }
 
-    func write(_ c: Client) {
-        while !c.output.isEmpty {
-            let n = c.output.withUnsafeBytes { send(c.fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT | MSG_NOSIGNAL)) }
-            if n < 0 {
-                if errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR { return }
-                return drop(c)
-            }
-            c.output.removeFirst(n)
-        }
+    /// Closes the listener and every connection, stops the periodic work and the control
+    /// thread. Not from the control thread itself.
+    public func stop() {
+        guard let listener else { return }
+        self.listener = nil
+        for task in tasks { task.cancel() }
+        tasks = []
+        try? listener.close().wait()
+        try? loop.submit { self.closeAll() }.wait()
+        unlink(path)
+        try? group.syncShutdownGracefully()
     }
 
-    func handle(line: [UInt8], client: Client) {
+    var connections: [ObjectIdentifier: any Channel] = [:]
+    func closeAll() {
+        for c in connections.values { c.close(promise: nil) }
+        connections = [:]
+    }
+
+    func nextConnection() -> UInt64 {
+        connectionNumber += 1
+        return connectionNumber
+    }
+
+    /// One request line: parse, handle, log, reply.
+    func reply(to line: ByteBuffer, peer: PeerCredentials, connection: UInt64) -> [UInt8]? {
         requests += 1
-        if line.allSatisfy({ $0 == 0x20 || $0 == 0x0D || $0 == 0x09 }) { return }  // blank line: nothing asked
-        guard let object = try? JSONSerialization.jsonObject(with: Data(line)) else {
-            return respond(client, id: NSNull(), .failure("bad_json", "not valid JSON"))
+        switch ControlWire.parse(line.readableBytesView) {
+        case .blank:
+            metrics?.controlRequest(failed: false)
+            return nil
+        case .invalid(let id, let reply):
+            errors += 1
+            metrics?.controlRequest(failed: true)
+            logger.debug(
+                "control request refused",
+                metadata: ["conn": "\(connection)", "peer_uid": "\(peer.uid)", "error": "\(reply.error?.code ?? "")"])
+            return ControlWire.encode(id: id, reply)
+        case .request(let request):
+            let reply = handler(request)
+            let failed = reply.error != nil
+            if failed { errors += 1 }
+            metrics?.controlRequest(failed: failed)
+            log(request, reply, peer: peer, connection: connection)
+            let reveal = request.command == "session.create" && !failed
+            return ControlWire.encode(id: request.id, reply, revealSecrets: reveal)
         }
-        guard var dictionary = object as? [String: Any] else {
-            return respond(client, id: NSNull(), .failure("bad_request", "a request is a JSON object"))
-        }
-        let id = dictionary.removeValue(forKey: "id") ?? NSNull()
-        guard let command = dictionary.removeValue(forKey: "cmd") as? String else {
-            return respond(client, id: id, .failure("bad_request", "missing string 'cmd'"))
-        }
-        respond(client, id: id, handler(ControlRequest(id: id, command: command, arguments: dictionary)))
     }
 
-    func respond(_ c: Client, id: Any, _ reply: ControlReply) {
-        var object = reply.fields
-        object["id"] = id
+    static let readOnlyCommands: Set<String> = ["session.list", "session.show", "stats"]
+
+    /// Who did what: changes at info, reads at debug; arguments and results redacted.
+    func log(_ request: ControlRequest, _ reply: ControlReply, peer: PeerCredentials, connection: UInt64) {
+        let level: Logger.Level = ControlServer.readOnlyCommands.contains(request.command) ? .debug : .info
+        guard logger.logLevel <= level else { return }
+        var metadata: Logger.Metadata = [
+            "conn": "\(connection)", "peer_pid": "\(peer.pid)", "peer_uid": "\(peer.uid)", "peer_gid": "\(peer.gid)",
+            "cmd": "\(request.command)", "request_id": "\(ControlServer.render(request.id))",
+            "arguments": "\(ControlServer.render(ControlWire.redacted(request.arguments)))",
+        ]
         if let e = reply.error {
-            errors += 1
-            object["ok"] = false
-            object["error"] = ["code": e.code, "message": e.message]
+            metadata["result"] = "\(e.code)"
         } else {
-            object["ok"] = true
+            metadata["result"] = "ok"
+            if let session = reply.fields["session"] as? [String: Any], let id = session["id"] {
+                metadata["session"] = "\(id)"
+            }
         }
-        guard var data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else {
-            errors += 1
-            c.output += Array(#"{"error":{"code":"internal","message":"reply not serialisable"},"ok":false}"#.utf8) + [0x0A]
+        logger.log(level: level, "control request", metadata: metadata)
+    }
+
+    static func render(_ value: Any) -> String {
+        if value is NSNull { return "null" }
+        if JSONSerialization.isValidJSONObject(value),
+            let data = try? JSONSerialization.data(withJSONObject: value, options: [.sortedKeys])
+        {
+            return String(decoding: data, as: UTF8.self)
+        }
+        return "\(value)"
+    }
+}
+
+/// Carries a value the compiler cannot prove `Sendable` to the control thread, where alone it
+/// is used.
+struct UnsafeTransfer<Value>: @unchecked Sendable {
+    let value: Value
+    init(_ value: Value) { self.value = value }
+}
+
+/// One client connection, on the control thread.
+final class ControlConnectionHandler: ChannelInboundHandler {
+    typealias InboundIn = ControlLine
+    typealias OutboundOut = ByteBuffer
+
+    enum State { case starting, serving, closing }
+    let server: ControlServer
+    var state = State.starting
+    var peer = PeerCredentials(pid: 0, uid: UInt32.max, gid: UInt32.max)
+    var number: UInt64 = 0
+    /// Reply bytes written and not yet taken by the kernel.
+    var queued = 0
+    /// Replies written since the last flush.
+    var unflushed = 0
+
+    init(server: ControlServer) { self.server = server }
+
+    var limits: ControlLimits { server.limits }
+
+    func channelActive(context: ChannelHandlerContext) {
+        number = server.nextConnection()
+        server.connectedClients += 1
+        server.connections[ObjectIdentifier(context.channel)] = context.channel
+        server.metrics?.controlClients(server.connectedClients)
+        defer { context.fireChannelActive() }
+        guard server.connectedClients <= limits.maxClients else {
+            server.busyRefusals += 1
+            if server.busyRefusals % 100 == 1 {
+                server.logger.notice(
+                    "control client refused: too many clients",
+                    metadata: ["conn": "\(number)", "limit": "\(limits.maxClients)", "refused_so_far": "\(server.busyRefusals)"])
+            }
+            return close(
+                context, reason: "busy", notice: ControlWire.notice("busy", "the engine serves \(limits.maxClients) control clients at once; try again"))
+        }
+        guard let provider = context.channel as? any SocketOptionProvider else {
+            return close(context, reason: "forbidden", notice: ControlWire.notice("forbidden", "peer credentials unavailable"))
+        }
+        // SO_PEERCRED (asm-generic/socket.h): not imported by Glibc without _GNU_SOURCE.
+        let soPeerCred: CInt = 17
+        assert(MemoryLayout<PeerCredentials>.size == 12)
+        let credentials: EventLoopFuture<PeerCredentials> = provider.unsafeGetSocketOption(level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(soPeerCred))
+        credentials.assumeIsolated().whenComplete { result in
+            guard case .success(let c) = result else {
+                return self.close(context, reason: "forbidden", notice: ControlWire.notice("forbidden", "peer credentials unavailable"))
+            }
+            self.peer = c
+            guard self.server.peers.allows(self.peer) else {
+                self.server.logger.warning(
+                    "control client refused: peer not allowed",
+                    metadata: ["conn": "\(self.number)", "peer_pid": "\(c.pid)", "peer_uid": "\(c.uid)", "peer_gid": "\(c.gid)"])
+                return self.close(
+                    context, reason: "forbidden",
+                    notice: ControlWire.notice("forbidden", "uid \(c.uid) gid \(c.gid) may not use this control socket"))
+            }
+            self.state = .serving
+            self.server.logger.debug(
+                "control client connected",
+                metadata: ["conn": "\(self.number)", "peer_pid": "\(c.pid)", "peer_uid": "\(c.uid)", "peer_gid": "\(c.gid)"])
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        server.connectedClients -= 1
+        server.connections[ObjectIdentifier(context.channel)] = nil
+        server.metrics?.controlClients(server.connectedClients)
+        server.logger.debug("control client gone", metadata: ["conn": "\(number)"])
+        context.fireChannelInactive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard state == .serving else { return }
+        switch unwrapInboundIn(data) {
+        case .tooLong:
+            server.errors += 1
+            server.metrics?.controlRequest(failed: true)
+            server.logger.debug("control request line too long", metadata: ["conn": "\(number)"])
+            send(context, ControlWire.notice("line_too_long", "request lines are limited to \(limits.maxLine) bytes"))
+        case .line(let line):
+            if let reply = server.reply(to: line, peer: peer, connection: number) { send(context, reply) }
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        flush(context)
+        context.fireChannelReadComplete()
+    }
+
+    func send(_ context: ChannelHandlerContext, _ bytes: [UInt8]) {
+        guard state == .serving else { return }
+        if queued > 0, queued + bytes.count > limits.maxQueuedReplyBytes {
+            server.logger.notice(
+                "control client closed: it does not read its replies",
+                metadata: ["conn": "\(number)", "peer_pid": "\(peer.pid)", "peer_uid": "\(peer.uid)", "queued_bytes": "\(queued)"])
+            state = .closing
+            server.metrics?.controlClosed(reason: "reply_queue_full")
+            context.close(promise: nil)
             return
         }
-        data.append(0x0A)
-        c.output += data
+        queued += bytes.count
+        let promise = context.eventLoop.makePromise(of: Void.self)
+        let n = bytes.count
+        promise.futureResult.assumeIsolated().whenComplete { _ in self.queued -= n }
+        context.write(wrapOutboundOut(context.channel.allocator.buffer(bytes: bytes)), promise: promise)
+        unflushed += n
+        // A long pipelined batch goes out in pieces rather than all held until the read ends.
+        if unflushed >= 64 * 1024 { flush(context) }
+    }
+
+    func flush(_ context: ChannelHandlerContext) {
+        guard unflushed > 0 else { return }
+        unflushed = 0
+        server.beforeReplies?()
+        context.flush()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read, state == .serving {
+            server.logger.debug("control client idle: closing", metadata: ["conn": "\(number)"])
+            close(
+                context, reason: "idle_timeout",
+                notice: ControlWire.notice("idle_timeout", "no request for \(limits.idleTimeout.nanoseconds / 1_000_000_000) s"))
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        server.logger.debug("control connection error", metadata: ["conn": "\(number)", "error": "\(error)"])
+        context.close(promise: nil)
+    }
+
+    /// Says why, then closes.
+    func close(_ context: ChannelHandlerContext, reason: String, notice: [UInt8]) {
+        guard state != .closing else { return }
+        state = .closing
+        server.metrics?.controlClosed(reason: reason)
+        context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(bytes: notice)), promise: nil)
+        context.close(promise: nil)
     }
 }

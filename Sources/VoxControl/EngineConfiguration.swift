@@ -23,6 +23,16 @@ public struct EngineConfiguration: Codable, Sendable, Equatable {
     public var maxSessions: Int = 1024
     public var backends: [BackendEntry] = []
     public var controlSocket: String = "/run/voxedge/control.sock"
+    /// Peers (by `SO_PEERCRED`) allowed on the control socket: a listed uid or a listed
+    /// primary gid. When both are absent: the engine's own uid and the socket's group.
+    public var controlAllowedUIDs: [UInt32]? = nil
+    public var controlAllowedGIDs: [UInt32]? = nil
+    /// Control clients served at once (one more is told `busy`), and how long one may stay
+    /// connected without sending a request.
+    public var controlMaxClients: Int = 1024
+    public var controlIdleTimeoutSeconds: Int = 300
+    /// `/healthz` fails when a worker's loop has not come round for this long.
+    public var healthStallSeconds: Double = 5
     /// Prometheus `/metrics`, `/healthz`, `/readyz` (port 0: off).
     public var metricsAddress: String = "127.0.0.1"
     public var metricsPort: UInt16 = 9464
@@ -126,6 +136,11 @@ public struct EngineConfiguration: Codable, Sendable, Equatable {
         case maxSessions = "max_sessions"
         case backends
         case controlSocket = "control_socket"
+        case controlAllowedUIDs = "control_allowed_uids"
+        case controlAllowedGIDs = "control_allowed_gids"
+        case controlMaxClients = "control_max_clients"
+        case controlIdleTimeoutSeconds = "control_idle_timeout_seconds"
+        case healthStallSeconds = "health_stall_seconds"
         case logLevel = "log_level"
         case io, interface, xdp
         case socketReceiveBuffer = "socket_receive_buffer"
@@ -145,6 +160,11 @@ public struct EngineConfiguration: Codable, Sendable, Equatable {
         maxSessions = try c.value(.maxSessions, or: d.maxSessions)
         backends = try c.value(.backends, or: d.backends)
         controlSocket = try c.value(.controlSocket, or: d.controlSocket)
+        controlAllowedUIDs = try c.decodeIfPresent([UInt32].self, forKey: .controlAllowedUIDs)
+        controlAllowedGIDs = try c.decodeIfPresent([UInt32].self, forKey: .controlAllowedGIDs)
+        controlMaxClients = try c.value(.controlMaxClients, or: d.controlMaxClients)
+        controlIdleTimeoutSeconds = try c.value(.controlIdleTimeoutSeconds, or: d.controlIdleTimeoutSeconds)
+        healthStallSeconds = try c.value(.healthStallSeconds, or: d.healthStallSeconds)
         logLevel = try c.value(.logLevel, or: d.logLevel)
         io = try c.value(.io, or: d.io)
         interface = try c.decodeIfPresent(String.self, forKey: .interface)
@@ -168,6 +188,9 @@ public struct EngineConfiguration: Codable, Sendable, Equatable {
         for (i, b) in backends.enumerated() {
             if IPAddress(b.address) == nil { out.append("backends[\(i)].address '\(b.address)' is not an IP address") }
         }
+        if controlMaxClients < 1 { out.append("control_max_clients must be at least 1") }
+        if controlIdleTimeoutSeconds < 1 { out.append("control_idle_timeout_seconds must be at least 1") }
+        if !(healthStallSeconds > 0) { out.append("health_stall_seconds must be more than 0") }
         if !["xdp", "socket", "auto"].contains(io) { out.append("io '\(io)' must be xdp, socket or auto") }
         if io != "socket" { out += xdp.problems() }
         return out

@@ -94,31 +94,29 @@ struct RunCommand: ParsableCommand {
         try FileManager.default.createDirectory(
             atPath: (c.controlSocket as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
         let runtime = try EngineRuntime(configuration: c, logger: logger)
-        let controller = EngineController(runtime: runtime)
-        let server = ControlServer(path: c.controlSocket) { controller.handle($0) }
-        controller.server = server
-        server.beforeReplies = { runtime.control.publishFlows() }
-        try server.start()
-        let metricsServer = MetricsServer(runtime: runtime, controller: controller)
-        if c.metricsPort != 0 {
-            try metricsServer.start(address: c.metricsAddress, port: c.metricsPort)
-            logger.info("metrics ready", metadata: ["url": "http://\(c.metricsAddress):\(metricsServer.port)/metrics"])
-        }
         try runtime.start()
+        // The control thread: the control socket's event loop, which also runs the runtime's
+        // periodic work; metrics and health on a listener of their own.
+        let plane = ControlPlane(runtime: runtime, logger: logger)
+        do {
+            try plane.start()
+        } catch {
+            runtime.stop()
+            throw error
+        }
+        if c.metricsPort != 0 {
+            logger.info("metrics ready", metadata: ["url": "http://\(c.metricsAddress):\(plane.http.port)/metrics"])
+        }
         signal(SIGINT) { _ in Shutdown.requested.store(true, ordering: .releasing) }
         signal(SIGTERM) { _ in Shutdown.requested.store(true, ordering: .releasing) }
         signal(SIGPIPE, SIG_IGN)
         logger.info("control socket ready", metadata: ["path": "\(c.controlSocket)"])
         while !Shutdown.requested.load(ordering: .acquiring) {
-            server.poll(timeout: 10)
-            metricsServer.poll(timeout: 0)
-            runtime.tick()
+            usleep(20_000)
         }
         logger.info("shutting down: draining workers")
-        metricsServer.draining = true
-        metricsServer.poll(timeout: 0)
-        metricsServer.stop()
-        server.stop()
+        plane.beginDraining()
+        plane.stop()
         runtime.stop()
     }
 }

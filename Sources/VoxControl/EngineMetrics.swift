@@ -1,0 +1,191 @@
+import CoreMetrics
+import Glibc
+import Prometheus
+import Synchronization
+import VoxEngine
+import VoxWire
+import VoxXDP
+
+/// The engine's metrics, through swift-metrics, exported by swift-prometheus: every counter
+/// and gauge `voxedge ctl stats` shows.
+///
+/// The workers' counters stay plain single-writer blocks (the hot path calls no metrics API);
+/// a scrape reads them and advances the matching swift-metrics counters by what changed since
+/// the last scrape, so scraping costs the data plane nothing. The control thread's own state
+/// (sessions, backends and their next hops) is published by the control thread itself
+/// (`publish`), and the control socket counts its requests as they happen. One instance per
+/// engine, on a registry of its own (no global bootstrap: tests run many engines in one process).
+public final class EngineMetrics: @unchecked Sendable {
+    public let registry = PrometheusCollectorRegistry()
+    let factory: PrometheusMetricsFactory
+    let runtime: EngineRuntime
+
+    let requests: CoreMetrics.Counter
+    let errors: CoreMetrics.Counter
+    let clients: CoreMetrics.Gauge
+    let capacity: CoreMetrics.Gauge
+    let sessions: CoreMetrics.Gauge
+
+    /// Counters advanced at scrape time, with the value each had then.
+    struct Tracked {
+        var counters: [String: (counter: CoreMetrics.Counter, last: UInt64)] = [:]
+        var seconds: [String: (counter: FloatingPointCounter, last: UInt64)] = [:]
+        var gauges: [String: CoreMetrics.Gauge] = [:]
+        var closed: [String: CoreMetrics.Counter] = [:]
+        /// The backend info series now exported, by backend index.
+        var backends: [Int: (labels: [(String, String)], gauge: CoreMetrics.Gauge)] = [:]
+    }
+    let tracked = Mutex(Tracked())
+
+    public init(runtime: EngineRuntime) {
+        self.runtime = runtime
+        factory = PrometheusMetricsFactory(registry: registry)
+        requests = CoreMetrics.Counter(label: "voxedge_control_requests_total", factory: factory)
+        errors = CoreMetrics.Counter(label: "voxedge_control_errors_total", factory: factory)
+        clients = CoreMetrics.Gauge(label: "voxedge_control_clients", factory: factory)
+        capacity = CoreMetrics.Gauge(label: "voxedge_session_capacity", factory: factory)
+        sessions = CoreMetrics.Gauge(label: "voxedge_sessions", factory: factory)
+        capacity.record(runtime.store.capacity)
+        sessions.record(0)
+        clients.record(0)
+    }
+
+    // MARK: The control socket (control thread)
+
+    func controlRequest(failed: Bool) {
+        requests.increment()
+        if failed { errors.increment() }
+    }
+
+    func controlClients(_ n: Int) { clients.record(n) }
+
+    func controlClosed(reason: String) {
+        let counter = tracked.withLock { t in
+            if let c = t.closed[reason] { return c }
+            let c = CoreMetrics.Counter(label: "voxedge_control_closed_total", dimensions: [("reason", reason)], factory: factory)
+            t.closed[reason] = c
+            return c
+        }
+        counter.increment()
+    }
+
+    // MARK: The control thread's state
+
+    /// Sessions and backends (index, address, next-hop MAC, state) as the control thread
+    /// sees them; called on the control thread, every tick and before replies go out.
+    public func publish(sessions live: Int, backends table: BackendTable) {
+        sessions.record(live)
+        tracked.withLock { t in
+            for i in 0..<table.count {
+                let b = table[i]
+                let address = b.address.isIPv4 ? "\(b.address):\(b.port)" : "[\(b.address)]:\(b.port)"
+                let labels = [("backend", "\(i)"), ("address", address), ("next_hop", "\(b.mac)"), ("state", "\(b.state)")]
+                if let now = t.backends[i], now.labels.elementsEqual(labels, by: { $0 == $1 }) { continue }
+                t.backends[i]?.gauge.destroy()
+                let gauge = CoreMetrics.Gauge(label: "voxedge_backend_info", dimensions: labels, factory: factory)
+                gauge.record(1)
+                t.backends[i] = (labels, gauge)
+            }
+        }
+    }
+
+    // MARK: Scrape
+
+    /// The Prometheus text exposition (format 0.0.4), the workers' counters read now.
+    public func exposition() -> [UInt8] {
+        let now = EngineMetrics.monotonicNanoseconds()
+        tracked.withLock { t in
+            for (w, c) in runtime.counters.enumerated() {
+                let worker = ("worker", "\(w)")
+                for v in PacketVerdict.allCases {
+                    advance(&t, "voxedge_packets_total", [worker, ("verdict", "\(v)")], to: c[v])
+                }
+                for d in DropReason.allCases {
+                    advance(&t, "voxedge_drops_total", [worker, ("reason", "\(d)")], to: c[d])
+                }
+                advance(&t, "voxedge_received_packets_total", [worker], to: c.received)
+                advance(&t, "voxedge_handed_in_packets_total", [worker], to: c.handedIn)
+                advance(&t, "voxedge_bursts_total", [worker], to: c.bursts)
+                advanceSeconds(&t, "voxedge_worker_busy_seconds_total", [worker], nanoseconds: c.busyNanoseconds)
+                advanceSeconds(&t, "voxedge_worker_idle_seconds_total", [worker], nanoseconds: c.idleNanoseconds)
+                let beat = c.heartbeat
+                gauge(&t, "voxedge_worker_heartbeat_age_seconds", [worker]).record(beat == 0 || beat > now ? 0 : Double(now - beat) / 1e9)
+            }
+            if let xdp = runtime.xdp {
+                for w in 0..<runtime.counters.count {
+                    let k = runtime.socketStatistics(worker: w)
+                    for (reason, value) in [
+                        ("rx_dropped", k.rxDropped), ("rx_ring_full", k.rxRingFull), ("rx_fill_ring_empty", k.rxFillRingEmpty),
+                        ("rx_invalid_descriptors", k.rxInvalidDescriptors), ("tx_invalid_descriptors", k.txInvalidDescriptors),
+                    ] {
+                        advance(&t, "voxedge_xsk_kernel_drops_total", [("worker", "\(w)"), ("reason", reason)], to: value)
+                    }
+                }
+                if let counters = xdp.programCounters() {
+                    for counter in XDPCounter.allCases {
+                        advance(
+                            &t, "voxedge_xdp_packets_total", [("interface", xdp.interface), ("counter", "\(counter)")],
+                            to: counters[counter])
+                    }
+                }
+            }
+        }
+        var out: [UInt8] = []
+        out.reserveCapacity(16 * 1024)
+        registry.emit(into: &out)
+        return out
+    }
+
+    static func key(_ name: String, _ labels: [(String, String)]) -> String {
+        labels.reduce(name) { $0 + "|" + $1.0 + "=" + $1.1 }
+    }
+
+    func advance(_ t: inout Tracked, _ name: String, _ labels: [(String, String)], to value: UInt64) {
+        let key = EngineMetrics.key(name, labels)
+        var entry = t.counters[key] ?? (CoreMetrics.Counter(label: name, dimensions: labels, factory: factory), 0)
+        if value > entry.last {
+            entry.counter.increment(by: Int64(clamping: value - entry.last))
+            entry.last = value
+        }
+        t.counters[key] = entry
+    }
+
+    func advanceSeconds(_ t: inout Tracked, _ name: String, _ labels: [(String, String)], nanoseconds value: UInt64) {
+        let key = EngineMetrics.key(name, labels)
+        var entry = t.seconds[key] ?? (FloatingPointCounter(label: name, dimensions: labels, factory: factory), 0)
+        if value > entry.last {
+            entry.counter.increment(by: Double(value - entry.last) / 1e9)
+            entry.last = value
+        }
+        t.seconds[key] = entry
+    }
+
+    func gauge(_ t: inout Tracked, _ name: String, _ labels: [(String, String)]) -> CoreMetrics.Gauge {
+        let key = EngineMetrics.key(name, labels)
+        if let g = t.gauges[key] { return g }
+        let g = CoreMetrics.Gauge(label: name, dimensions: labels, factory: factory)
+        t.gauges[key] = g
+        return g
+    }
+
+    // MARK: Health
+
+    /// Workers whose loop has not come round for longer than `limit` nanoseconds (a worker
+    /// loop beats every iteration, idle wake-ups included, and sleeps at most 1 s), with how
+    /// long it has been.
+    public func stalledWorkers(limit: UInt64) -> [(worker: Int, nanoseconds: UInt64)] {
+        let now = EngineMetrics.monotonicNanoseconds()
+        return runtime.counters.enumerated().compactMap { w, c in
+            let beat = c.heartbeat
+            guard beat != 0, now > beat, now - beat > limit else { return nil }
+            return (w, now - beat)
+        }
+    }
+
+    /// CLOCK_MONOTONIC in nanoseconds: the workers' clock.
+    public static func monotonicNanoseconds() -> UInt64 {
+        var t = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &t)
+        return UInt64(t.tv_sec) &* 1_000_000_000 &+ UInt64(t.tv_nsec)
+    }
+}
