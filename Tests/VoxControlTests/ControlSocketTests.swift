@@ -8,19 +8,21 @@ import VoxEngine
 import VoxTestKit
 import VoxWire
 
-/// An engine on loopback sockets with its control server polled on a thread of its own,
-/// as `voxedge run` does on its main thread.
+/// An engine on loopback sockets with its control plane as `voxedge run` builds it: the
+/// control socket's event loop as the control thread, metrics and health on their own listener.
 final class ControlRig: @unchecked Sendable {
     static let counter = Mutex(0)
     let runtime: EngineRuntime
-    let server: ControlServer
-    let metrics: MetricsServer
+    let plane: ControlPlane
+    var server: ControlServer { plane.server }
+    var metrics: MetricsServer { plane.http }
     let path: String
-    var pollThread: Thread? = nil
-    let stopping = Atomic<Bool>(false)
-    let done = DispatchSemaphore(value: 0)
+    let mediaPort: UInt16
 
-    init(maxSessions: Int = 8) throws {
+    init(
+        maxSessions: Int = 8, limits: ControlLimits? = nil, peers: PeerPolicy? = nil,
+        logger: Logger = Logger(label: "test"), configure: (inout EngineConfiguration) -> Void = { _ in }
+    ) throws {
         let n = ControlRig.counter.withLock { v -> Int in
             v += 1
             return v
@@ -36,31 +38,21 @@ final class ControlRig: @unchecked Sendable {
         c.backends = [.init(address: "127.0.0.1", port: 9)]
         path = NSTemporaryDirectory() + "voxedge-ctl-\(getpid())-\(n).sock"
         c.controlSocket = path
-        runtime = try EngineRuntime(configuration: c, logger: Logger(label: "test"))
-        let controller = EngineController(runtime: runtime)
-        server = ControlServer(path: path, maxLine: 64 * 1024) { controller.handle($0) }
-        controller.server = server
-        metrics = MetricsServer(runtime: runtime, controller: controller)
-        try server.start()
-        try metrics.start(address: "127.0.0.1", port: 0)
+        // The rig starts the metrics listener itself, on a port the kernel picks.
+        c.metricsPort = 0
+        configure(&c)
+        mediaPort = c.mediaPort
+        runtime = try EngineRuntime(configuration: c, logger: logger)
         try runtime.start()
-        let thread = Thread { [self] in
-            while !stopping.load(ordering: .acquiring) {
-                server.poll(timeout: 20)
-                metrics.poll(timeout: 0)
-                runtime.control.reclaim()
-            }
-            done.signal()
-        }
-        pollThread = thread
-        thread.start()
+        var l = limits ?? c.controlLimits
+        l.maxLine = 1 << 20
+        plane = ControlPlane(runtime: runtime, logger: logger, limits: l, peers: peers)
+        try plane.start()
+        try plane.http.start(address: "127.0.0.1", port: 0)
     }
 
     func shutdown() {
-        stopping.store(true, ordering: .releasing)
-        done.wait()
-        metrics.stop()
-        server.stop()
+        plane.stop()
         runtime.stop()
     }
 
@@ -213,7 +205,7 @@ func errorCode(_ reply: [String: Any]?) -> String? {
             a.sin_port = metrics.port.bigEndian
             a.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
             _ = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(s, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-            ControlRig.send(s, Array("GET \(path) HTTP/1.1\r\nHost: x\r\n\r\n".utf8))
+            ControlRig.send(s, Array("GET \(path) HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".utf8))
             var response: [UInt8] = []
             var buffer = [UInt8](repeating: 0, count: 65536)
             var timeout = timeval(tv_sec: 5, tv_usec: 0)
@@ -237,7 +229,7 @@ func errorCode(_ reply: [String: Any]?) -> String? {
         #expect(get("/healthz").status == 200)
         #expect(get("/readyz").status == 200)
         #expect(get("/nope").status == 404)
-        metrics.draining = true
+        rig.plane.beginDraining()
         #expect(get("/readyz").status == 503)
     }
 
