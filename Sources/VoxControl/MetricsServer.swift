@@ -25,6 +25,8 @@ public final class MetricsServer: @unchecked Sendable {
     lazy var executor = LoopTaskExecutor(loop: group.next())
     let bound = Atomic<Int>(-1)
     let failure = Mutex<String?>(nil)
+    /// The listening channel, closed by `stop`.
+    let listening = Mutex<(any Channel)?>(nil)
     var task: Task<Void, Never>?
     var services: ServiceGroup?
     let finished = DispatchSemaphore(value: 0)
@@ -76,6 +78,7 @@ public final class MetricsServer: @unchecked Sendable {
             configuration: ApplicationConfiguration(address: .hostname(address, port: Int(requested)), serverName: nil),
             onServerRunning: { [self] channel in
                 bound.store(channel.localAddress?.port ?? 0, ordering: .releasing)
+                listening.withLock { $0 = channel }
                 started.signal()
             },
             eventLoopGroupProvider: .shared(group),
@@ -111,8 +114,9 @@ public final class MetricsServer: @unchecked Sendable {
         // Cancelling the server's task closes the listener and its connections (a graceful
         // shutdown would wait for scrapers' keep-alive connections).
         task?.cancel()
-        _ = finished.wait(timeout: .now() + 10)
-        try? group.syncShutdownGracefully()
+        if let channel = listening.withLock({ $0 }) { try? channel.close().wait() }
+        // Down once the server's task ends; should it linger, its loop is left to the process's exit.
+        if finished.wait(timeout: .now() + 2) == .success { try? group.syncShutdownGracefully() }
     }
 
     static func text(_ status: HTTPResponse.Status, _ body: String) -> Response {

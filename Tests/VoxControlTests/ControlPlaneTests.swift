@@ -80,6 +80,7 @@ func run(_ executable: String, _ arguments: [String]) throws -> (status: Int32, 
     p.executableURL = URL(fileURLWithPath: executable)
     p.arguments = arguments
     p.standardOutput = out
+    p.standardError = out
     try p.run()
     let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
     p.waitUntilExit()
@@ -223,20 +224,28 @@ func run(_ executable: String, _ arguments: [String]) throws -> (status: Int32, 
             import socket, sys
             s = socket.socket(socket.AF_UNIX)
             s.connect(sys.argv[1])
-            s.settimeout(5)
-            s.sendall(b'{"id":1,"cmd":"stats"}\\n')
-            data = b''
-            while b'\\n' not in data:
-                chunk = s.recv(65536)
-                if not chunk: break
-                data += chunk
+            def line():
+                data = b''
+                while b'\\n' not in data:
+                    chunk = s.recv(65536)
+                    if not chunk: break
+                    data += chunk
+                return data.split(b'\\n')[0].decode()
+            # A refused peer is told so at once, before it says anything.
+            s.settimeout(1)
+            try:
+                first = line()
+            except socket.timeout:
+                s.settimeout(5)
+                s.sendall(b'{"id":1,"cmd":"stats"}\\n')
+                first = line()
             s.settimeout(1)
             try:
                 more = s.recv(1)
                 state = 'EOF' if not more else 'MORE'
             except socket.timeout:
                 state = 'OPEN'
-            print(data.split(b'\\n')[0].decode())
+            print(first)
             print(state)
             """
         let (status, output) = try run(

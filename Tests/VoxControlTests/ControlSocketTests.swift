@@ -180,12 +180,15 @@ func errorCode(_ reply: [String: Any]?) -> String? {
         ControlRig.send(fd, garbage)
         #expect(errorCode(ControlRig.readLine(fd)) == "bad_json")
         // 10 MiB in one line: one error, the rest of the line skipped.
+        let sent = DispatchSemaphore(value: 0)
         let sender = Thread {
             ControlRig.send(fd, [UInt8](repeating: 0x41, count: 10 * 1024 * 1024) + [0x0A])
+            sent.signal()
         }
         sender.start()
         #expect(errorCode(ControlRig.readLine(fd)) == "line_too_long")
-        Thread.sleep(forTimeInterval: 0.5)
+        // The next request must not land inside the long line.
+        sent.wait()
         #expect(rig.call(fd, #"{"id":1,"cmd":"stats"}"#)?["ok"] as? Bool == true)
     }
 
