@@ -1,9 +1,10 @@
 // swift-tools-version: 6.1
 import PackageDescription
 
-// One target per concern, imported downwards only (see docs and ../shared/DESIGN.md §6):
-//   C system libraries  ←  VoxWire (frame views)  ←  VoxMedia (SRTP, STUN integrity)  ←  voxedge
-//   C system libraries + CVoxBPF (bpf/voxedge_shared.h)  ←  VoxXDP (the XDP program's loader)  ←  voxedge
+// One target per concern, imported downwards only; the folder list reads as the packet's path.
+// docs/architecture.md draws the graph and holds the table a test checks every `import` against:
+//   C system libraries ← VoxWire ← VoxMedia ← VoxIO, VoxXDP ← VoxRouting ← VoxEngine ← VoxControl
+//   ← VoxTools (loadgen, demo, bench, backend-sim) ← voxedge (the CLI only)
 let package = Package(
     name: "voxedge",
     products: [
@@ -11,6 +12,8 @@ let package = Package(
         .library(name: "VoxWire", targets: ["VoxWire"]),
         .library(name: "VoxMedia", targets: ["VoxMedia"]),
         .library(name: "VoxXDP", targets: ["VoxXDP"]),
+        .library(name: "VoxRouting", targets: ["VoxRouting"]),
+        .library(name: "VoxEngine", targets: ["VoxEngine"]),
         .library(name: "VoxBenchKit", targets: ["VoxBenchKit"]),
     ],
     dependencies: [
@@ -56,12 +59,25 @@ let package = Package(
         .target(name: "VoxIO", dependencies: ["CXDP", "CVoxLinux", "VoxWire"]),
         // The XDP program's loader: load, attach through a bpf_link, typed map access.
         .target(name: "VoxXDP", dependencies: ["CXDP", "CVoxBPF", "VoxWire"]),
-        .target(name: "VoxEngine", dependencies: ["VoxWire", "VoxMedia", "VoxIO", "CVoxLinux"]),
-        // The control plane: control socket, engine runtime (threads), configuration.
+        // Backends, their published snapshots and next hops (the routing issue fills it).
+        .target(
+            name: "VoxRouting",
+            dependencies: ["VoxWire", "VoxIO", .product(name: "Logging", package: "swift-log")]
+        ),
+        // Workers and their runtime: threads, loops, the XDP data plane's assembly, the
+        // session table, command rings, configuration.
+        .target(
+            name: "VoxEngine",
+            dependencies: [
+                "VoxWire", "VoxMedia", "VoxIO", "VoxXDP", "VoxRouting", "CXDP", "CVoxLinux",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // The control plane: control socket (swift-nio), metrics and health (Hummingbird).
         .target(
             name: "VoxControl",
             dependencies: [
-                "VoxEngine", "VoxIO", "VoxWire", "VoxMedia", "VoxXDP", "CXDP", "CVoxLinux", .product(name: "Logging", package: "swift-log"),
+                "VoxEngine", "VoxRouting", "VoxIO", "VoxWire", "VoxMedia", "VoxXDP", .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"), .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -77,12 +93,25 @@ let package = Package(
         // The micro-benchmark stages, shared by `voxedge bench micro` and Benchmarks/.
         .target(
             name: "VoxBenchKit",
-            dependencies: ["VoxWire", "VoxMedia", "VoxIO", "VoxEngine", "VoxSRTPReference", "CVoxCryptoRef", "VoxTestKit"]
+            dependencies: [
+                "VoxWire", "VoxMedia", "VoxIO", "VoxRouting", "VoxEngine", "VoxSRTPReference", "CVoxCryptoRef", "VoxTestKit",
+            ]
         ),
+        // The tools beside the engine: load generator, demo, benchmarks, backend simulator.
+        .target(
+            name: "VoxTools",
+            dependencies: [
+                "VoxWire", "VoxMedia", "VoxIO", "VoxXDP", "VoxControl", "VoxBenchKit", "VoxSRTPReference",
+                "CXDP", "CVoxLinux", "CVoxAllocCounter",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        // The CLI only. CVoxAllocCounter's malloc must be in the executable (glibc lets the
+        // main program replace malloc), so `bench micro` can count.
         .executableTarget(
             name: "voxedge",
             dependencies: [
-                "VoxWire", "VoxMedia", "VoxBenchKit", "VoxControl", "VoxXDP", "CVoxAllocCounter",
+                "VoxTools", "VoxControl", "VoxEngine", "VoxXDP", "VoxWire", "CVoxLinux", "CVoxAllocCounter",
                 .product(name: "Logging", package: "swift-log"), .product(name: "Yams", package: "Yams"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
@@ -93,15 +122,21 @@ let package = Package(
         // Links the counting allocator too, so the churn test can prove it allocates nothing.
         .testTarget(
             name: "VoxEngineTests",
-            dependencies: ["VoxEngine", "VoxIO", "VoxWire", "VoxMedia", "VoxSRTPReference", "CVoxAllocCounter", "VoxTestKit"]
+            dependencies: [
+                "VoxEngine", "VoxRouting", "VoxIO", "VoxWire", "VoxMedia", "VoxSRTPReference", "CVoxAllocCounter", "VoxTestKit",
+            ]
         ),
         .testTarget(
             name: "VoxControlTests",
-            dependencies: ["VoxControl", "VoxEngine", "VoxWire", "VoxTestKit", .product(name: "Logging", package: "swift-log")]
+            dependencies: [
+                "VoxControl", "VoxEngine", "VoxMedia", "VoxWire", "VoxTestKit", .product(name: "Logging", package: "swift-log"),
+            ]
         ),
         // Privileged: BPF_PROG_TEST_RUN, veth/netns attach tests, and VoxIO's netlink next-hop
         // resolution over the same namespaces (root; CI=true fails without it).
         .testTarget(name: "VoxXDPTests", dependencies: ["VoxXDP", "VoxIO", "VoxWire", "CVoxBPF", "CVoxLinux", "CXDP"]),
+        // Reads the sources' imports against docs/architecture.md and this file.
+        .testTarget(name: "ArchitectureTests"),
         .testTarget(name: "SystemLibrariesTests", dependencies: ["CXDP", "COpenSSL", "CSRTP", "COpus"]),
     ],
     swiftLanguageModes: [.v6]

@@ -1,6 +1,7 @@
 import VoxEngine
 import VoxIO
 import VoxMedia
+import VoxRouting
 import VoxTestKit
 import VoxWire
 

@@ -1,6 +1,9 @@
+import Glibc
 import Logging
 import NIOCore
+import Synchronization
 import VoxEngine
+import VoxIO
 
 /// The engine's control plane, put together: the control thread (the control socket's event
 /// loop, which also runs the runtime's periodic work), the commands over the engine, its
@@ -15,6 +18,9 @@ public final class ControlPlane: @unchecked Sendable {
 
     /// Periodic work of the control thread (slots released, old tables, next hops).
     public static let tickInterval = TimeAmount.milliseconds(10)
+    /// Live sessions as the control thread last counted them (every tick and reply), for
+    /// threads that may not read the controller: the drain waits on it.
+    let liveSessions = Atomic<Int>(0)
 
     public init(runtime: EngineRuntime, logger: Logger, limits: ControlLimits? = nil, peers: PeerPolicy? = nil) {
         let c = runtime.configuration
@@ -37,7 +43,8 @@ public final class ControlPlane: @unchecked Sendable {
         let runtime = runtime
         let controller = controller
         let metrics = metrics
-        let publish = {
+        let publish = { [weak self] in
+            self?.liveSessions.store(controller.sessionCount, ordering: .releasing)
             metrics.publish(sessions: controller.sessionCount, backends: runtime.backends.table)
         }
         server.beforeReplies = {
@@ -51,13 +58,40 @@ public final class ControlPlane: @unchecked Sendable {
         }
         let c = runtime.configuration
         if c.metricsPort != 0 {
-            try http.start(address: c.metricsAddress, port: c.metricsPort)
+            try http.start(address: "\(c.metricsAddress)", port: c.metricsPort)
         }
     }
 
-    /// From now on `/readyz` answers 503.
+    /// From now on `/readyz` answers 503 and `session.create` is refused with `draining`;
+    /// live sessions go on.
     public func beginDraining() {
         runtime.draining.store(true, ordering: .releasing)
+    }
+
+    /// Why `drain` returned.
+    public enum DrainOutcome: String, Sendable {
+        /// The last session ended.
+        case empty
+        /// The deadline passed with sessions still live.
+        case deadline
+        /// Told to stop at once (a second SIGTERM).
+        case interrupted
+    }
+
+    /// Drains (SIGTERM): takes no new sessions, keeps the live ones until they have all ended,
+    /// `deadline` has passed or `interrupted()` says stop, checking every 20 ms. Blocks the
+    /// calling thread, never the control thread, which goes on serving requests. Stop the
+    /// plane and the runtime afterwards.
+    public func drain(deadline: Duration, interrupted: () -> Bool) -> DrainOutcome {
+        beginDraining()
+        let (seconds, attoseconds) = deadline.components
+        let end = MonotonicClock.now() &+ UInt64(max(0, seconds)) &* 1_000_000_000 &+ UInt64(max(0, attoseconds) / 1_000_000_000)
+        while true {
+            if interrupted() { return .interrupted }
+            if liveSessions.load(ordering: .acquiring) == 0 { return .empty }
+            if MonotonicClock.now() >= end { return .deadline }
+            usleep(20_000)
+        }
     }
 
     /// Closes the control socket and the metrics listener.

@@ -1,4 +1,5 @@
 import Foundation
+import VoxEngine
 
 /// A reply on the control socket: `{"id":…,"ok":true,…}` or
 /// `{"id":…,"ok":false,"error":{"code":…,"message":…}}` (DESIGN §5).
@@ -12,10 +13,8 @@ public struct ControlReply: @unchecked Sendable {
     }
 }
 
-public struct ControlError: Error, Sendable {
-    public var code: String
-    public var message: String
-}
+/// The control protocol's errors are the engine's: code and message go into the reply as they are.
+public typealias ControlError = EngineError
 
 /// A parsed request: its `id` (echoed back as sent), `cmd`, and the rest.
 public struct ControlRequest: @unchecked Sendable {

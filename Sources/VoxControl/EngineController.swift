@@ -46,6 +46,9 @@ public final class EngineController {
     }
 
     func create(_ r: ControlRequest) throws(ControlError) -> ControlReply {
+        guard !runtime.draining.load(ordering: .acquiring) else {
+            throw ControlError(code: "draining", message: "the engine is draining: it takes no new sessions")
+        }
         let profileName = try r.optionalString("profile") ?? SRTPProfile.aes128CmHmacSha1_80.description
         guard let profile = SRTPProfile(name: profileName) else {
             throw ControlError(code: "bad_argument", message: "unknown SRTP profile '\(profileName)'")
@@ -71,7 +74,7 @@ public final class EngineController {
         guard worker >= 0, worker < workers else { throw ControlError(code: "bad_argument", message: "no worker \(worker)") }
         let c = runtime.configuration
         let flow = FlowKey(
-            remoteAddress: address, remotePort: port, localAddress: IPAddress(c.mediaAddress)!, localPort: UDPPort(c.mediaPort))
+            remoteAddress: address, remotePort: port, localAddress: c.mediaAddress, localPort: UDPPort(c.mediaPort))
         var rng = SystemRandomNumberGenerator()
         let ssrc = UInt32.random(in: 1...UInt32.max, using: &rng)
         let edgeKey = KeyMaterial(
@@ -96,7 +99,7 @@ public final class EngineController {
         nextWorker += 1
         if let xdp = runtime.xdp {
             let backendFlow = FlowKey.backendLeg(
-                runtime.backends.table[backend], edge: IPAddress(c.backendAddress)!, portBase: c.backendPortBase,
+                runtime.backends.table[backend], edge: c.backendAddress, portBase: c.backendPortBase,
                 slot: Int(slot))
             xdp.preAdmit([flow, backendFlow], slot: slot, worker: worker)
         }

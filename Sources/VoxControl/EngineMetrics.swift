@@ -3,6 +3,8 @@ import Glibc
 import Prometheus
 import Synchronization
 import VoxEngine
+import VoxIO
+import VoxRouting
 import VoxWire
 import VoxXDP
 
@@ -93,7 +95,7 @@ public final class EngineMetrics: @unchecked Sendable {
 
     /// The Prometheus text exposition (format 0.0.4), the workers' counters read now.
     public func exposition() -> [UInt8] {
-        let now = EngineMetrics.monotonicNanoseconds()
+        let now = MonotonicClock.now()
         tracked.withLock { t in
             for (w, c) in runtime.counters.enumerated() {
                 let worker = ("worker", "\(w)")
@@ -174,18 +176,11 @@ public final class EngineMetrics: @unchecked Sendable {
     /// loop beats every iteration, idle wake-ups included, and sleeps at most 1 s), with how
     /// long it has been.
     public func stalledWorkers(limit: UInt64) -> [(worker: Int, nanoseconds: UInt64)] {
-        let now = EngineMetrics.monotonicNanoseconds()
+        let now = MonotonicClock.now()
         return runtime.counters.enumerated().compactMap { w, c in
             let beat = c.heartbeat
             guard beat != 0, now > beat, now - beat > limit else { return nil }
             return (w, now - beat)
         }
-    }
-
-    /// CLOCK_MONOTONIC in nanoseconds: the workers' clock.
-    public static func monotonicNanoseconds() -> UInt64 {
-        var t = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &t)
-        return UInt64(t.tv_sec) &* 1_000_000_000 &+ UInt64(t.tv_nsec)
     }
 }

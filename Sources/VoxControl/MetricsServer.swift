@@ -6,6 +6,7 @@ import ServiceLifecycle
 import NIOCore
 import NIOPosix
 import Synchronization
+import VoxEngine
 
 /// The private metrics and health listener (plain HTTP, `metrics_address:metrics_port`),
 /// served by Hummingbird on an event loop of its own, apart from the control thread and its

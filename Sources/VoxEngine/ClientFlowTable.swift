@@ -1,3 +1,4 @@
+import VoxRouting
 import VoxWire
 
 /// Every client 5-tuple the control side has placed, and its session slot: how a worker

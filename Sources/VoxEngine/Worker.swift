@@ -1,6 +1,7 @@
 import CXDP
 import VoxIO
 import VoxMedia
+import VoxRouting
 import VoxWire
 
 /// Where a worker's traffic arrives and leaves from.
@@ -88,8 +89,9 @@ public struct Worker: ~Copyable {
     var flowTable: Unmanaged<ClientFlowTable>
     let links: WorkerLinks
     public let counters = WorkerCounters()
-    /// Told when sessions start and end (the socket port opens backend-leg sockets).
-    public var portHooks: (any WorkerPortHooks)? = nil
+    /// Told when sessions start, move and end: the XDP program admits their 5-tuples, the
+    /// socket port opens their backend-leg ports.
+    public var portBinding: PortBinding = .none
     var clientIndex: FixedIndex<FlowKey>
     /// The clients' RTP SSRCs (learned from their first authenticated packet) → slot: how
     /// RTCP feedback naming a media SSRC finds its session.
@@ -389,7 +391,7 @@ public struct Worker: ~Copyable {
             if let old { clientIndex.remove(old) }
             _ = clientIndex.insert(flow, Int32(slot))
             s.pointee.clientFlow = flow
-            portHooks?.clientFlowChanged(slot: slot, from: old, to: flow)
+            portBinding.flowChanged(slot: slot, from: old, to: flow)
         }
         s.pointee.clientMAC = MACAddress.load(from: frame, at: 6)
         FrameBuilder.reply(frame, &parsed, payloadLength: responseLength)
@@ -436,7 +438,7 @@ public struct Worker: ~Copyable {
         let c = configuration
         let addresses = FrameAddresses(
             destinationMAC: backend.pointee.mac, sourceMAC: c.edgeMAC, vlanID: parsed.vlanID,
-            source: c.backendAddress, sourcePort: UDPPort(c.backendPortBase &+ UInt16(slot)),
+            source: c.backendAddress, sourcePort: backendPort(slot),
             destination: backend.pointee.address, destinationPort: backend.pointee.port)
         let total = send(frame, &parsed, addresses, payloadLength: length, capacity: capacity)
         guard total > 0 else { return drop(address, .noRoom) }
@@ -556,9 +558,9 @@ public struct Worker: ~Copyable {
             s.pointee.clientStats = RTPReceiveStatistics()
             s.pointee.clientMAC = .zero  // a reused slot must not answer the last client's MAC
             s.pointee.active = true
-            portHooks?.sessionStarted(slot: slot)
+            portBinding.sessionStarted(slot: slot, backendPort: backendPort(slot))
             if let flow = command.pointee.flow { bind(slot, flow, command.pointee.clientMAC) }
-            portHooks?.backendFlowChanged(slot: slot, from: nil, to: backendFlow(slot, s.pointee.backendIndex))
+            portBinding.flowChanged(slot: slot, from: nil, to: backendFlow(slot, s.pointee.backendIndex))
         case .bindClient:
             guard s.pointee.active, let flow = command.pointee.flow else { return }
             bind(slot, flow, command.pointee.clientMAC)
@@ -567,11 +569,11 @@ public struct Worker: ~Copyable {
             let old = backendFlow(slot, s.pointee.backendIndex)
             s.pointee.backendIndex = command.pointee.backend
             s.pointee.clientLeg.needsAnchor = true
-            portHooks?.backendFlowChanged(slot: slot, from: old, to: backendFlow(slot, s.pointee.backendIndex))
+            portBinding.flowChanged(slot: slot, from: old, to: backendFlow(slot, s.pointee.backendIndex))
         case .drop:
             guard s.pointee.active else { return }
-            portHooks?.clientFlowChanged(slot: slot, from: s.pointee.clientFlow, to: nil)
-            portHooks?.backendFlowChanged(slot: slot, from: backendFlow(slot, s.pointee.backendIndex), to: nil)
+            portBinding.flowChanged(slot: slot, from: s.pointee.clientFlow, to: nil)
+            portBinding.flowChanged(slot: slot, from: backendFlow(slot, s.pointee.backendIndex), to: nil)
             if let flow = s.pointee.clientFlow { clientIndex.remove(flow) }
             if let ssrc = s.pointee.clientSSRC { ssrcIndex.remove(ssrc) }
             s.pointee.clientFlow = nil
@@ -583,7 +585,7 @@ public struct Worker: ~Copyable {
             s.pointee.outbound.resetStreams()
             s.pointee.ice.wipe()
             s.pointee.ufrag = IceUfrag()
-            portHooks?.sessionEnded(slot: slot)
+            portBinding.sessionEnded(slot: slot, backendPort: backendPort(slot))
             while !links.released.push(Int32(slot)) {}  // sized for every slot: never full for long
         }
     }
@@ -595,8 +597,11 @@ public struct Worker: ~Copyable {
         _ = clientIndex.insert(flow, Int32(slot))
         s.pointee.clientFlow = flow
         if mac != .zero { s.pointee.clientMAC = mac }
-        if old != flow { portHooks?.clientFlowChanged(slot: slot, from: old, to: flow) }
+        if old != flow { portBinding.flowChanged(slot: slot, from: old, to: flow) }
     }
+
+    /// The edge's port on `slot`'s backend leg.
+    func backendPort(_ slot: Int) -> UDPPort { UDPPort(configuration.backendPortBase &+ UInt16(slot)) }
 
     /// The backend leg's 5-tuple of `slot` on backend `index` (as the edge sees it), if that
     /// backend is in this burst's table.

@@ -19,10 +19,11 @@ public struct SocketError: Error, Sendable, CustomStringConvertible {
 /// and posts them on the RX ring; `transmit` sends the TX ring's frames with `sendmmsg` from
 /// the socket their source port names, payload straight from the frame.
 ///
-/// Sockets: the media port, bound with `SO_REUSEPORT` so each worker has its own; and one per
-/// session for its backend leg, bound to `backendPortBase + slot`, so each session has its
-/// own backend 5-tuple as on AF_XDP (a descriptor per session: `ulimit -n` bounds sessions).
-public final class SocketQueue: WorkerPortHooks, @unchecked Sendable {
+/// Sockets: the media port, bound with `SO_REUSEPORT` so each worker has its own; and the
+/// backend-leg ports its owner opens (`openBackendPort`), one per session so each session has
+/// its own backend 5-tuple as on AF_XDP (a descriptor each: `ulimit -n` bounds sessions). It
+/// knows ports and addresses, never sessions.
+public final class SocketQueue: @unchecked Sendable {
     public static let batch = 64
     let port: InMemoryPort
     let queue: InMemoryPort.Queue
@@ -32,8 +33,9 @@ public final class SocketQueue: WorkerPortHooks, @unchecked Sendable {
     let backendPortBase: UInt16
     let media: Int32
     let epoll: Int32
-    let maxSessions: Int
-    /// Backend-leg socket of each slot, or -1.
+    /// How many backend-leg ports from `backendPortBase` this queue may open.
+    let backendPortCount: Int
+    /// The socket of each backend-leg port (index: port − `backendPortBase`), or -1.
     let backendSockets: UnsafeMutablePointer<Int32>
     // Batch scratch, allocated once.
     let messages: UnsafeMutablePointer<vox_mmsghdr>
@@ -45,7 +47,7 @@ public final class SocketQueue: WorkerPortHooks, @unchecked Sendable {
 
     public init(
         port: InMemoryPort, queue q: Int, mediaAddress: IPAddress, mediaPort: UDPPort, backendAddress: IPAddress,
-        backendPortBase: UInt16, maxSessions: Int, receiveBuffer: Int = SocketQueue.defaultReceiveBuffer
+        backendPortBase: UInt16, backendPortCount: Int, receiveBuffer: Int = SocketQueue.defaultReceiveBuffer
     ) throws(SocketError) {
         self.port = port
         self.queue = port.queues[q]
@@ -53,7 +55,7 @@ public final class SocketQueue: WorkerPortHooks, @unchecked Sendable {
         self.mediaPort = mediaPort
         self.backendAddress = backendAddress
         self.backendPortBase = backendPortBase
-        self.maxSessions = maxSessions
+        self.backendPortCount = backendPortCount
         epoll = vox_epoll_create()
         guard epoll >= 0 else { throw SocketError(code: "socket.epoll", message: "epoll_create1", errno: -epoll) }
         do {
@@ -63,8 +65,8 @@ public final class SocketQueue: WorkerPortHooks, @unchecked Sendable {
             throw error
         }
         SocketQueue.setReceiveBuffer(media, bytes: receiveBuffer)
-        backendSockets = .allocate(capacity: maxSessions)
-        backendSockets.initialize(repeating: -1, count: maxSessions)
+        backendSockets = .allocate(capacity: backendPortCount)
+        backendSockets.initialize(repeating: -1, count: backendPortCount)
         messages = .allocate(capacity: SocketQueue.batch)
         vectors = .allocate(capacity: SocketQueue.batch)
         names = .allocate(byteCount: SocketQueue.batch * SocketQueue.nameSize, alignment: 8)
@@ -74,7 +76,7 @@ public final class SocketQueue: WorkerPortHooks, @unchecked Sendable {
     }
 
     deinit {
-        for slot in 0..<maxSessions where backendSockets[slot] >= 0 { close(backendSockets[slot]) }
+        for i in 0..<backendPortCount where backendSockets[i] >= 0 { close(backendSockets[i]) }
         close(media)
         close(epoll)
         backendSockets.deallocate()
@@ -150,22 +152,31 @@ public final class SocketQueue: WorkerPortHooks, @unchecked Sendable {
         _ = vox_epoll_add(epoll, fd, token)
     }
 
-    // MARK: - WorkerPortHooks
+    // MARK: - Backend-leg ports
 
-    /// Opens the backend-leg socket of `slot` (the worker calls this applying `create`).
-    public func sessionStarted(slot: Int) {
-        guard slot < maxSessions, backendSockets[slot] < 0 else { return }
-        guard let fd = try? SocketQueue.bind(backendAddress, UDPPort(backendPortBase &+ UInt16(slot)), reusePort: false)
-        else { return }
-        backendSockets[slot] = fd
-        watch(fd, token: UInt64(slot))
+    /// The index of backend-leg `port` in this queue's range, if it is in it.
+    func backendIndex(_ port: UDPPort) -> Int? {
+        let i = Int(port.rawValue) - Int(backendPortBase)
+        return i >= 0 && i < backendPortCount ? i : nil
     }
 
-    /// Closes it (applying `drop`).
-    public func sessionEnded(slot: Int) {
-        guard slot < maxSessions, backendSockets[slot] >= 0 else { return }
-        close(backendSockets[slot])  // leaves the epoll set with it
-        backendSockets[slot] = -1
+    /// Binds backend-leg `port` on the backend address and watches it (its owner calls this as
+    /// a session starts). Opening a port already open here is a no-op.
+    public func openBackendPort(_ port: UDPPort) throws(SocketError) {
+        guard let i = backendIndex(port) else {
+            throw SocketError(code: "socket.range", message: "port \(port) is outside this queue's backend range", errno: EINVAL)
+        }
+        guard backendSockets[i] < 0 else { return }
+        let fd = try SocketQueue.bind(backendAddress, port, reusePort: false)
+        backendSockets[i] = fd
+        watch(fd, token: UInt64(i))
+    }
+
+    /// Closes backend-leg `port` (its session ended).
+    public func closeBackendPort(_ port: UDPPort) {
+        guard let i = backendIndex(port), backendSockets[i] >= 0 else { return }
+        close(backendSockets[i])  // leaves the epoll set with it
+        backendSockets[i] = -1
     }
 
     // MARK: - Receive
@@ -182,7 +193,7 @@ public final class SocketQueue: WorkerPortHooks, @unchecked Sendable {
             let token = tokens[i]
             if token == UInt64.max {
                 total += drain(media, localAddress: mediaAddress, localPort: mediaPort)
-            } else if Int(token) < maxSessions, backendSockets[Int(token)] >= 0 {
+            } else if Int(token) < backendPortCount, backendSockets[Int(token)] >= 0 {
                 total += drain(
                     backendSockets[Int(token)], localAddress: backendAddress,
                     localPort: UDPPort(backendPortBase &+ UInt16(token)))
@@ -279,9 +290,8 @@ public final class SocketQueue: WorkerPortHooks, @unchecked Sendable {
             if parsed.sourcePort == mediaPort {
                 fd = media
             } else {
-                let slot = Int(parsed.sourcePort.rawValue &- backendPortBase)
-                guard slot >= 0, slot < maxSessions, backendSockets[slot] >= 0 else { continue }
-                fd = backendSockets[slot]
+                guard let b = backendIndex(parsed.sourcePort), backendSockets[b] >= 0 else { continue }
+                fd = backendSockets[b]
             }
             if fd != batchFD || batched == SocketQueue.batch {
                 flush()
@@ -310,23 +320,4 @@ public final class SocketQueue: WorkerPortHooks, @unchecked Sendable {
         xsk_ring_prod__submit(queue.kernelCompletion, n)
         return sent
     }
-}
-
-/// What a worker tells its port about sessions: the socket port opens and closes each
-/// session's backend-leg socket; the AF_XDP port admits the session's 5-tuples in the XDP
-/// program's map, so its DTLS and SRTP get past XDP. Called when commands are applied or a
-/// session moves to a new 5-tuple — per session, never per packet.
-public protocol WorkerPortHooks: AnyObject {
-    func sessionStarted(slot: Int)
-    func sessionEnded(slot: Int)
-    /// The client side of `slot` moved (`from` nil: first bound; `to` nil: unbound).
-    func clientFlowChanged(slot: Int, from: FlowKey?, to: FlowKey?)
-    /// The backend side of `slot` moved (placed, changed backend, ended). Keys are seen
-    /// from the edge: remote = the backend, local = the session's reserved port.
-    func backendFlowChanged(slot: Int, from: FlowKey?, to: FlowKey?)
-}
-
-extension WorkerPortHooks {
-    public func clientFlowChanged(slot: Int, from: FlowKey?, to: FlowKey?) {}
-    public func backendFlowChanged(slot: Int, from: FlowKey?, to: FlowKey?) {}
 }

@@ -37,7 +37,7 @@ public struct XSKConfiguration: Sendable, Equatable {
     /// Bind mode: the driver's choice (zero-copy where it can), or force one.
     public var bindMode: BindMode = .automatic
 
-    public enum BindMode: String, Sendable, Equatable {
+    public enum BindMode: String, Sendable, Equatable, CaseIterable, Codable {
         case automatic = "auto"
         case copy
         case zeroCopy = "zerocopy"

@@ -64,6 +64,9 @@ public struct IPAddress: Hashable, Sendable, CustomStringConvertible {
         self.low = 0x0000_FFFF_0000_0000 | UInt64(value)
     }
 
+    /// 127.0.0.1.
+    public static let loopbackV4 = IPAddress(ipv4: 0x7F00_0001)
+
     @inlinable
     public var isIPv4: Bool { high == 0 && low >> 32 == 0x0000_FFFF }
 

@@ -1,4 +1,5 @@
 import ArgumentParser
+import VoxTools
 
 @main
 struct VoxEdgeCommand: ParsableCommand {
@@ -6,13 +7,5 @@ struct VoxEdgeCommand: ParsableCommand {
         commandName: "voxedge",
         abstract: "An edge media engine for real-time voice AI: WebRTC audio in, inference backends out.",
         subcommands: [DemoCommand.self, RunCommand.self, ControlCommand.self, BackendSimCommand.self, DemoCallersCommand.self, BenchCommand.self, XDPCommand.self, LoadgenCommand.self]
-    )
-}
-
-struct BenchCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "bench",
-        abstract: "Measure the engine.",
-        subcommands: [MicroBenchCommand.self, EndToEndBenchCommand.self]
     )
 }

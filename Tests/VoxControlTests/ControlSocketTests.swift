@@ -30,12 +30,12 @@ final class ControlRig: @unchecked Sendable {
         // Below the ephemeral range (32768+) and apart from SocketPortTests' ports (22000+).
         let base = 10_000 + Int(getpid() % 100) * 100 + n * 10
         var c = EngineConfiguration()
-        c.mediaAddress = "127.0.0.1"
+        c.mediaAddress = .loopbackV4
         c.mediaPort = UInt16(base)
-        c.backendAddress = "127.0.0.1"
+        c.backendAddress = .loopbackV4
         c.backendPortBase = UInt16(base + 1)
         c.maxSessions = maxSessions
-        c.backends = [.init(address: "127.0.0.1", port: 9)]
+        c.backends = [.init(address: .loopbackV4, port: 9)]
         path = NSTemporaryDirectory() + "voxedge-ctl-\(getpid())-\(n).sock"
         c.controlSocket = path
         // The rig starts the metrics listener itself, on a port the kernel picks.
@@ -236,17 +236,20 @@ func errorCode(_ reply: [String: Any]?) -> String? {
         #expect(get("/readyz").status == 503)
     }
 
+    /// Values a file can hold but an engine cannot run with (what a file cannot even hold —
+    /// text where an address or a mode belongs — fails earlier, in decoding: ConfigurationTests).
     @Test func configurationProblemsAreSpelledOut() {
         var c = EngineConfiguration()
-        c.mediaAddress = "not-an-ip"
+        c.mediaAddress = IPAddress("2001:db8::1")!
         c.workers = 0
-        c.backends = [.init(address: "1.2.3.4.5", port: 1)]
-        c.io = "dpdk"
-        c.xdp.idle = "nap"
+        c.maxSessions = 0
+        c.controlMaxClients = 0
+        c.drainTimeoutSeconds = -1
         let problems = c.problems()
         #expect(problems.count == 5, "\(problems)")
-        #expect(problems.contains { $0.contains("io 'dpdk'") })
-        #expect(problems.contains { $0.contains("media_address") })
+        #expect(problems.contains { $0.contains("backend_address") && $0.contains("media_address") })
+        #expect(problems.contains { $0.contains("workers") })
+        #expect(problems.contains { $0.contains("drain_timeout_seconds") })
         #expect(EngineController.parseEndpoint("[2001:db8::1]:443")?.1 == UDPPort(443))
         #expect(EngineController.parseEndpoint("1.2.3.4") == nil)
     }

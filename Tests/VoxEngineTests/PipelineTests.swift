@@ -1,6 +1,7 @@
 import Testing
 import VoxEngine
 import VoxMedia
+import VoxRouting
 import VoxSRTPReference
 import VoxTestKit
 import VoxWire

@@ -2,6 +2,7 @@ import CVoxAllocCounter
 import Testing
 import VoxEngine
 import VoxMedia
+import VoxRouting
 import VoxTestKit
 import VoxWire
 

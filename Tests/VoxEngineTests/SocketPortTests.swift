@@ -3,6 +3,7 @@ import Testing
 import VoxEngine
 import VoxIO
 import VoxMedia
+import VoxRouting
 import VoxSRTPReference
 import VoxTestKit
 import VoxWire
@@ -73,14 +74,14 @@ import VoxWire
         let control = SessionControl(store: store, links: links)
         let sockets = try SocketQueue(
             port: port, queue: 0, mediaAddress: loopback, mediaPort: UDPPort(mediaPort), backendAddress: loopback,
-            backendPortBase: backendBase, maxSessions: 4)
+            backendPortBase: backendBase, backendPortCount: 4)
         var worker = Worker(
             configuration: WorkerConfiguration(
                 id: 0, mediaAddress: loopback, mediaPort: UDPPort(mediaPort), backendAddress: loopback,
                 backendPortBase: backendBase, edgeMAC: .zero),
             rings: port.rings(queue: 0), umem: port.umem, frameSize: port.frameSize, frames: port.initialFrames(queue: 0),
             store: store, backends: backends, links: links[0])
-        worker.portHooks = sockets
+        worker.portBinding = .socket(sockets)
         /// Runs the port and the worker until neither has anything to do (loopback delivers
         /// what the test sent before this is called; 10 ms of patience for the first read).
         func pump() {

@@ -2,6 +2,7 @@ import Foundation
 import Synchronization
 import Testing
 import VoxEngine
+import VoxRouting
 import VoxTestKit
 import VoxWire
 

@@ -1,6 +1,7 @@
 import VoxEngine
 import VoxIO
 import VoxMedia
+import VoxRouting
 import VoxSRTPReference
 import VoxTestKit
 import VoxWire

@@ -1,7 +1,7 @@
 import ArgumentParser
-import CVoxLinux  // sys/socket.h reaches this module through it (SOCK_STREAM)
 import Foundation
 import Glibc
+import VoxControl
 
 /// Options every `voxedge ctl` command shares.
 struct ControlOptions: ParsableArguments {
@@ -123,18 +123,9 @@ struct ControlCommand: ParsableCommand {
     }
 }
 
-/// One request, one reply, over the control socket.
-enum ControlClient {
+/// How `voxedge ctl` shows replies.
+extension ControlClient {
     static let sessionColumns = ["id", "slot", "worker", "client", "backend", "profile", "packets_from_client", "packets_to_client"]
-
-    struct Failure: Error, CustomStringConvertible {
-        var description: String
-    }
-
-    /// One request on a connection of its own.
-    static func call(_ path: String, _ request: [String: Any]) throws -> [String: Any] {
-        try ControlConnection(path: path).call(request)
-    }
 
     /// Prints the reply (JSON, or `render`'s text); an error reply exits 1 with its message.
     static func print(_ reply: [String: Any], json: Bool, render: ([String: Any]) -> String) throws {
@@ -159,54 +150,3 @@ enum ControlClient {
     }
 }
 
-/// One connection to the control socket, kept open for many requests (creating a thousand
-/// sessions one connection each would measure connect(2)).
-final class ControlConnection {
-    let fd: Int32
-    private var buffered: [UInt8] = []
-    private var nextID = 1
-
-    init(path: String) throws {
-        fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw ControlClient.Failure(description: "socket: \(String(cString: strerror(errno)))") }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
-            close(fd)
-            throw ControlClient.Failure(description: "socket path too long")
-        }
-        withUnsafeMutableBytes(of: &address.sun_path) { p in for (i, b) in bytes.enumerated() { p[i] = b } }
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        guard connected == 0 else {
-            let reason = String(cString: strerror(errno))
-            close(fd)
-            throw ControlClient.Failure(description: "cannot reach the engine at \(path): \(reason) (is `voxedge run` running?)")
-        }
-    }
-
-    deinit { close(fd) }
-
-    func call(_ request: [String: Any]) throws -> [String: Any] {
-        var message = request
-        message["id"] = nextID
-        nextID += 1
-        var line = try JSONSerialization.data(withJSONObject: message)
-        line.append(0x0A)
-        let written = line.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-        guard written == line.count else { throw ControlClient.Failure(description: "the engine closed the control connection") }
-        var chunk = [UInt8](repeating: 0, count: 65536)
-        while !buffered.contains(0x0A) {
-            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            guard n > 0 else { throw ControlClient.Failure(description: "the engine closed the control connection") }
-            buffered += chunk[0..<n]
-        }
-        let end = buffered.firstIndex(of: 0x0A)!
-        let object = try JSONSerialization.jsonObject(with: Data(buffered[..<end])) as? [String: Any]
-        buffered.removeSubrange(...end)
-        guard let object else { throw ControlClient.Failure(description: "unreadable reply from the engine") }
-        return object
-    }
-}

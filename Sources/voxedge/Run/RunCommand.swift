@@ -4,48 +4,54 @@ import Foundation
 import Logging
 import Synchronization
 import VoxControl
+import VoxEngine
+import VoxWire
 import Yams
 
-/// Set by SIGINT/SIGTERM; the control loop polls it.
+/// SIGINT/SIGTERM received so far: the first drains, the second stops at once.
 enum Shutdown {
-    static let requested = Atomic<Bool>(false)
+    static let signals = Atomic<Int>(0)
 }
 
 struct RunCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "run",
-        abstract: "Run the engine: workers on AF_XDP queues or kernel UDP sockets, the control socket, until SIGINT/SIGTERM.",
+        abstract: "Run the engine: workers on AF_XDP queues or kernel UDP sockets, the control socket. SIGTERM (or SIGINT) drains: no new sessions, live calls go on until they end or drain_timeout_seconds pass; a second one stops at once.",
         discussion: """
             Configuration comes from --config (YAML, or JSON, which YAML reads too) and then \
             the flags, which win. Keys: media_address, media_port, backend_address, \
             backend_port_base, workers, cores, max_sessions, backends (list of {address, \
-            port}), control_socket, log_level, io, interface, xdp (frame_count, frame_size, \
+            port}), control_socket, control_allowed_uids, control_allowed_gids, \
+            control_max_clients, control_idle_timeout_seconds, health_stall_seconds, \
+            metrics_address, metrics_port, drain_timeout_seconds, log_level, io, interface, \
+            socket_receive_buffer, xdp (frame_count, frame_size, \
             ring_size, headroom, huge_pages, bind_mode, idle, attach, object, stun_rate, \
             stun_burst). See docs/operations.md.
             """
     )
 
     @Option(help: "A YAML (or JSON) configuration file.") var config: String?
-    @Option(help: "Client-facing media address.") var mediaAddress: String?
+    @Option(help: "Client-facing media address.") var mediaAddress: IPAddress?
     @Option(help: "Client-facing media UDP port.") var mediaPort: UInt16?
-    @Option(help: "The edge's address toward backends.") var backendAddress: String?
+    @Option(help: "The edge's address toward backends.") var backendAddress: IPAddress?
     @Option(help: "First port of the reserved backend-leg range (one per session).") var backendPortBase: UInt16?
     @Option(help: "Worker threads.") var workers: Int?
     @Option(help: "Cores to pin the workers to, comma-separated (one per worker).") var cores: String?
     @Option(help: "Session slots, allocated at start-up.") var maxSessions: Int?
     @Option(help: "A backend as ip:port (repeat for more; index = order).") var backend: [String] = []
     @Option(help: "The control socket's path.") var controlSocket: String?
-    @Option(help: "trace, debug, info, notice, warning, error or critical.") var logLevel: String?
-    @Option(help: "Packet I/O: xdp (AF_XDP), socket (kernel UDP sockets), or auto (AF_XDP, else sockets).") var io: String?
+    @Option(help: "trace, debug, info, notice, warning, error or critical.") var logLevel: Logger.Level?
+    @Option(help: "Packet I/O: xdp (AF_XDP), socket (kernel UDP sockets), or auto (AF_XDP, else sockets).") var io: IOMode?
     @Option(help: "The interface AF_XDP binds to (default: the one holding the media address).") var interface: String?
-    @Option(help: "AF_XDP idle strategy: poll, busy-poll or prefer-busy-poll.") var xdpIdle: String?
+    @Option(help: "AF_XDP idle strategy: poll, busy-poll or prefer-busy-poll.") var xdpIdle: IdleStrategy?
     @Option(help: "Prometheus /metrics and health checks, as address:port (port 0: off).") var metrics: String?
+    @Option(help: "Seconds live calls may go on after SIGTERM before the engine stops anyway (default 300).")
+    var drainTimeout: Int?
 
     func resolvedConfiguration() throws -> EngineConfiguration {
         var c = EngineConfiguration()
         if let config {
-            let text = try String(contentsOfFile: config, encoding: .utf8)
-            c = try YAMLDecoder().decode(EngineConfiguration.self, from: text)
+            c = try Self.load(config)
         }
         if let mediaAddress { c.mediaAddress = mediaAddress }
         if let mediaPort { c.mediaPort = mediaPort }
@@ -64,7 +70,7 @@ struct RunCommand: ParsableCommand {
                 guard let (address, port) = EngineController.parseEndpoint($0) else {
                     throw ValidationError("--backend: '\($0)' is not ip:port")
                 }
-                return .init(address: "\(address)", port: port.rawValue)
+                return .init(address: address, port: port.rawValue)
             }
         }
         if let controlSocket { c.controlSocket = controlSocket }
@@ -72,25 +78,83 @@ struct RunCommand: ParsableCommand {
         if let io { c.io = io }
         if let interface { c.interface = interface }
         if let xdpIdle { c.xdp.idle = xdpIdle }
+        if let drainTimeout { c.drainTimeoutSeconds = drainTimeout }
         if let metrics {
             guard let colon = metrics.lastIndex(of: ":"), let port = UInt16(metrics[metrics.index(after: colon)...]) else {
                 throw ValidationError("--metrics: '\(metrics)' is not address:port")
             }
-            c.metricsAddress = String(metrics[..<colon])
+            let host = metrics[..<colon].trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+            guard let address = IPAddress(host) else { throw ValidationError("--metrics: '\(host)' is not an IP address") }
+            c.metricsAddress = address
             c.metricsPort = port
         }
         let problems = c.problems()
         guard problems.isEmpty else { throw ValidationError(problems.joined(separator: "\n")) }
-        guard Logger.Level(rawValue: c.logLevel) != nil else { throw ValidationError("log_level '\(c.logLevel)' is not a level") }
         return c
+    }
+
+    /// Reads a configuration file. What is wrong with it — a file that cannot be read, YAML
+    /// that does not parse, an unknown key, a value of the wrong type or not among those
+    /// accepted — is one `ValidationError` naming the file and the key, so the process exits
+    /// 64 (EX_USAGE) as it does for a bad flag.
+    static func load(_ path: String) throws -> EngineConfiguration {
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw ValidationError("\(path): cannot be read (\(error.localizedDescription))")
+        }
+        do {
+            return try YAMLDecoder().decode(EngineConfiguration.self, from: text)
+        } catch let error as DecodingError {
+            throw ValidationError("\(path): \(Self.describe(error))")
+        } catch {
+            throw ValidationError("\(path): not YAML: \(error)")
+        }
+    }
+
+    /// `key.path: what is wrong`, from a decoding error.
+    static func describe(_ error: DecodingError) -> String {
+        /// `xdp.idle: `, `backends[0].address: `, or nothing for the whole file.
+        func path(_ keys: [any CodingKey]) -> String {
+            let text = keys.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined()
+            guard !text.isEmpty else { return "" }
+            return (text.hasPrefix(".") ? String(text.dropFirst()) : text) + ": "
+        }
+        switch error {
+        case .dataCorrupted(let context):
+            return "\(path(context.codingPath))\(context.debugDescription)"
+        case .typeMismatch(let type, let context):
+            return "\(path(context.codingPath))expected \(Self.kind(type)) (\(context.debugDescription))"
+        case .valueNotFound(let type, let context):
+            return "\(path(context.codingPath))expected \(Self.kind(type)), found nothing"
+        case .keyNotFound(let key, let context):
+            return "\(path(context.codingPath + [key]))missing"
+        @unknown default:
+            return "\(error)"
+        }
+    }
+
+    static func kind(_ type: Any.Type) -> String {
+        switch type {
+        case is String.Type: "a string"
+        case is Bool.Type: "true or false"
+        case is Double.Type, is Float.Type: "a number"
+        case is Int.Type, is UInt16.Type, is UInt32.Type, is Int32.Type, is UInt64.Type: "an integer in range"
+        default: "\(type)"
+        }
     }
 
     func run() throws {
         vox_unblock_all_signals()  // a parent that blocks signals must not take SIGTERM/SIGCHLD from us
+        // Before anything starts: a signal during start-up drains an engine with no calls.
+        signal(SIGINT) { _ in Shutdown.signals.add(1, ordering: .releasing) }
+        signal(SIGTERM) { _ in Shutdown.signals.add(1, ordering: .releasing) }
+        signal(SIGPIPE, SIG_IGN)
         let c = try resolvedConfiguration()
         LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
         var logger = Logger(label: "voxedge")
-        logger.logLevel = Logger.Level(rawValue: c.logLevel)!
+        logger.logLevel = c.logLevel
         try FileManager.default.createDirectory(
             atPath: (c.controlSocket as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
         let runtime = try EngineRuntime(configuration: c, logger: logger)
@@ -107,16 +171,26 @@ struct RunCommand: ParsableCommand {
         if c.metricsPort != 0 {
             logger.info("metrics ready", metadata: ["url": "http://\(c.metricsAddress):\(plane.http.port)/metrics"])
         }
-        signal(SIGINT) { _ in Shutdown.requested.store(true, ordering: .releasing) }
-        signal(SIGTERM) { _ in Shutdown.requested.store(true, ordering: .releasing) }
-        signal(SIGPIPE, SIG_IGN)
         logger.info("control socket ready", metadata: ["path": "\(c.controlSocket)"])
-        while !Shutdown.requested.load(ordering: .acquiring) {
+        while Shutdown.signals.load(ordering: .acquiring) == 0 {
             usleep(20_000)
         }
-        logger.info("shutting down: draining workers")
-        plane.beginDraining()
+        // Drain: no new sessions, /readyz 503, live calls go on until they end or the
+        // deadline; a second signal stops at once.
+        logger.info("draining", metadata: ["deadline_seconds": "\(c.drainTimeoutSeconds)"])
+        let outcome = plane.drain(deadline: .seconds(c.drainTimeoutSeconds)) {
+            Shutdown.signals.load(ordering: .acquiring) >= 2
+        }
+        logger.info("stopping", metadata: ["drain": "\(outcome.rawValue)"])
         plane.stop()
         runtime.stop()
     }
+}
+
+extension IOMode: ExpressibleByArgument {}
+extension IdleStrategy: ExpressibleByArgument {}
+extension Logger.Level: @retroactive ExpressibleByArgument {}
+
+extension IPAddress: ExpressibleByArgument {
+    public init?(argument: String) { self.init(argument) }
 }

@@ -2,8 +2,8 @@ import CVoxLinux
 import Foundation
 import Logging
 import Synchronization
-import VoxEngine
 import VoxIO
+import VoxRouting
 import VoxWire
 import VoxXDP
 
@@ -33,7 +33,7 @@ public final class EngineRuntime: @unchecked Sendable {
     public init(configuration c: EngineConfiguration, logger: Logger) throws {
         let problems = c.problems()
         guard problems.isEmpty else {
-            throw ControlError(code: "config.invalid", message: problems.joined(separator: "; "))
+            throw EngineError(code: "config.invalid", message: problems.joined(separator: "; "))
         }
         configuration = c
         self.logger = logger
@@ -42,7 +42,7 @@ public final class EngineRuntime: @unchecked Sendable {
             BackendTable(
                 c.backends.map {
                     // MACs: the kernel routes for the socket port; BackendNextHops fills them for AF_XDP.
-                    Backend(address: IPAddress($0.address)!, port: UDPPort($0.port), mac: .zero)
+                    Backend(address: $0.address, port: UDPPort($0.port), mac: .zero)
                 }
             ),
             workers: c.workers
@@ -58,11 +58,11 @@ public final class EngineRuntime: @unchecked Sendable {
         let c = configuration
         var runners: [WorkerRunner] = []
         switch c.io {
-        case "socket":
+        case .socket:
             runners = try startSockets()
-        case "xdp":
+        case .xdp:
             runners = try startXDP()
-        default:
+        case .auto:
             do {
                 runners = try startXDP()
             } catch {
@@ -78,7 +78,7 @@ public final class EngineRuntime: @unchecked Sendable {
             }
         }
         for (w, runner) in runners.enumerated() {
-            counters[w].beat(WorkerRunner.now())
+            counters[w].beat(MonotonicClock.now())
             finished.enter()
             let thread = Thread { [self] in
                 runner.run(isStopping: { self.stopping.load(ordering: .acquiring) }, logger: logger, id: w)
@@ -96,15 +96,15 @@ public final class EngineRuntime: @unchecked Sendable {
             metadata["xdp_mode"] = "\(xdp.mode)"
             metadata["zerocopy"] = "\(xdp.sockets.isZeroCopy)"
             metadata["hugepages"] = "\(xdp.sockets.region.usesHugePages)"
-            metadata["idle"] = "\(c.xdp.idle)"
+            metadata["idle"] = "\(c.xdp.idle.rawValue)"
         }
         logger.info("engine started", metadata: metadata)
     }
 
     func startSockets() throws -> [WorkerRunner] {
         let c = configuration
-        let media = IPAddress(c.mediaAddress)!
-        let backendAddress = IPAddress(c.backendAddress)!
+        let media = c.mediaAddress
+        let backendAddress = c.backendAddress
         let port = InMemoryPort(queues: c.workers, frameCount: 4096 * c.workers, ringSize: 1024)
         var runners: [WorkerRunner] = []
         for w in 0..<c.workers {
@@ -115,7 +115,7 @@ public final class EngineRuntime: @unchecked Sendable {
                 mediaPort: UDPPort(c.mediaPort),
                 backendAddress: backendAddress,
                 backendPortBase: c.backendPortBase,
-                maxSessions: c.maxSessions,
+                backendPortCount: c.maxSessions,
                 receiveBuffer: c.socketReceiveBuffer
             )
             var worker = Worker(
@@ -128,7 +128,7 @@ public final class EngineRuntime: @unchecked Sendable {
                 backends: backends,
                 links: links[w]
             )
-            worker.portHooks = sockets
+            worker.portBinding = .socket(sockets)
             counters.append(worker.counters)
             runners.append(SocketWorkerRunner(worker: worker, sockets: sockets, port: port, core: c.cores?[w]))
         }
@@ -146,7 +146,7 @@ public final class EngineRuntime: @unchecked Sendable {
             logger: logger
         )
         var runners: [WorkerRunner] = []
-        let idle = IdleStrategy(rawValue: c.xdp.idle) ?? .poll
+        let idle = c.xdp.idle
         for w in 0..<c.workers {
             if idle == .preferBusyPoll { try plane.sockets.preferBusyPoll(queue: w) }
             var worker = Worker(
@@ -159,7 +159,7 @@ public final class EngineRuntime: @unchecked Sendable {
                 backends: backends,
                 links: links[w]
             )
-            worker.portHooks = try plane.admission(worker: w)
+            worker.portBinding = .xdp(try plane.admission(worker: w))
             counters.append(worker.counters)
             runners.append(
                 XDPWorkerRunner(
@@ -180,9 +180,9 @@ public final class EngineRuntime: @unchecked Sendable {
         let c = configuration
         return WorkerConfiguration(
             id: w,
-            mediaAddress: IPAddress(c.mediaAddress)!,
+            mediaAddress: c.mediaAddress,
             mediaPort: UDPPort(c.mediaPort),
-            backendAddress: IPAddress(c.backendAddress)!,
+            backendAddress: c.backendAddress,
             backendPortBase: c.backendPortBase,
             edgeMAC: edgeMAC
         )
@@ -227,13 +227,6 @@ class WorkerRunner: @unchecked Sendable {
     }
 
     func loop(isStopping: () -> Bool) {}
-
-    /// Monotonic nanoseconds, read once per burst and passed in.
-    static func now() -> UInt64 {
-        var t = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &t)
-        return UInt64(t.tv_sec) &* 1_000_000_000 &+ UInt64(t.tv_nsec)
-    }
 }
 
 /// Kernel sockets: read them (sleeping in epoll up to 10 ms when idle), run a burst, send.
@@ -251,20 +244,20 @@ final class SocketWorkerRunner: WorkerRunner, @unchecked Sendable {
 
     override func loop(isStopping: () -> Bool) {
         var idle = true
-        var last = WorkerRunner.now()
+        var last = MonotonicClock.now()
         while !isStopping() {
             _ = sockets.receive(timeout: idle ? 10 : 0)
-            let now = WorkerRunner.now()
+            let now = MonotonicClock.now()
             let handled = worker.runOnce(now: now)
             let sent = sockets.transmit()
             idle = handled == 0 && sent == 0
-            let end = WorkerRunner.now()
+            let end = MonotonicClock.now()
             worker.counters.addLoopTime(busy: idle ? 0 : end &- last, idle: idle ? end &- last : 0)
             worker.counters.beat(end)
             last = end
         }
         // Drain: what was received is handled and sent before the thread ends.
-        _ = worker.runOnce(now: WorkerRunner.now())
+        _ = worker.runOnce(now: MonotonicClock.now())
         sockets.transmit()
         worker.park()
     }
@@ -295,11 +288,11 @@ final class XDPWorkerRunner: WorkerRunner, @unchecked Sendable {
             pollfd(fd: driver.fd, events: Int16(POLLIN), revents: 0),
             pollfd(fd: worker.doorbellFD, events: Int16(POLLIN), revents: 0),
         ]
-        var last = WorkerRunner.now()
+        var last = MonotonicClock.now()
         while !isStopping() {
             let handled = worker.runOnce(now: last)
             driver.kickTX()
-            let end = WorkerRunner.now()
+            let end = MonotonicClock.now()
             if handled > 0 {
                 worker.counters.addLoopTime(busy: end &- last, idle: 0)
                 worker.counters.beat(end)
@@ -322,12 +315,12 @@ final class XDPWorkerRunner: WorkerRunner, @unchecked Sendable {
                 // With SO_PREFER_BUSY_POLL the kernel runs the queue's NAPI inside this call.
                 _ = recvfrom(driver.fd, nil, 0, Int32(MSG_DONTWAIT), nil, nil)
             }
-            let woke = WorkerRunner.now()
+            let woke = MonotonicClock.now()
             worker.counters.addLoopTime(busy: 0, idle: woke &- last)
             worker.counters.beat(woke)
             last = woke
         }
-        _ = worker.runOnce(now: WorkerRunner.now())
+        _ = worker.runOnce(now: MonotonicClock.now())
         driver.kickTX()
         worker.park()
     }

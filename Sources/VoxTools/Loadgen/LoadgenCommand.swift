@@ -5,6 +5,7 @@ import VoxIO
 import CVoxLinux
 import Foundation
 import Glibc
+import Synchronization
 import VoxMedia
 import VoxWire
 import VoxXDP
@@ -13,8 +14,11 @@ import VoxXDP
 /// for all of them at a fixed rate from this namespace's interface, and a count of the
 /// decrypted RTP the engine forwards to the backend address — which lives behind this same
 /// interface (afxdp-ref's layout), where an XDP program counts and drops it.
-struct LoadgenCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
+public struct LoadgenCommand: ParsableCommand {
+    /// SIGINT/SIGTERM: stop sending and print what was sent.
+    static let interrupted = Atomic<Bool>(false)
+
+    public static let configuration = CommandConfiguration(
         commandName: "loadgen",
         abstract: "Send SRTP for N static-key sessions at a fixed rate and count what the engine forwards.",
         discussion: """
@@ -51,7 +55,9 @@ struct LoadgenCommand: ParsableCommand {
     @Flag(help: "Print a JSON summary as the last line.") var json = false
     @Flag(help: "No per-second lines.") var quiet = false
 
-    func run() throws {
+    public init() {}
+
+    public func run() throws {
         vox_unblock_all_signals()  // a parent that blocks signals must not take SIGTERM/SIGCHLD from us
         guard getuid() == 0 else { throw ValidationError("loadgen opens a packet socket and loads XDP: run it as root") }
         guard let srtpProfile = SRTPProfile(name: profile) else { throw ValidationError("unknown profile \(profile)") }
@@ -97,8 +103,8 @@ struct LoadgenCommand: ParsableCommand {
         }
         defer { dropAll() }
         // SIGINT/SIGTERM: stop sending, still drop the sessions and report.
-        signal(SIGINT) { _ in Shutdown.requested.store(true, ordering: .relaxed) }
-        signal(SIGTERM) { _ in Shutdown.requested.store(true, ordering: .relaxed) }
+        signal(SIGINT) { _ in LoadgenCommand.interrupted.store(true, ordering: .relaxed) }
+        signal(SIGTERM) { _ in LoadgenCommand.interrupted.store(true, ordering: .relaxed) }
 
         // Sessions: random keys, created over the control socket, and our own SRTP context each.
         var rng = SystemRandomNumberGenerator()
@@ -171,7 +177,7 @@ struct LoadgenCommand: ParsableCommand {
         fflush(nil)
         let base = try counter.read()
         let total = rate > 0 ? Int(rate * seconds) : 0
-        let start = Monotonic.now()
+        let start = MonotonicClock.now()
         var last = (sent: 0, returned: UInt64(0))
         var second = 0
         let quiet = self.quiet
@@ -182,7 +188,7 @@ struct LoadgenCommand: ParsableCommand {
         generator.run(
             // A paced run ends when it has sent rate × seconds (2 s of grace if it falls behind).
             rate: rate, total: total, deadline: start + UInt64((seconds + (total > 0 ? 2 : 0)) * 1e9),
-            stop: { Shutdown.requested.load(ordering: .relaxed) },
+            stop: { LoadgenCommand.interrupted.load(ordering: .relaxed) },
             tick: { g in
                 let tickStart = vox_thread_alloc_count()
                 defer { tickAllocations += vox_thread_alloc_count() - tickStart }
@@ -195,7 +201,7 @@ struct LoadgenCommand: ParsableCommand {
                 fflush(nil)
                 last = (g.sent, returned)
             })
-        let elapsed = Double(Monotonic.now() - start) / 1e9
+        let elapsed = Double(MonotonicClock.now() - start) / 1e9
         let sendLoopAllocations = vox_thread_alloc_count() - allocationsBefore - tickAllocations
         print("sent")
         fflush(nil)

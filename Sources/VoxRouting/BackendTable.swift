@@ -21,7 +21,7 @@ public struct Backend: Sendable, Equatable {
 /// issue replaces it with snapshots of the same shape published by the control thread.
 public final class BackendTable: @unchecked Sendable {
     public let count: Int
-    @usableFromInline let entries: UnsafeMutablePointer<Backend>
+    public let entries: UnsafeMutablePointer<Backend>
 
     public init(_ backends: [Backend]) {
         count = backends.count

@@ -1,6 +1,5 @@
 import Glibc
 import Logging
-import VoxEngine
 import VoxIO
 import VoxWire
 
@@ -14,7 +13,7 @@ import VoxWire
 /// to the workers. A backend whose next hop is pending, unreachable, or out of another
 /// interface than the engine's is `down` in the table: its packets are dropped and counted
 /// as `backendUnavailable` rather than sent to a wrong or zero MAC.
-final class BackendNextHops {
+public final class BackendNextHops {
     var resolver: NextHopResolver
     let backends: [Backend]
     let interfaceIndex: Int32
@@ -23,7 +22,7 @@ final class BackendNextHops {
     var states: [NextHopState]
     var lastRefresh: UInt64
 
-    init(backends: [Backend], interfaceIndex: Int32, directory: BackendDirectory, logger: Logger) throws {
+    public init(backends: [Backend], interfaceIndex: Int32, directory: BackendDirectory, logger: Logger) throws {
         resolver = try NextHopResolver()
         self.backends = backends
         self.interfaceIndex = interfaceIndex
@@ -31,7 +30,7 @@ final class BackendNextHops {
         self.logger = logger
         states = []
         for b in backends { states.append(try resolver.watch(b.address)) }
-        lastRefresh = WorkerRunner.now()
+        lastRefresh = MonotonicClock.now()
         for (b, s) in zip(backends, states) {
             logger.info("backend next hop", metadata: ["backend": "\(b.address):\(b.port)", "state": "\(describe(s))"])
         }
@@ -40,12 +39,12 @@ final class BackendNextHops {
 
     /// Reads the kernel's events (without blocking) and refreshes every few seconds;
     /// publishes a new table when a backend's next hop changed.
-    func poll() {
+    public func poll() {
         var changes: [NextHopChange] = []
         do {
             var p = pollfd(fd: resolver.fd, events: Int16(POLLIN), revents: 0)
             if Glibc.poll(&p, 1, 0) > 0 { changes += try resolver.handleReadable() }
-            let now = WorkerRunner.now()
+            let now = MonotonicClock.now()
             if now &- lastRefresh >= UInt64(NextHopResolver.refreshInterval) * 1_000_000_000 {
                 lastRefresh = now
                 changes += try resolver.refresh()

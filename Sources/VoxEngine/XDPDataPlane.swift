@@ -3,7 +3,6 @@ import CXDP
 import Foundation
 import Glibc
 import Logging
-import VoxEngine
 import VoxIO
 import VoxWire
 import VoxXDP
@@ -33,14 +32,14 @@ public final class XDPDataPlane: @unchecked Sendable {
 
     public init(configuration c: EngineConfiguration, logger: Logger) throws {
         self.logger = logger
-        let media = IPAddress(c.mediaAddress)!
+        let media = c.mediaAddress
         if media.isLoopback {
             throw XSKError(
                 code: "xsk.loopback",
                 message: "media address \(c.mediaAddress) is on loopback, which AF_XDP cannot see"
             )
         }
-        for b in c.backends where IPAddress(b.address)?.isLoopback == true {
+        for b in c.backends where b.address.isLoopback {
             throw XSKError(
                 code: "xsk.loopback",
                 message:
@@ -94,9 +93,9 @@ public final class XDPDataPlane: @unchecked Sendable {
         for q in 0..<c.workers { try socketMap.insert(socket: sockets.socketFD(queue: q), queue: UInt32(q)) }
         let policy: XDPAttachPolicy =
             switch c.xdp.attach {
-            case "native": .nativeOnly
-            case "generic": .genericOnly
-            default: .nativeOrGeneric
+            case .native: .nativeOnly
+            case .generic: .genericOnly
+            case .auto: .nativeOrGeneric
             }
         let attachment = try program.attach(interface: name, policy: policy) { line in
             logger.info("\(line)")
@@ -120,7 +119,7 @@ public final class XDPDataPlane: @unchecked Sendable {
     /// Admits a session's 5-tuples from the control thread, before the reply to the request
     /// that created it: its client may send at once, before the owning worker has applied
     /// the command (the worker admits them again, idempotently, and forgets them at `drop`).
-    func preAdmit(_ flows: [FlowKey], slot: Int32, worker: Int) {
+    public func preAdmit(_ flows: [FlowKey], slot: Int32, worker: Int) {
         for flow in flows { controlAdmission.admit(flow, slot: Int(slot), worker: UInt32(worker)) }
     }
 
@@ -158,7 +157,7 @@ public final class XDPDataPlane: @unchecked Sendable {
 /// Admits and forgets a worker's 5-tuples in `vox_flows` as its sessions bind, move and end
 /// (the worker calls it applying commands, or when a valid STUN check moves a session: per
 /// session, a map update each — never per packet).
-final class XDPAdmission: WorkerPortHooks, @unchecked Sendable {
+public final class XDPAdmission: @unchecked Sendable {
     let flows: AdmittedFlows
     let worker: UInt32
     let logger: Logger
@@ -168,12 +167,6 @@ final class XDPAdmission: WorkerPortHooks, @unchecked Sendable {
         self.worker = worker
         self.logger = logger
     }
-
-    func sessionStarted(slot: Int) {}
-    func sessionEnded(slot: Int) {}
-
-    func clientFlowChanged(slot: Int, from: FlowKey?, to: FlowKey?) { change(slot, from, to) }
-    func backendFlowChanged(slot: Int, from: FlowKey?, to: FlowKey?) { change(slot, from, to) }
 
     func change(_ slot: Int, _ from: FlowKey?, _ to: FlowKey?) {
         do {

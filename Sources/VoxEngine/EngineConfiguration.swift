@@ -1,21 +1,22 @@
+import Logging
 import VoxIO
 import VoxWire
 
 /// What `voxedge run` is told: addresses, ports, workers and their cores, capacity, backends.
 public struct EngineConfiguration: Codable, Sendable, Equatable {
     public struct BackendEntry: Codable, Sendable, Equatable {
-        public var address: String
+        public var address: IPAddress
         public var port: UInt16
-        public init(address: String, port: UInt16) {
+        public init(address: IPAddress, port: UInt16) {
             self.address = address
             self.port = port
         }
     }
 
-    public var mediaAddress: String = "127.0.0.1"
+    public var mediaAddress: IPAddress = .loopbackV4
     public var mediaPort: UInt16 = 40000
     /// The edge's address toward backends, and the first of its reserved ports (one per session).
-    public var backendAddress: String = "127.0.0.1"
+    public var backendAddress: IPAddress = .loopbackV4
     public var backendPortBase: UInt16 = 41000
     public var workers: Int = 1
     /// Core of each worker (by index); unpinned when absent.
@@ -34,12 +35,13 @@ public struct EngineConfiguration: Codable, Sendable, Equatable {
     /// `/healthz` fails when a worker's loop has not come round for this long.
     public var healthStallSeconds: Double = 5
     /// Prometheus `/metrics`, `/healthz`, `/readyz` (port 0: off).
-    public var metricsAddress: String = "127.0.0.1"
+    public var metricsAddress: IPAddress = .loopbackV4
     public var metricsPort: UInt16 = 9464
-    public var logLevel: String = "info"
-    /// Packet I/O: `xdp` (AF_XDP sockets fed by VoxEdge's XDP program), `socket` (kernel UDP
-    /// sockets), or `auto` (AF_XDP, falling back to sockets with a log line saying why).
-    public var io: String = "auto"
+    /// After SIGTERM, how long live calls may go on before the engine stops anyway.
+    public var drainTimeoutSeconds: Int = 300
+    public var logLevel: Logger.Level = .info
+    /// Packet I/O (`io`).
+    public var io: IOMode = .auto
     /// The interface AF_XDP binds to (one socket per queue, worker w on queue w); when
     /// absent, the interface that holds `media_address`.
     public var interface: String? = nil
@@ -56,12 +58,11 @@ public struct EngineConfiguration: Codable, Sendable, Equatable {
         public var headroom: Int = 0
         public var hugePages: Bool = true
         /// `auto` (the driver's choice), `copy` or `zerocopy`.
-        public var bindMode: String = "auto"
-        /// `poll` (need_wakeup + poll(): no CPU when idle), `busy-poll` (spin on the rings),
-        /// `prefer-busy-poll` (SO_PREFER_BUSY_POLL: the worker's system calls drive NAPI).
-        public var idle: String = "poll"
-        /// `auto` (native, else generic with a log line), `native` or `generic`.
-        public var attach: String = "auto"
+        public var bindMode: XSKConfiguration.BindMode = .automatic
+        /// What a worker does when a burst finds nothing.
+        public var idle: IdleStrategy = .poll
+        /// How the XDP program attaches.
+        public var attach: AttachMode = .auto
         /// The compiled XDP program; default: found beside the executable or in /usr/lib/voxedge.
         public var object: String? = nil
         /// New-flow STUN allowed per source address per second before XDP drops it (0: no limit).
@@ -70,7 +71,7 @@ public struct EngineConfiguration: Codable, Sendable, Equatable {
 
         public init() {}
 
-        enum CodingKeys: String, CodingKey {
+        enum CodingKeys: String, CodingKey, CaseIterable {
             case frameCount = "frame_count"
             case frameSize = "frame_size"
             case ringSize = "ring_size"
@@ -84,15 +85,16 @@ public struct EngineConfiguration: Codable, Sendable, Equatable {
 
         public init(from decoder: any Decoder) throws {
             let c = try decoder.container(keyedBy: CodingKeys.self)
+            try decoder.refuseUnknownKeys(CodingKeys.self)
             let d = XDPSettings()
             frameCount = try c.value(.frameCount, or: d.frameCount)
             frameSize = try c.value(.frameSize, or: d.frameSize)
             ringSize = try c.value(.ringSize, or: d.ringSize)
             headroom = try c.value(.headroom, or: d.headroom)
             hugePages = try c.value(.hugePages, or: d.hugePages)
-            bindMode = try c.value(.bindMode, or: d.bindMode)
-            idle = try c.value(.idle, or: d.idle)
-            attach = try c.value(.attach, or: d.attach)
+            bindMode = try c.choice(.bindMode, or: d.bindMode)
+            idle = try c.choice(.idle, or: d.idle)
+            attach = try c.choice(.attach, or: d.attach)
             object = try c.decodeIfPresent(String.self, forKey: .object)
             stunRate = try c.value(.stunRate, or: d.stunRate)
             stunBurst = try c.value(.stunBurst, or: d.stunBurst)
@@ -106,28 +108,16 @@ public struct EngineConfiguration: Codable, Sendable, Equatable {
             x.ringSize = ringSize
             x.headroom = headroom
             x.hugePages = hugePages
-            x.bindMode = XSKConfiguration.BindMode(rawValue: bindMode) ?? .automatic
+            x.bindMode = bindMode
             return x
         }
 
-        public func problems() -> [String] {
-            var out = sockets.problems()
-            if XSKConfiguration.BindMode(rawValue: bindMode) == nil {
-                out.append("xdp.bind_mode must be auto, copy or zerocopy")
-            }
-            if IdleStrategy(rawValue: idle) == nil {
-                out.append("xdp.idle must be poll, busy-poll or prefer-busy-poll")
-            }
-            if !["auto", "native", "generic"].contains(attach) {
-                out.append("xdp.attach must be auto, native or generic")
-            }
-            return out
-        }
+        public func problems() -> [String] { sockets.problems() }
     }
 
     public init() {}
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case mediaAddress = "media_address"
         case mediaPort = "media_port"
         case backendAddress = "backend_address"
@@ -146,10 +136,12 @@ public struct EngineConfiguration: Codable, Sendable, Equatable {
         case socketReceiveBuffer = "socket_receive_buffer"
         case metricsAddress = "metrics_address"
         case metricsPort = "metrics_port"
+        case drainTimeoutSeconds = "drain_timeout_seconds"
     }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
+        try decoder.refuseUnknownKeys(CodingKeys.self)
         let d = EngineConfiguration()
         mediaAddress = try c.value(.mediaAddress, or: d.mediaAddress)
         mediaPort = try c.value(.mediaPort, or: d.mediaPort)
@@ -165,40 +157,57 @@ public struct EngineConfiguration: Codable, Sendable, Equatable {
         controlMaxClients = try c.value(.controlMaxClients, or: d.controlMaxClients)
         controlIdleTimeoutSeconds = try c.value(.controlIdleTimeoutSeconds, or: d.controlIdleTimeoutSeconds)
         healthStallSeconds = try c.value(.healthStallSeconds, or: d.healthStallSeconds)
-        logLevel = try c.value(.logLevel, or: d.logLevel)
-        io = try c.value(.io, or: d.io)
+        logLevel = try c.choice(.logLevel, or: d.logLevel)
+        io = try c.choice(.io, or: d.io)
         interface = try c.decodeIfPresent(String.self, forKey: .interface)
         xdp = try c.value(.xdp, or: d.xdp)
         socketReceiveBuffer = try c.value(.socketReceiveBuffer, or: d.socketReceiveBuffer)
         metricsAddress = try c.value(.metricsAddress, or: d.metricsAddress)
         metricsPort = try c.value(.metricsPort, or: d.metricsPort)
+        drainTimeoutSeconds = try c.value(.drainTimeoutSeconds, or: d.drainTimeoutSeconds)
     }
 
     /// Every problem with this configuration, as sentences; empty when it can run.
     public func problems() -> [String] {
         var out: [String] = []
-        if IPAddress(mediaAddress) == nil { out.append("media_address '\(mediaAddress)' is not an IP address") }
-        if IPAddress(backendAddress) == nil { out.append("backend_address '\(backendAddress)' is not an IP address") }
+        if backendAddress.isIPv4 != mediaAddress.isIPv4 {
+            out.append("backend_address \(backendAddress) and media_address \(mediaAddress) must be of one family")
+        }
         if workers < 1 || workers > 64 { out.append("workers must be 1...64") }
         if maxSessions < 1 { out.append("max_sessions must be at least 1") }
         if Int(backendPortBase) + maxSessions > 65536 {
             out.append("backend_port_base + max_sessions passes port 65535")
         }
         if let cores, cores.count != workers { out.append("cores lists \(cores.count) cores for \(workers) workers") }
-        for (i, b) in backends.enumerated() {
-            if IPAddress(b.address) == nil { out.append("backends[\(i)].address '\(b.address)' is not an IP address") }
-        }
         if controlMaxClients < 1 { out.append("control_max_clients must be at least 1") }
         if controlIdleTimeoutSeconds < 1 { out.append("control_idle_timeout_seconds must be at least 1") }
+        if drainTimeoutSeconds < 0 { out.append("drain_timeout_seconds must be 0 or more") }
         if !(healthStallSeconds > 0) { out.append("health_stall_seconds must be more than 0") }
-        if !["xdp", "socket", "auto"].contains(io) { out.append("io '\(io)' must be xdp, socket or auto") }
-        if io != "socket" { out += xdp.problems() }
+        if io != .socket { out += xdp.problems() }
         return out
     }
 }
 
+/// Packet I/O (`io`).
+public enum IOMode: String, Sendable, CaseIterable, Codable {
+    /// AF_XDP sockets fed by VoxEdge's XDP program.
+    case xdp
+    /// Kernel UDP sockets.
+    case socket
+    /// AF_XDP, falling back to sockets with a log line saying why.
+    case auto
+}
+
+/// How the XDP program attaches (`xdp.attach`).
+public enum AttachMode: String, Sendable, CaseIterable, Codable {
+    /// Native (driver) mode, else generic with a log line.
+    case auto
+    case native
+    case generic
+}
+
 /// What a worker does when a burst finds nothing (`xdp.idle`).
-public enum IdleStrategy: String, Sendable {
+public enum IdleStrategy: String, Sendable, CaseIterable, Codable {
     /// Sleep in poll() on the socket and the worker's doorbell (need_wakeup): no CPU when idle.
     case poll
     /// Spin on the rings: lowest latency, a whole core always. Starves a NAPI thread that
@@ -214,5 +223,56 @@ extension KeyedDecodingContainer {
     /// is optional and defaults to what `init()` sets.
     func value<T: Decodable>(_ key: Key, or fallback: T) throws -> T {
         try decodeIfPresent(T.self, forKey: key) ?? fallback
+    }
+
+    /// One of `T`'s cases under `key` (or `fallback` when absent); any other text fails
+    /// naming the accepted values.
+    func choice<T: RawRepresentable & CaseIterable>(_ key: Key, or fallback: T) throws -> T where T.RawValue == String {
+        guard let text = try decodeIfPresent(String.self, forKey: key) else { return fallback }
+        guard let value = T(rawValue: text) else {
+            let accepted = T.allCases.map(\.rawValue).joined(separator: ", ")
+            throw DecodingError.dataCorruptedError(
+                forKey: key, in: self, debugDescription: "'\(text)' is not one of \(accepted)")
+        }
+        return value
+    }
+}
+
+/// Any key, to list what a configuration file holds.
+struct AnyCodingKey: CodingKey {
+    var stringValue: String
+    var intValue: Int? { nil }
+    init(stringValue: String) { self.stringValue = stringValue }
+    init?(intValue: Int) { nil }
+}
+
+extension Decoder {
+    /// Fails on a key `Keys` does not know: a misspelt key would otherwise fall back to its
+    /// default without a word.
+    func refuseUnknownKeys<Keys: CodingKey & CaseIterable>(_: Keys.Type) throws {
+        let known = Set(Keys.allCases.map(\.stringValue))
+        let all = try container(keyedBy: AnyCodingKey.self)
+        for key in all.allKeys where !known.contains(key.stringValue) {
+            throw DecodingError.dataCorruptedError(
+                forKey: key, in: all,
+                debugDescription: "unknown key; known keys: \(known.sorted().joined(separator: ", "))")
+        }
+    }
+}
+
+extension IPAddress: Codable {
+    /// An address as text (`198.18.0.1`, `2001:db8::1`); anything else fails naming it.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        let text = try c.decode(String.self)
+        guard let address = IPAddress(text) else {
+            throw DecodingError.dataCorruptedError(in: c, debugDescription: "'\(text)' is not an IP address")
+        }
+        self = address
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.singleValueContainer()
+        try c.encode(description)
     }
 }

@@ -2,14 +2,15 @@ import ArgumentParser
 import CVoxLinux
 import Foundation
 import Glibc
+import VoxControl
 import VoxMedia
 import VoxSRTPReference
 
 /// README command 1: the engine up on its defaults, with a backend and callers, in network
 /// namespaces of its own, showing audio going round; everything it made is removed after,
 /// also on Ctrl-C.
-struct DemoCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
+public struct DemoCommand: ParsableCommand {
+    public static let configuration = CommandConfiguration(
         commandName: "demo",
         abstract: "Show the engine working: namespaces, engine, echo backend, SRTP callers; then clean up.",
         discussion: """
@@ -33,7 +34,9 @@ struct DemoCommand: ParsableCommand {
     @Flag(help: "Halfway, give the far side a new MAC and tell the edge's kernel (`ip neigh replace`): the engine must follow it.")
     var neighbourChange = false
 
-    func run() throws {
+    public init() {}
+
+    public func run() throws {
         vox_unblock_all_signals()  // a parent that blocks signals must not take SIGTERM/SIGCHLD from us
         guard getuid() == 0 else { throw ValidationError("the demo builds network namespaces: run it as root") }
         guard SRTPProfile(name: profile) != nil else { throw ValidationError("unknown profile \(profile)") }

@@ -7,14 +7,16 @@ import VoxControl
 /// A backend for demos and tests: answers every RTP datagram by sending it back to where it
 /// came from (the edge's backend leg of that session), after an optional delay. The next
 /// issues grow it into a full backend (tones, load reports, slow or dead on command).
-struct BackendSimCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
+public struct BackendSimCommand: ParsableCommand {
+    public static let configuration = CommandConfiguration(
         commandName: "backend-sim", abstract: "An echoing inference backend for demos and tests.")
 
     @Option(help: "Where to listen, ip:port.") var listen = "127.0.0.1:5004"
     @Option(help: "Echo after this many milliseconds.") var delayMs = 0
 
-    func run() throws {
+    public init() {}
+
+    public func run() throws {
         vox_unblock_all_signals()  // a parent that blocks signals must not take SIGTERM/SIGCHLD from us
         guard let (address, port) = EngineController.parseEndpoint(listen), address.isIPv4 else {
             throw ValidationError("--listen: '\(listen)' is not an IPv4 ip:port")

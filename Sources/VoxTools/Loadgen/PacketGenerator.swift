@@ -232,10 +232,10 @@ struct PacketGenerator: ~Copyable {
     mutating func run(
         rate: Double, total: Int, deadline: UInt64, stop: () -> Bool, tick: (borrowing PacketGenerator) -> Void
     ) {
-        let start = Monotonic.now()
+        let start = MonotonicClock.now()
         var nextTick = start + 1_000_000_000
         while !stop() {
-            let now = Monotonic.now()
+            let now = MonotonicClock.now()
             if now >= deadline { break }
             if now >= nextTick {
                 tick(self)
@@ -256,7 +256,7 @@ struct PacketGenerator: ~Copyable {
                             driver?.kickTX()
                             reapCompletions()
                         }
-                        Monotonic.sleep(until: min(nextDue - 10_000, nextTick, deadline))
+                        MonotonicClock.sleep(until: min(nextDue - 10_000, nextTick, deadline))
                         continue
                     }
                     allowed = max(behind, 1)
@@ -265,19 +265,5 @@ struct PacketGenerator: ~Copyable {
             if xsk != nil { sendXSK(allowed) } else { send(allowed) }
         }
         flush()
-    }
-}
-
-/// CLOCK_MONOTONIC in nanoseconds.
-enum Monotonic {
-    static func now() -> UInt64 {
-        var t = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &t)
-        return UInt64(t.tv_sec) * 1_000_000_000 + UInt64(t.tv_nsec)
-    }
-
-    static func sleep(until ns: UInt64) {
-        var t = timespec(tv_sec: Int(ns / 1_000_000_000), tv_nsec: Int(ns % 1_000_000_000))
-        clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &t, nil)
     }
 }

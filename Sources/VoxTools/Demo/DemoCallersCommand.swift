@@ -2,6 +2,7 @@ import ArgumentParser
 import CVoxLinux
 import Foundation
 import Glibc
+import VoxControl
 import VoxMedia
 import VoxSRTPReference
 
@@ -9,8 +10,8 @@ import VoxSRTPReference
 /// static-key session created over the control socket, a UDP socket, and libsrtp2 on both
 /// directions. 50 packets a second per call; every echo is decrypted and compared with
 /// what was sent.
-struct DemoCallersCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
+public struct DemoCallersCommand: ParsableCommand {
+    public static let configuration = CommandConfiguration(
         commandName: "demo-callers", abstract: "The demo's SRTP callers (used by `voxedge demo`).", shouldDisplay: false)
 
     @Option var socket: String
@@ -37,7 +38,9 @@ struct DemoCallersCommand: ParsableCommand {
         var sentAfterDrop = 0
     }
 
-    func run() throws {
+    public init() {}
+
+    public func run() throws {
         vox_unblock_all_signals()  // a parent that blocks signals must not take SIGTERM/SIGCHLD from us
         let profile = SRTPProfile(name: self.profile)!
         var calls: [Call] = []

@@ -2,6 +2,7 @@ import ArgumentParser
 import CVoxLinux
 import Foundation
 import Glibc
+import VoxIO
 
 /// `voxedge bench e2e`: the engine end to end, as DESIGN §7 asks — its own namespaces and
 /// veth (afxdp-ref's layout), the generator (`voxedge loadgen`) on one core, the engine on
@@ -136,7 +137,7 @@ struct EndToEndBenchCommand: ParsableCommand {
                     pending.removeSubrange(pending.startIndex...newline)
                     let sample = (
                         DemoCommand.cpuNanoseconds(engine.processIdentifier), napi.engine.map(Self.cpuNanoseconds) ?? 0,
-                        Monotonic.now(), DemoCommand.cpuNanoseconds(g.processIdentifier)
+                        MonotonicClock.now(), DemoCommand.cpuNanoseconds(g.processIdentifier)
                     )
                     if line == "sending" { before = sample }
                     if line == "drained" { after = sample }
