@@ -27,6 +27,8 @@ public final class EngineController {
 
     public init(runtime: EngineRuntime) {
         self.runtime = runtime
+        // A session its worker ended (ICE failed) leaves the list as a dropped one does.
+        runtime.control.onRelease = { [unowned self] slot in self.sessions[slot] = nil }
     }
 
     public func handle(_ request: ControlRequest) -> ControlReply {

@@ -43,9 +43,10 @@ public struct IcePassword: Sendable, BitwiseCopyable {
         withUnsafeMutableBytes(of: &bytes) { b in for (i, c) in utf8.enumerated() { b[i] = c } }
     }
 
-    func authenticator() -> STUNAuthenticator {
+    func withBytes<R>(_ body: (UnsafeRawBufferPointer) -> R) -> R {
         var copy = bytes
-        return withUnsafeBytes(of: &copy) { STUNAuthenticator(password: UnsafeRawBufferPointer(rebasing: $0[0..<Int(length)])) }
+        defer { withUnsafeMutableBytes(of: &copy) { for i in 0..<$0.count { $0[i] = 0 } } }
+        return withUnsafeBytes(of: &copy) { body(UnsafeRawBufferPointer(rebasing: $0[0..<Int(length)])) }
     }
 }
 
@@ -74,7 +75,10 @@ public struct WorkerCommand: Sendable, BitwiseCopyable {
     /// The client's master key (what we unprotect with) and ours (what we protect with).
     public var clientKey = KeyMaterial()
     public var edgeKey = KeyMaterial()
+    /// ICE credentials: ours (`ufrag` names the slot) and the client's ufrag. A session
+    /// created without them does no ICE: its client flow is given.
     public var ufrag = IceUfrag()
+    public var remoteUfrag = IceUfrag()
     public var icePassword = IcePassword()
     /// The client leg's own stream: SSRC, first sequence number and timestamp.
     public var edgeSSRC: UInt32 = 0

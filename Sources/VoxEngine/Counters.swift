@@ -1,3 +1,5 @@
+import VoxMedia
+
 /// What the pipeline did with a packet.
 public enum PacketVerdict: Int, CaseIterable, Sendable {
     /// Client SRTP unprotected and sent to the session's backend as RTP.
@@ -84,6 +86,14 @@ public final class WorkerCounters: @unchecked Sendable {
     /// whose heartbeat stops is stuck. Zero until the loop starts.
     public var heartbeat: UInt64 { values[WorkerCounters.slots - 3] }
     public func beat(_ now: UInt64) { values[WorkerCounters.slots - 3] = now }
+    /// Sessions the worker ended itself because ICE failed: no valid check by the connect
+    /// deadline, or consent expired (RFC 7675).
+    public func sessionsEnded(_ failure: ICEFailure) -> UInt64 {
+        values[WorkerCounters.slots - 2 + Int(failure == .consentExpired ? 1 : 0)]
+    }
+    func countEnded(_ failure: ICEFailure) {
+        values[WorkerCounters.slots - 2 + Int(failure == .consentExpired ? 1 : 0)] &+= 1
+    }
     func addBurst(received n: Int, handedIn h: Int) {
         values[WorkerCounters.slots - 8] &+= 1
         values[WorkerCounters.slots - 7] &+= UInt64(n)

@@ -271,9 +271,17 @@ final class XDPWorkerRunner: WorkerRunner, @unchecked Sendable {
     /// Kept alive while the worker drives its rings.
     let sockets: XSKSet
     let idle: IdleStrategy
-    /// Longest sleep: the worker has no timers of its own yet (consent and ICE timers come
-    /// with WebRTC sessions), and the doorbell wakes it for commands and hand-offs.
+    /// Longest sleep: the doorbell wakes the worker for commands and hand-offs, its timer
+    /// wheel's next deadline sooner; the heartbeat needs a round a second regardless.
     static let maximumSleepMilliseconds: Int32 = 1000
+
+    /// How long poll() may sleep at `now`: until the worker's next timer, at most a second.
+    static func sleepMilliseconds(now: UInt64, deadline: UInt64?) -> Int32 {
+        guard let deadline else { return maximumSleepMilliseconds }
+        guard deadline > now else { return 0 }
+        // Round up: waking a moment early would only sleep again.
+        return Int32(min(UInt64(maximumSleepMilliseconds), (deadline - now + 999_999) / 1_000_000))
+    }
 
     init(worker: consuming Worker, driver: XSKQueueDriver, sockets: XSKSet, idle: IdleStrategy, core: Int?) {
         self.worker = worker
@@ -306,7 +314,8 @@ final class XDPWorkerRunner: WorkerRunner, @unchecked Sendable {
                 // Frames the kernel has not taken yet (copy mode answered EAGAIN): kick again
                 // rather than sleep on them.
                 if driver.txPending == 0, worker.prepareToSleep() {
-                    _ = poll(&fds, 2, XDPWorkerRunner.maximumSleepMilliseconds)
+                    let timeout = XDPWorkerRunner.sleepMilliseconds(now: last, deadline: worker.nextDeadline())
+                    _ = poll(&fds, 2, timeout)
                     worker.wokeUp()
                 }
             case .busyPoll:

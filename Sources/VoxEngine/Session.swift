@@ -1,4 +1,3 @@
-import Glibc
 import Synchronization
 import VoxMedia
 import VoxWire
@@ -56,8 +55,8 @@ public struct SessionSlot: ~Copyable {
     /// Edge → client: protects the client leg.
     var outbound: SRTPContext
     public internal(set) var clientLeg = ClientLegStream(ssrc: 0, firstSequence: 0, firstTimestamp: 0)
-    var ice: STUNAuthenticator
-    var ufrag = IceUfrag()
+    /// The session's ICE-lite state (closed for sessions without ICE credentials).
+    public internal(set) var ice = ICELiteAgent()
     public internal(set) var packetsFromClient: UInt64 = 0
     public internal(set) var packetsToClient: UInt64 = 0
 
@@ -69,67 +68,6 @@ public struct SessionSlot: ~Copyable {
         let b = try SRTPContext(profile: .aes128CmHmacSha1_80, masterKey: key, masterSalt: salt)
         inbound = a
         outbound = b
-        ice = STUNAuthenticator(password: "")
-    }
-}
-
-/// A server-chosen ICE username fragment, inline: "vx" + the slot in 6 hex digits + a
-/// random part (DESIGN §2a), so a connectivity check names its slot without a lookup and
-/// the random part makes it unguessable.
-public struct IceUfrag: Equatable, Sendable, BitwiseCopyable {
-    public static let capacity = 32
-    @usableFromInline var bytes: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
-    public private(set) var length: UInt8 = 0
-
-    public static func == (a: IceUfrag, b: IceUfrag) -> Bool {
-        a.length == b.length && a.bytes.0 == b.bytes.0 && a.bytes.1 == b.bytes.1 && a.bytes.2 == b.bytes.2
-            && a.bytes.3 == b.bytes.3
-    }
-
-    public init() {}
-
-    public init?(_ text: String) {
-        let utf8 = Array(text.utf8)
-        guard utf8.count >= 4, utf8.count <= IceUfrag.capacity else { return nil }
-        length = UInt8(utf8.count)
-        withUnsafeMutableBytes(of: &bytes) { b in for (i, c) in utf8.enumerated() { b[i] = c } }
-    }
-
-    /// The ufrag for `slot` with a random suffix.
-    public static func make(slot: Int, random: String) -> IceUfrag? {
-        let hex = String(slot, radix: 16)
-        return IceUfrag("vx" + String(repeating: "0", count: max(0, 6 - hex.count)) + hex + random)
-    }
-
-    /// The slot a ufrag of ours names, from `count` bytes at `p`; nil when it is not ours.
-    @inlinable
-    public static func slot(in p: UnsafeRawPointer, count: Int) -> Int? {
-        guard count >= 8, p.loadByte(at: 0) == 0x76, p.loadByte(at: 1) == 0x78 else { return nil }  // "vx"
-        var slot = 0
-        for i in 2..<8 {
-            let c = p.loadByte(at: i)
-            let d: Int
-            switch c {
-            case 0x30...0x39: d = Int(c - 0x30)
-            case 0x61...0x66: d = Int(c - 0x61 + 10)
-            default: return nil
-            }
-            slot = slot << 4 | d
-        }
-        return slot
-    }
-
-    /// True when the `count` bytes at `p` are this ufrag.
-    @inlinable
-    public func matches(_ p: UnsafeRawPointer, count: Int) -> Bool {
-        guard count == Int(length) else { return false }
-        var copy = bytes
-        return withUnsafeBytes(of: &copy) { memcmp($0.baseAddress!, p, count) == 0 }
-    }
-
-    public var description: String {
-        var copy = bytes
-        return withUnsafeBytes(of: &copy) { String(decoding: $0.prefix(Int(length)), as: UTF8.self) }
     }
 }
 

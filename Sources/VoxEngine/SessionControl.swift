@@ -80,6 +80,10 @@ public final class SessionControl {
         try send(WorkerCommand(kind: .drop, slot: slot))
     }
 
+    /// Told of every slot a worker gave back: after a drop, or because the worker ended the
+    /// session itself (its ICE failed). Runs on the control thread, inside `reclaim`.
+    public var onRelease: ((Int32) -> Void)? = nil
+
     /// Takes back the slots workers have released; publishes the client-flow directory if
     /// it changed.
     public func reclaim() {
@@ -87,6 +91,9 @@ public final class SessionControl {
             while let slot = link.released.pop() {
                 store.unassign(Int(slot))
                 freeSlots.append(slot)
+                // A session its worker ended: its flow leaves the directory too.
+                if flowOfSlot[slot] != nil { place(slot, nil) }
+                onRelease?(slot)
             }
         }
         publishFlows()

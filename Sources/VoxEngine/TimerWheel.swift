@@ -106,8 +106,10 @@ public struct TimerWheel: ~Copyable {
         return n
     }
 
-    /// The earliest scheduled deadline, or nil: what a worker's poll waits for.
-    public func nextDeadline() -> UInt64? {
+    /// The earliest scheduled deadline, or nil: what a worker's poll waits for. With
+    /// `withinOneRevolution`, nil also when everything is more than a revolution away
+    /// (a caller that sleeps no longer than that need not scan every timer).
+    public func nextDeadline(withinOneRevolution: Bool = false) -> UInt64? {
         guard scheduled > 0 else { return nil }
         var best = UInt64.max
         // Within one revolution the first slot holding a due-this-round timer wins.
@@ -123,6 +125,7 @@ public struct TimerWheel: ~Copyable {
             if best != UInt64.max { return best }
         }
         // Everything is more than a revolution away.
+        if withinOneRevolution { return nil }
         for id in 0..<capacity where slotOf[id] >= 0 { best = min(best, deadlines[id]) }
         return best
     }

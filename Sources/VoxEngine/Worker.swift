@@ -108,6 +108,11 @@ public struct Worker: ~Copyable {
     /// This burst's TX descriptors, submitted together.
     let pendingTX: UnsafeMutablePointer<FrameDescriptor>
     var pendingCount = 0
+    /// One timer per slot: its ICE agent's deadline (connect, then consent). Re-armed when
+    /// it fires, not on every check, so a check costs the wheel nothing.
+    var timers: TimerWheel
+    let expired: UnsafeMutablePointer<Int32>
+    static let expiredBatch = 64
 
     public init(
         configuration: WorkerConfiguration, rings: QueueRings, umem: UnsafeMutableRawPointer, frameSize: Int,
@@ -139,11 +144,14 @@ public struct Worker: ~Copyable {
             a += UInt64(frameSize)
         }
         pendingTX = .allocate(capacity: max(configuration.burstSize * 2, 128))
+        timers = TimerWheel(capacity: store.capacity)
+        expired = .allocate(capacity: Worker.expiredBatch)
     }
 
     deinit {
         freeFrames.deallocate()
         pendingTX.deallocate()
+        expired.deallocate()
     }
 
     /// Runs one burst at time `now` (ns, read once by the caller). Returns the number of
@@ -153,7 +161,8 @@ public struct Worker: ~Copyable {
             (UnsafePointer($0.entries), $0.count)
         }
         flowTable = links.clientFlows.enter(worker: configuration.id)
-        applyCommands()
+        applyCommands(now: now)
+        expireTimers(now: now)
         reclaimCompletions()
         takeReturnedFrames()
         refill()
@@ -168,8 +177,9 @@ public struct Worker: ~Copyable {
         }
         var index: UInt32 = 0
         let n = xsk_ring_cons__peek(&rings.rx, UInt32(configuration.burstSize), &index)
-        for i in 0..<n {
-            let desc = xsk_ring_cons__rx_desc(&rings.rx, index &+ i)!.pointee
+        // Int ranges: UInt32 ones go through generic witnesses (and allocate) in debug builds.
+        for i in 0..<Int(n) {
+            let desc = xsk_ring_cons__rx_desc(&rings.rx, index &+ UInt32(i))!.pointee
             process(address: desc.addr, length: Int(desc.len), now: now)
         }
         if n > 0 { xsk_ring_cons__release(&rings.rx, n) }
@@ -201,6 +211,11 @@ public struct Worker: ~Copyable {
         backends.leave(worker: configuration.id)
         links.clientFlows.leave(worker: configuration.id)
     }
+
+    /// When the worker must run again though no packet arrives (its earliest ICE deadline),
+    /// or nil when none falls within the wheel's revolution (≈ 1 s, the longest sleep):
+    /// how long its poll() may sleep.
+    public func nextDeadline() -> UInt64? { timers.nextDeadline(withinOneRevolution: true) }
 
     /// The fd that becomes readable when the doorbell rings (the worker polls it).
     public var doorbellFD: Int32 { links.doorbell.fd }
@@ -240,7 +255,7 @@ public struct Worker: ~Copyable {
     mutating func reclaimCompletions() {
         var index: UInt32 = 0
         let n = xsk_ring_cons__peek(&rings.completion, rings.completion.size, &index)
-        for i in 0..<n { recycle(xsk_ring_cons__comp_addr(&rings.completion, index &+ i).pointee) }
+        for i in 0..<Int(n) { recycle(xsk_ring_cons__comp_addr(&rings.completion, index &+ UInt32(i)).pointee) }
         if n > 0 { xsk_ring_cons__release(&rings.completion, n) }
     }
 
@@ -251,9 +266,9 @@ public struct Worker: ~Copyable {
         let free = xsk_prod_nb_free(&rings.fill, want)
         let n = min(want, free)
         guard n > 0, xsk_ring_prod__reserve(&rings.fill, n, &index) == n else { return }
-        for i in 0..<n {
+        for i in 0..<Int(n) {
             freeCount -= 1
-            xsk_ring_prod__fill_addr(&rings.fill, index &+ i).pointee = freeFrames[freeCount]
+            xsk_ring_prod__fill_addr(&rings.fill, index &+ UInt32(i)).pointee = freeFrames[freeCount]
         }
         xsk_ring_prod__submit(&rings.fill, n)
     }
@@ -334,7 +349,7 @@ public struct Worker: ~Copyable {
         let payloadClass = PayloadClass.classify(payload, length: parsed.payloadLength)
         switch payloadClass {
         case .stun:
-            stun(address, frame, capacity, &parsed)
+            stun(address, frame, capacity, &parsed, now: now)
         case .dtls:
             guard let slot = clientIndex.find(parsed.flowKey) else { return strayClientFlow(address, &parsed) }
             if links.handshake.push(slot: slot, flow: parsed.flowKey, payload, length: parsed.payloadLength) {
@@ -360,7 +375,12 @@ public struct Worker: ~Copyable {
         }
     }
 
-    mutating func stun(_ address: UInt64, _ frame: UnsafeMutableRawPointer, _ capacity: Int, _ parsed: inout ParsedFrame) {
+    /// A connectivity check: the slot is read from our ufrag, the session's ICE agent
+    /// verifies and answers it in place, and the session moves only when the agent says so
+    /// (first valid check, or a new path after nomination). STUN is parsed once.
+    mutating func stun(
+        _ address: UInt64, _ frame: UnsafeMutableRawPointer, _ capacity: Int, _ parsed: inout ParsedFrame, now: UInt64
+    ) {
         let payload = frame + parsed.payloadOffset
         var request = STUNMessage()
         guard STUNMessage.parse(payload, length: parsed.payloadLength, into: &request) == .ok,
@@ -375,28 +395,26 @@ public struct Worker: ~Copyable {
         }
         if handOff(address, parsed.payloadOffset + parsed.payloadLength, slot: slot) { return }
         let s = store.slots + slot
-        guard s.pointee.active, s.pointee.ufrag.matches(user, count: ours) else { return drop(address, .unknownSession) }
-        var responseLength = 0
-        let remote = parsed.source
-        let remotePort = parsed.sourcePort
-        let verdict = s.pointee.ice.answerBindingRequest(
-            payload, length: parsed.payloadLength, capacity: capacity - parsed.payloadOffset,
-            remote: remote, remotePort: remotePort, request: &request, responseLength: &responseLength)
-        guard verdict == .answered else { return drop(address, .stunRejected) }
-        // A valid check from a new 5-tuple moves the session there (ICE-lite: the controlling
-        // side decides; a NAT rebinding shows up exactly like this).
+        guard s.pointee.active else { return drop(address, .unknownSession) }
         let flow = parsed.flowKey
-        if s.pointee.clientFlow != flow {
-            let old = s.pointee.clientFlow
-            if let old { clientIndex.remove(old) }
-            _ = clientIndex.insert(flow, Int32(slot))
-            s.pointee.clientFlow = flow
-            portBinding.flowChanged(slot: slot, from: old, to: flow)
+        let result = s.pointee.ice.handle(
+            now: now, payload, length: parsed.payloadLength, capacity: capacity - parsed.payloadOffset, from: flow,
+            request: &request)
+        switch result.verdict {
+        case .answered: break
+        case .badUsername, .closed: return drop(address, .unknownSession)
+        default: return drop(address, .stunRejected)
         }
-        s.pointee.clientMAC = MACAddress.load(from: frame, at: 6)
-        FrameBuilder.reply(frame, &parsed, payloadLength: responseLength)
+        // An agent that had no deadline (its client was given) has one from its first check.
+        if !timers.isScheduled(slot) { armTimer(slot) }
+        if result.events.contains(.connected) || result.events.contains(.pathChanged) {
+            bind(slot, flow, MACAddress.load(from: frame, at: 6))
+        } else if s.pointee.clientFlow == flow {
+            s.pointee.clientMAC = MACAddress.load(from: frame, at: 6)
+        }
+        FrameBuilder.reply(frame, &parsed, payloadLength: result.responseLength)
         counters.count(.answered)
-        transmit(address, length: parsed.payloadOffset + responseLength)
+        transmit(address, length: parsed.payloadOffset + result.responseLength)
     }
 
     /// Client SRTP/SRTCP → unprotect → (RTP) the session's backend.
@@ -508,16 +526,16 @@ public struct Worker: ~Copyable {
 
     // MARK: - Commands
 
-    mutating func applyCommands() {
+    mutating func applyCommands(now: UInt64) {
         while let command = links.commands.peek() {
-            apply(command)
+            apply(command, now: now)
             // Key material does not linger in the ring.
             command.pointee = WorkerCommand(kind: .drop, slot: -1)
             links.commands.advance()
         }
     }
 
-    mutating func apply(_ command: UnsafeMutablePointer<WorkerCommand>) {
+    mutating func apply(_ command: UnsafeMutablePointer<WorkerCommand>, now: UInt64) {
         let slot = Int(command.pointee.slot)
         guard slot >= 0, slot < store.capacity else { return }
         let s = store.slots + slot
@@ -544,8 +562,19 @@ public struct Worker: ~Copyable {
                     }
                 }
             }
-            s.pointee.ice = command.pointee.icePassword.authenticator()
-            s.pointee.ufrag = command.pointee.ufrag
+            s.pointee.ice.close()
+            if !command.pointee.ufrag.isEmpty {
+                // A session whose client is given (static keys) has no connect deadline;
+                // one that waits for its client's first check has.
+                let configuration = ICELiteAgent.Configuration(
+                    connectTimeout: command.pointee.flow == nil ? ICELiteAgent.Configuration().connectTimeout : .max)
+                s.pointee.ice = command.pointee.icePassword.withBytes {
+                    ICELiteAgent(
+                        localUfrag: command.pointee.ufrag, password: $0, remoteUfrag: command.pointee.remoteUfrag, now: now,
+                        configuration: configuration)
+                }
+                armTimer(slot)
+            }
             s.pointee.sessionID = command.pointee.sessionID
             s.pointee.backendIndex = command.pointee.backend
             s.pointee.clientLeg = ClientLegStream(
@@ -572,21 +601,58 @@ public struct Worker: ~Copyable {
             portBinding.flowChanged(slot: slot, from: old, to: backendFlow(slot, s.pointee.backendIndex))
         case .drop:
             guard s.pointee.active else { return }
-            portBinding.flowChanged(slot: slot, from: s.pointee.clientFlow, to: nil)
-            portBinding.flowChanged(slot: slot, from: backendFlow(slot, s.pointee.backendIndex), to: nil)
-            if let flow = s.pointee.clientFlow { clientIndex.remove(flow) }
-            if let ssrc = s.pointee.clientSSRC { ssrcIndex.remove(ssrc) }
-            s.pointee.clientFlow = nil
-            s.pointee.clientSSRC = nil
-            s.pointee.active = false
-            s.pointee.inbound.wipeKeys()
-            s.pointee.outbound.wipeKeys()
-            s.pointee.inbound.resetStreams()
-            s.pointee.outbound.resetStreams()
-            s.pointee.ice.wipe()
-            s.pointee.ufrag = IceUfrag()
-            portBinding.sessionEnded(slot: slot, backendPort: backendPort(slot))
-            while !links.released.push(Int32(slot)) {}  // sized for every slot: never full for long
+            end(slot)
+        }
+    }
+
+    /// Ends the session in `slot` (a drop command, or its ICE failed) and gives the slot back.
+    mutating func end(_ slot: Int) {
+        let s = store.slots + slot
+        portBinding.flowChanged(slot: slot, from: s.pointee.clientFlow, to: nil)
+        portBinding.flowChanged(slot: slot, from: backendFlow(slot, s.pointee.backendIndex), to: nil)
+        if let flow = s.pointee.clientFlow { clientIndex.remove(flow) }
+        if let ssrc = s.pointee.clientSSRC { ssrcIndex.remove(ssrc) }
+        s.pointee.clientFlow = nil
+        s.pointee.clientSSRC = nil
+        s.pointee.active = false
+        s.pointee.inbound.wipeKeys()
+        s.pointee.outbound.wipeKeys()
+        s.pointee.inbound.resetStreams()
+        s.pointee.outbound.resetStreams()
+        s.pointee.ice.close()
+        timers.cancel(slot)
+        portBinding.sessionEnded(slot: slot, backendPort: backendPort(slot))
+        while !links.released.push(Int32(slot)) {}  // sized for every slot: never full for long
+    }
+
+    // MARK: - Timers
+
+    /// Schedules `slot`'s timer at its agent's deadline (none once the agent has failed).
+    mutating func armTimer(_ slot: Int) {
+        let deadline = store.slots[slot].ice.deadline
+        if deadline == .max { timers.cancel(slot) } else { timers.schedule(slot, at: deadline) }
+    }
+
+    /// Runs the ICE timers due by `now`: a session whose agent failed (no check by the
+    /// connect deadline, or consent expired) ends here; one whose checks moved its deadline
+    /// on is re-armed.
+    mutating func expireTimers(now: UInt64) {
+        while true {
+            let n = timers.expire(upTo: now, into: expired, max: Worker.expiredBatch)
+            for i in 0..<n {
+                let slot = Int(expired[i])
+                let s = store.slots + slot
+                guard s.pointee.active else { continue }
+                _ = s.pointee.ice.poll(now: now)
+                // A check may have found the agent failed first (it then answers nothing).
+                if case .failed(let failure) = s.pointee.ice.state {
+                    counters.countEnded(failure)
+                    end(slot)
+                } else {
+                    armTimer(slot)
+                }
+            }
+            if n < Worker.expiredBatch { break }
         }
     }
 

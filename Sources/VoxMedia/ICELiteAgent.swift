@@ -66,7 +66,9 @@ public enum ICEFailure: UInt8, Sendable, CaseIterable {
 /// The ICE-lite side of one session (RFC 8445 §2.5, §7.3): a sans-IO core that answers the
 /// client's connectivity checks and keeps the session's timers. It owns no socket and no
 /// clock: time is passed in as nanoseconds on the caller's monotonic clock, the request is
-/// answered in the caller's buffer, and the caller acts on the returned events.
+/// answered in the caller's buffer, and the caller acts on the returned events. It holds
+/// everything inline (ufrags, the HMAC key's pads), so a worker keeps one per session slot
+/// and a check allocates nothing.
 ///
 /// Rules:
 /// - A check is valid when USERNAME is "<local ufrag>:<remote ufrag>", MESSAGE-INTEGRITY
@@ -81,6 +83,7 @@ public enum ICEFailure: UInt8, Sendable, CaseIterable {
 ///   every valid check renews consent (RFC 7675 §5.1: browsers check every 5 s or so).
 public struct ICELiteAgent {
     public struct Configuration: Sendable {
+        /// `UInt64.max`: no connect deadline (a session whose client is already known).
         public var connectTimeout: UInt64
         public var consentTimeout: UInt64
         /// 10 s to connect (DESIGN: the client starts checking as soon as it has the
@@ -91,11 +94,12 @@ public struct ICELiteAgent {
         }
     }
 
-    public let configuration: Configuration
-    let authenticator: STUNAuthenticator
-    /// "<local ufrag>:<remote ufrag>", the USERNAME every check must carry.
-    let expectedUsername: [UInt8]
-    public private(set) var state: ICEState = .waiting
+    public private(set) var configuration: Configuration
+    var authenticator: STUNAuthenticator
+    /// USERNAME must be "<local>:<remote>".
+    public private(set) var localUfrag: IceUfrag
+    public private(set) var remoteUfrag: IceUfrag
+    public private(set) var state: ICEState
     /// The 5-tuple media goes to; nil until the first valid check.
     public private(set) var selected: FlowKey? = nil
     /// When the state changes unless a valid check arrives first (`UInt64.max` once failed):
@@ -104,33 +108,74 @@ public struct ICELiteAgent {
     /// The PRIORITY of the last valid check (the client's peer-reflexive priority).
     public private(set) var lastPriority: UInt32 = 0
 
+    /// An agent without credentials, already closed: it answers nothing and keeps no timer
+    /// (an empty session slot, or a session that does no ICE).
+    public init() {
+        configuration = Configuration()
+        authenticator = STUNAuthenticator(password: "")
+        localUfrag = IceUfrag()
+        remoteUfrag = IceUfrag()
+        state = .failed(.connectTimeout)
+        deadline = .max
+    }
+
     /// `now` is when the answer was sent: the connect deadline counts from there.
-    public init(local: ICECredentials, remoteUfrag: String, now: UInt64, configuration: Configuration = .init()) {
+    public init(
+        localUfrag: IceUfrag, password: UnsafeRawBufferPointer, remoteUfrag: IceUfrag, now: UInt64,
+        configuration: Configuration = .init()
+    ) {
         self.configuration = configuration
-        authenticator = STUNAuthenticator(password: local.password)
-        expectedUsername = Array((local.ufrag + ":" + remoteUfrag).utf8)
-        deadline = now &+ configuration.connectTimeout
+        authenticator = STUNAuthenticator(password: password)
+        self.localUfrag = localUfrag
+        self.remoteUfrag = remoteUfrag
+        state = .waiting
+        deadline = configuration.connectTimeout == .max ? .max : now &+ configuration.connectTimeout
+    }
+
+    /// nil when a ufrag is shorter than 4 or longer than `IceUfrag.capacity` bytes.
+    public init?(local: ICECredentials, remoteUfrag: String, now: UInt64, configuration: Configuration = .init()) {
+        guard let l = IceUfrag(local.ufrag), let r = IceUfrag(remoteUfrag) else { return nil }
+        var password = local.password
+        self = password.withUTF8 {
+            ICELiteAgent(localUfrag: l, password: UnsafeRawBufferPointer($0), remoteUfrag: r, now: now, configuration: configuration)
+        }
     }
 
     public var isNominated: Bool { if case .connected(true) = state { return true } else { return false } }
+
+    /// Forgets the password and closes: nothing is answered any more.
+    public mutating func close() {
+        authenticator.wipe()
+        state = .failed(.connectTimeout)
+        deadline = .max
+        selected = nil
+    }
 
     /// Checks the datagram of `length` bytes at `p`, received on `flow`, and when it is a
     /// valid check overwrites it with the success response (within `capacity` bytes).
     public mutating func handle(
         now: UInt64, _ p: UnsafeMutableRawPointer, length: Int, capacity: Int, from flow: FlowKey
     ) -> ICECheckResult {
-        _ = poll(now: now)
-        if case .failed = state { return ICECheckResult(verdict: .closed) }
         var request = STUNMessage()
         guard STUNMessage.parse(p, length: length, into: &request) == .ok else {
             return ICECheckResult(verdict: .malformed)
         }
+        return handle(now: now, p, length: length, capacity: capacity, from: flow, request: &request)
+    }
+
+    /// As above, for a message the caller has parsed already (`STUNMessage.parse` of the
+    /// same bytes): STUN is parsed once per check.
+    public mutating func handle(
+        now: UInt64, _ p: UnsafeMutableRawPointer, length: Int, capacity: Int, from flow: FlowKey,
+        request: inout STUNMessage
+    ) -> ICECheckResult {
+        _ = poll(now: now)
+        if case .failed = state { return ICECheckResult(verdict: .closed) }
         guard request.type == STUN.bindingRequest else { return ICECheckResult(verdict: .notBindingRequest) }
-        guard let user = request.username(p) else { return ICECheckResult(verdict: .missingAttributes) }
-        let usernameMatches = expectedUsername.withUnsafeBytes { e in
-            e.count == user.count && (0..<e.count).allSatisfy { e[$0] == user[$0] }
+        guard request.usernameOffset >= 0 else { return ICECheckResult(verdict: .missingAttributes) }
+        guard usernameMatches(p + request.usernameOffset, count: request.usernameLength) else {
+            return ICECheckResult(verdict: .badUsername)
         }
-        guard usernameMatches else { return ICECheckResult(verdict: .badUsername) }
         var responseLength = 0
         let verdict = authenticator.answerBindingRequest(
             p, length: length, capacity: capacity, remote: flow.remoteAddress, remotePort: flow.remotePort,
@@ -148,6 +193,13 @@ public struct ICELiteAgent {
             verdict: .answered, responseLength: responseLength,
             events: validCheck(
                 now: now, from: flow, useCandidate: request.useCandidate, priority: request.priority ?? 0))
+    }
+
+    /// "<local>:<remote>", compared in place.
+    func usernameMatches(_ user: UnsafeRawPointer, count: Int) -> Bool {
+        let l = Int(localUfrag.length)
+        return count == l + 1 + Int(remoteUfrag.length) && localUfrag.matches(user, count: l)
+            && user.loadByte(at: l) == 0x3A && remoteUfrag.matches(user + l + 1, count: count - l - 1)
     }
 
     /// Bookkeeping for a check that verified.

@@ -1,9 +1,8 @@
 import VoxWire
 
-/// The server's ICE credentials for one session. The ufrag is "vx", the session slot as
-/// six hex digits, then a random part (DESIGN §2a): a worker finds the slot from the
-/// USERNAME of the first check without a table lookup, and the random part keeps the
-/// ufrag unguessable. The password is the STUN MESSAGE-INTEGRITY key.
+/// The server's ICE credentials for one session: the ufrag names the session's slot
+/// (`IceUfrag`, the codec the workers read it back with); the password is the STUN
+/// MESSAGE-INTEGRITY key.
 public struct ICECredentials: Equatable, Sendable {
     public var ufrag: String
     public var password: String
@@ -19,14 +18,12 @@ public struct ICECredentials: Equatable, Sendable {
     /// Fresh credentials for `slot` (0 ..< 2^24): an 8-character random part (48 bits)
     /// and a 24-character password (144 bits; RFC 8839 asks for at least 128).
     public static func make(slot: Int, using rng: inout some RandomNumberGenerator) -> ICECredentials {
-        precondition((0..<(1 << 24)).contains(slot), "the ufrag has six hex digits for the slot")
-        let hex = Array("0123456789abcdef".utf8)
-        var ufrag: [UInt8] = [UInt8(ascii: "v"), UInt8(ascii: "x")]
-        for shift in stride(from: 20, through: 0, by: -4) { ufrag.append(hex[(slot >> shift) & 15]) }
-        for _ in 0..<8 { ufrag.append(iceChars[Int(rng.next() & 63)]) }
+        precondition((0..<IceUfrag.slotLimit).contains(slot), "the ufrag has six hex digits for the slot")
+        let random = (0..<8).map { _ in iceChars[Int(rng.next() & 63)] }
         let password = (0..<24).map { _ in iceChars[Int(rng.next() & 63)] }
         return ICECredentials(
-            ufrag: String(decoding: ufrag, as: UTF8.self), password: String(decoding: password, as: UTF8.self))
+            ufrag: IceUfrag.make(slot: slot, random: String(decoding: random, as: UTF8.self))!.description,
+            password: String(decoding: password, as: UTF8.self))
     }
 }
 

@@ -255,16 +255,18 @@ import VoxWire
 
 /// A Binding request as a controlling ICE agent sends it: USERNAME "<our ufrag>:<its>",
 /// PRIORITY, ICE-CONTROLLING, USE-CANDIDATE, MESSAGE-INTEGRITY, FINGERPRINT.
-func stunCheck(_ call: Call, password: String) -> [UInt8] {
+func stunCheck(_ call: Call, password: String, useCandidate: Bool = true, remoteUfrag: String = "cli9", id: UInt8 = 0)
+    -> [UInt8]
+{
     var buffer = [UInt8](repeating: 0, count: 200)
     let n = buffer.withUnsafeMutableBytes { b -> Int in
         var w = STUNWriter(b.baseAddress!, capacity: b.count, type: STUN.bindingRequest)!
-        for i in 0..<12 { b[8 + i] = UInt8(i * 17) }
-        let user = Array("\(call.ufrag.description):cli9".utf8)
+        for i in 0..<12 { b[8 + i] = UInt8(i * 17) &+ id }
+        let user = Array("\(call.ufrag.description):\(remoteUfrag)".utf8)
         _ = user.withUnsafeBytes { w.append(type: STUN.Attribute.username, value: $0) }
         _ = w.appendUInt32(type: STUN.Attribute.priority, 0x6E00_1EFF)
         _ = w.appendUInt64(type: STUN.Attribute.iceControlling, 0x1234_5678)
-        _ = w.reserve(type: STUN.Attribute.useCandidate, valueLength: 0)
+        if useCandidate { _ = w.reserve(type: STUN.Attribute.useCandidate, valueLength: 0) }
         _ = STUNAuthenticator(password: password).sign(&w)
         return w.length
     }

@@ -148,6 +148,7 @@ struct Call {
             }
             ufrag = IceUfrag.make(slot: Int(c.slot), random: "R\(index)x9")!
             c.ufrag = ufrag
+            c.remoteUfrag = IceUfrag("cli9")!
             c.icePassword = IcePassword(password)!
         }
         return Call(

@@ -61,7 +61,7 @@ extension ICELiteAgent {
             ufrag: try sdpAttribute("ice-ufrag", in: dir.appendingPathComponent("answer.sdp")),
             password: try sdpAttribute("ice-pwd", in: dir.appendingPathComponent("answer.sdp")))
         let offer = try WebRTCOffer(String(contentsOf: dir.appendingPathComponent("offer.sdp"), encoding: .utf8))
-        var agent = ICELiteAgent(local: local, remoteUfrag: offer.remoteUfrag, now: 0)
+        var agent = try #require(ICELiteAgent(local: local, remoteUfrag: offer.remoteUfrag, now: 0))
         var now: UInt64 = 0
         var answered = 0
         var events: ICEEvents = []
@@ -93,9 +93,9 @@ extension ICELiteAgent {
         #expect(events.contains(.connected) && events.contains(.nominated))
         #expect(agent.isNominated && agent.selected?.remoteAddress == IPAddress("198.18.0.2"))
         // The same checks under another session's password are forgeries.
-        var stranger = ICELiteAgent(
+        var stranger = try #require(ICELiteAgent(
             local: ICECredentials(ufrag: local.ufrag, password: "0123456789012345678901"),
-            remoteUfrag: offer.remoteUfrag, now: 0)
+            remoteUfrag: offer.remoteUfrag, now: 0))
         for d in try pcapUDPPayloads(dir.appendingPathComponent("ice-dtls.pcap")) where d.payload.first == 0 {
             let (r, _) = stranger.check(d.payload, now: 1, from: flow("198.18.0.2", d.sourcePort))
             #expect(r.verdict == .badIntegrity || r.verdict == .notBindingRequest)
@@ -107,8 +107,8 @@ extension ICELiteAgent {
     let local = ICECredentials(ufrag: "vx000001abcdefgh", password: "pppppppppppppppppppppppp")
     var user: String { local.ufrag + ":cli1" }
 
-    @Test func noCheckByTheConnectDeadlineFails() {
-        var agent = ICELiteAgent(local: local, remoteUfrag: "cli1", now: 5 * second)
+    @Test func noCheckByTheConnectDeadlineFails() throws {
+        var agent = try #require(ICELiteAgent(local: local, remoteUfrag: "cli1", now: 5 * second))
         #expect(agent.deadline == 15 * second)
         #expect(agent.poll(now: 15 * second - 1) == nil && agent.state == .waiting)
         #expect(agent.poll(now: 15 * second) == .connectTimeout)
@@ -120,8 +120,8 @@ extension ICELiteAgent {
         #expect(r.verdict == .closed)
     }
 
-    @Test func validChecksKeepConsentAndSilenceExpiresIt() {
-        var agent = ICELiteAgent(local: local, remoteUfrag: "cli1", now: 0)
+    @Test func validChecksKeepConsentAndSilenceExpiresIt() throws {
+        var agent = try #require(ICELiteAgent(local: local, remoteUfrag: "cli1", now: 0))
         let a = flow("10.0.0.1", 5000)
         let (r1, _) = agent.check(
             makeCheck(username: user, password: local.password, useCandidate: true), now: 2 * second, from: a)
@@ -144,8 +144,8 @@ extension ICELiteAgent {
         #expect(agent.state == .failed(.consentExpired))
     }
 
-    @Test func aNewFiveTupleAfterNominationIsARebinding() {
-        var agent = ICELiteAgent(local: local, remoteUfrag: "cli1", now: 0)
+    @Test func aNewFiveTupleAfterNominationIsARebinding() throws {
+        var agent = try #require(ICELiteAgent(local: local, remoteUfrag: "cli1", now: 0))
         let a = flow("10.0.0.1", 5000)
         let b = flow("10.0.0.1", 6001)
         let c = flow("192.0.2.9", 7000)
@@ -168,8 +168,8 @@ extension ICELiteAgent {
         #expect(forged.verdict == .badIntegrity && agent.selected == a)
     }
 
-    @Test func badChecksAreToldApart() {
-        var agent = ICELiteAgent(local: local, remoteUfrag: "cli1", now: 0)
+    @Test func badChecksAreToldApart() throws {
+        var agent = try #require(ICELiteAgent(local: local, remoteUfrag: "cli1", now: 0))
         let a = flow("2001:db8::1", 5000)
         #expect(
             agent.check(makeCheck(username: local.ufrag + ":other", password: local.password), now: 1, from: a).0
