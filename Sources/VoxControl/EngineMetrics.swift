@@ -4,6 +4,7 @@ import Prometheus
 import Synchronization
 import VoxEngine
 import VoxIO
+import VoxMedia
 import VoxRouting
 import VoxWire
 import VoxXDP
@@ -108,6 +109,10 @@ public final class EngineMetrics: @unchecked Sendable {
                 advance(&t, "voxedge_received_packets_total", [worker], to: c.received)
                 advance(&t, "voxedge_handed_in_packets_total", [worker], to: c.handedIn)
                 advance(&t, "voxedge_bursts_total", [worker], to: c.bursts)
+                advance(&t, "voxedge_sessions_claimed_total", [worker], to: c.sessionsClaimed)
+                for failure in ICEFailure.allCases {
+                    advance(&t, "voxedge_sessions_ended_total", [worker, ("reason", "\(failure)")], to: c.sessionsEnded(failure))
+                }
                 advanceSeconds(&t, "voxedge_worker_busy_seconds_total", [worker], nanoseconds: c.busyNanoseconds)
                 advanceSeconds(&t, "voxedge_worker_idle_seconds_total", [worker], nanoseconds: c.idleNanoseconds)
                 let beat = c.heartbeat

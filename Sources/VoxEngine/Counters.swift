@@ -45,7 +45,7 @@ public enum DropReason: Int, CaseIterable, Sendable {
 /// stores), read by the control thread at any time (aligned 64-bit loads do not tear on
 /// the machines we run on).
 public final class WorkerCounters: @unchecked Sendable {
-    static let slots = PacketVerdict.allCases.count + DropReason.allCases.count + 8
+    static let slots = PacketVerdict.allCases.count + DropReason.allCases.count + 9
     let values: UnsafeMutablePointer<UInt64>
 
     init() {
@@ -91,6 +91,9 @@ public final class WorkerCounters: @unchecked Sendable {
     public func sessionsEnded(_ failure: ICEFailure) -> UInt64 {
         values[WorkerCounters.slots - 2 + Int(failure == .consentExpired ? 1 : 0)]
     }
+    /// Held sessions this worker claimed with their first valid check (DESIGN §2a).
+    public var sessionsClaimed: UInt64 { values[WorkerCounters.slots - 9] }
+    func countClaimed() { values[WorkerCounters.slots - 9] &+= 1 }
     func countEnded(_ failure: ICEFailure) {
         values[WorkerCounters.slots - 2 + Int(failure == .consentExpired ? 1 : 0)] &+= 1
     }

@@ -189,9 +189,11 @@ public final class EngineRuntime: @unchecked Sendable {
     }
 
     /// The control thread's periodic work (every few tens of milliseconds): slots released
-    /// by workers, backend tables no worker holds, next-hop changes.
+    /// by workers, held sessions past their connect deadline, backend tables no worker
+    /// holds, next-hop changes.
     public func tick() {
         control.reclaim()
+        control.reapUnclaimed(now: MonotonicClock.now())
         backends.reclaim()
         nextHops?.poll()
     }

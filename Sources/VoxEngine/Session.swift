@@ -71,28 +71,45 @@ public struct SessionSlot: ~Copyable {
     }
 }
 
-/// Every session slot of the engine (`maxSessions`, allocated at start-up) and which worker
-/// owns each. Slot contents are written only by the owner; `owner` is what any worker reads
-/// to know where to hand a frame.
+/// Every session slot of the engine (`maxSessions`, allocated at start-up) and who owns
+/// each. Slot contents are written only by the owner; `owner` is what any worker reads to
+/// know where to hand a frame.
+///
+/// An owner is a worker (≥ 0), nobody (`free`), or the control thread holding a session
+/// that no worker has claimed yet (≤ -2, see `hold`): a WebRTC session exists from its
+/// offer but belongs to the worker whose queue receives its first valid check (DESIGN
+/// §2a). That worker claims it, and the control thread reaps it at its connect deadline,
+/// each by compare-and-swap from the same held value: exactly one wins. The held value
+/// carries a generation, so a claim meant for a reaped session cannot take the slot's
+/// next one.
 public final class SessionStore: @unchecked Sendable {
     public let capacity: Int
     let slots: UnsafeMutablePointer<SessionSlot>
     @usableFromInline let owners: UnsafeMutablePointer<Atomic<Int32>>
+    /// The create command of each held session: written by the control thread before it
+    /// publishes the held owner, read by the worker whose claim succeeds.
+    let held: UnsafeMutablePointer<WorkerCommand>
+
+    public static let free: Int32 = -1
 
     public init(capacity: Int) throws(SRTPSetupError) {
         self.capacity = capacity
         slots = .allocate(capacity: capacity)
         owners = .allocate(capacity: capacity)
+        held = .allocate(capacity: capacity)
         for i in 0..<capacity {
             do {
                 (slots + i).initialize(to: try SessionSlot())
             } catch {
                 slots.deinitialize(count: i)
                 slots.deallocate()
+                owners.deinitialize(count: i)
                 owners.deallocate()
+                held.deallocate()
                 throw error
             }
-            (owners + i).initialize(to: Atomic<Int32>(-1))
+            (owners + i).initialize(to: Atomic<Int32>(SessionStore.free))
+            (held + i).initialize(to: WorkerCommand(kind: .drop, slot: -1))
         }
     }
 
@@ -101,17 +118,55 @@ public final class SessionStore: @unchecked Sendable {
         slots.deallocate()
         owners.deinitialize(count: capacity)
         owners.deallocate()
+        held.deallocate()
     }
 
-    /// The worker that owns `slot`, or -1.
+    /// The worker that owns `slot`; `free`, or a held value (`isHeld`) when no worker does.
     @inlinable
     public func owner(of slot: Int) -> Int32 {
         owners[slot].load(ordering: .acquiring)
     }
 
+    /// True for an owner value that means "held by the control thread, unclaimed".
+    @inlinable
+    public static func isHeld(_ owner: Int32) -> Bool { owner <= -2 }
+
     /// Assigns `slot` to `worker` (control thread, before sending it the create command).
     public func assign(_ slot: Int, to worker: Int) {
         owners[slot].store(Int32(worker), ordering: .releasing)
+    }
+
+    /// Holds `slot` for a session no worker owns yet (control thread; the slot is free):
+    /// `command` is what the claiming worker will apply. Returns the held owner value that
+    /// claim and reap race from.
+    func hold(_ slot: Int, _ command: WorkerCommand, generation: UInt32) -> Int32 {
+        held[slot] = command
+        let mark = -2 - Int32(generation & 0x3FFF_FFFF)
+        owners[slot].store(mark, ordering: .releasing)
+        return mark
+    }
+
+    /// A worker takes a held session: true when it won (the held command is then its to
+    /// apply), false when the control thread reaped it or another worker claimed it first.
+    func claim(_ slot: Int, from mark: Int32, by worker: Int) -> Bool {
+        owners[slot].compareExchange(
+            expected: mark, desired: Int32(worker), successOrdering: .acquiringAndReleasing, failureOrdering: .acquiring
+        ).exchanged
+    }
+
+    /// The control thread takes back a held session nobody claimed: true when it won.
+    func reap(_ slot: Int, from mark: Int32) -> Bool {
+        let won = owners[slot].compareExchange(
+            expected: mark, desired: SessionStore.free, successOrdering: .acquiringAndReleasing,
+            failureOrdering: .acquiring
+        ).exchanged
+        if won { wipeHeld(slot) }
+        return won
+    }
+
+    /// Forgets a held command's keys (by whoever holds the slot).
+    func wipeHeld(_ slot: Int) {
+        held[slot] = WorkerCommand(kind: .drop, slot: -1)
     }
 
     /// Packets counted in `slot` so far. Read from the control thread while the owner writes
@@ -122,6 +177,6 @@ public final class SessionStore: @unchecked Sendable {
 
     /// Frees `slot` (control thread, after its worker reported it released).
     public func unassign(_ slot: Int) {
-        owners[slot].store(-1, ordering: .releasing)
+        owners[slot].store(SessionStore.free, ordering: .releasing)
     }
 }

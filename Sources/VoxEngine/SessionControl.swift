@@ -12,6 +12,10 @@ public final class SessionControl {
     var flows: [FlowKey: Int32] = [:]
     var flowOfSlot: [Int32: FlowKey] = [:]
     var flowsChanged = false
+    /// Sessions held for a worker to claim (`hold`): the owner value claim and reap race
+    /// from, and when the control thread reaps them.
+    var unclaimed: [Int32: (mark: Int32, deadline: UInt64)] = [:]
+    var generation: UInt32 = 0
 
     public init(store: SessionStore, links: [WorkerLinks]) {
         self.store = store
@@ -41,6 +45,48 @@ public final class SessionControl {
         nextSessionID += 1
         if let flow = command.flow { place(slot, flow) }
         return slot
+    }
+
+    /// Holds a session that no worker owns yet (a WebRTC session from its offer, DESIGN
+    /// §2a): its slot and ufrag exist now, and the worker whose queue receives its first
+    /// valid check claims it. Unclaimed at `deadline`, `reapUnclaimed` frees it. The
+    /// command (filled in by `configure`; its flow is ignored: the client is whoever checks
+    /// first) must carry ICE credentials, or nothing can ever claim it.
+    public func hold(until deadline: UInt64, _ configure: (inout WorkerCommand) -> Void) throws(Failure) -> Int32 {
+        reclaim()
+        guard let slot = freeSlots.popLast() else { throw .full }
+        var command = WorkerCommand(kind: .create, slot: slot)
+        command.sessionID = nextSessionID
+        configure(&command)
+        command.slot = slot
+        command.flow = nil
+        nextSessionID += 1
+        generation &+= 1
+        unclaimed[slot] = (store.hold(Int(slot), command, generation: generation), deadline)
+        return slot
+    }
+
+    /// Frees the held sessions whose deadline has passed and that no worker claimed; forgets
+    /// those a worker did claim (their worker keeps their timers from then on). Returns the
+    /// slots reaped (also told to `onRelease`).
+    @discardableResult
+    public func reapUnclaimed(now: UInt64) -> [Int32] {
+        var reaped: [Int32] = []
+        for (slot, entry) in unclaimed where entry.deadline <= now {
+            unclaimed[slot] = nil
+            if store.reap(Int(slot), from: entry.mark) {
+                freeSlots.append(slot)
+                reaped.append(slot)
+                onRelease?(slot)
+            }
+        }
+        return reaped
+    }
+
+    /// True while `slot` holds a session no worker has claimed.
+    public func isUnclaimed(_ slot: Int32) -> Bool {
+        guard let entry = unclaimed[slot] else { return false }
+        return store.owner(of: Int(slot)) == entry.mark
     }
 
     func place(_ slot: Int32, _ flow: FlowKey?) {
@@ -76,7 +122,18 @@ public final class SessionControl {
         }
     }
 
+    /// Ends the session in `slot`: a held one that no worker has claimed is reaped here;
+    /// an owned one gets a drop command.
     public func drop(_ slot: Int32) throws(Failure) {
+        if let entry = unclaimed[slot] {
+            unclaimed[slot] = nil
+            if store.reap(Int(slot), from: entry.mark) {
+                freeSlots.append(slot)
+                onRelease?(slot)
+                return
+            }
+            // A worker claimed it meanwhile: it is that worker's to drop.
+        }
         try send(WorkerCommand(kind: .drop, slot: slot))
     }
 

@@ -393,7 +393,17 @@ public struct Worker: ~Copyable {
         guard let slot = IceUfrag.slot(in: user, count: ours), slot < store.capacity else {
             return drop(address, .unknownSession)
         }
-        if handOff(address, parsed.payloadOffset + parsed.payloadLength, slot: slot) { return }
+        let owner = store.owner(of: slot)
+        if SessionStore.isHeld(owner) {
+            // Nobody owns the session yet: a valid check claims it for this worker, unless
+            // the control thread reaped it or another worker claimed it first.
+            if !claim(slot, from: owner, payload, &request, now: now) {
+                if handOff(address, parsed.payloadOffset + parsed.payloadLength, slot: slot) { return }
+                return drop(address, .unknownSession)
+            }
+        } else if handOff(address, parsed.payloadOffset + parsed.payloadLength, slot: slot) {
+            return
+        }
         let s = store.slots + slot
         guard s.pointee.active else { return drop(address, .unknownSession) }
         let flow = parsed.flowKey
@@ -415,6 +425,26 @@ public struct Worker: ~Copyable {
         FrameBuilder.reply(frame, &parsed, payloadLength: result.responseLength)
         counters.count(.answered)
         transmit(address, length: parsed.payloadOffset + result.responseLength)
+    }
+
+    /// Claims the held session in `slot` when the check at `payload` verifies with its
+    /// credentials, and starts it here. False when the check does not verify or the race
+    /// was lost.
+    mutating func claim(
+        _ slot: Int, from mark: Int32, _ payload: UnsafeMutableRawPointer, _ request: inout STUNMessage, now: UInt64
+    ) -> Bool {
+        let command = store.held + slot
+        let probe = command.pointee.icePassword.withBytes {
+            ICELiteAgent(
+                localUfrag: command.pointee.ufrag, password: $0, remoteUfrag: command.pointee.remoteUfrag, now: now)
+        }
+        guard probe.verifies(payload, request), store.claim(slot, from: mark, by: configuration.id) else {
+            return false
+        }
+        start(slot, command, now: now)
+        store.wipeHeld(slot)
+        counters.countClaimed()
+        return true
     }
 
     /// Client SRTP/SRTCP → unprotect → (RTP) the session's backend.
@@ -541,55 +571,7 @@ public struct Worker: ~Copyable {
         let s = store.slots + slot
         switch command.pointee.kind {
         case .create:
-            let profile = command.pointee.profile
-            var ok = command.pointee.clientKey.withKeyAndSalt { key, salt in
-                s.pointee.inbound.rekey(profile: profile, masterKey: key, masterSalt: salt, deriver: deriver)
-            }
-            ok = ok && command.pointee.edgeKey.withKeyAndSalt { key, salt in
-                s.pointee.outbound.rekey(profile: profile, masterKey: key, masterSalt: salt, deriver: deriver)
-            }
-            if !ok {
-                // Another cipher family than this slot's contexts: new contexts (the one case
-                // that allocates; a slot keeps the family of its last session).
-                command.pointee.clientKey.withKeyAndSalt { key, salt in
-                    if let ctx = try? SRTPContext(profile: profile, masterKey: Array(key), masterSalt: Array(salt)) {
-                        s.pointee.inbound = ctx
-                    }
-                }
-                command.pointee.edgeKey.withKeyAndSalt { key, salt in
-                    if let ctx = try? SRTPContext(profile: profile, masterKey: Array(key), masterSalt: Array(salt)) {
-                        s.pointee.outbound = ctx
-                    }
-                }
-            }
-            s.pointee.ice.close()
-            if !command.pointee.ufrag.isEmpty {
-                // A session whose client is given (static keys) has no connect deadline;
-                // one that waits for its client's first check has.
-                let configuration = ICELiteAgent.Configuration(
-                    connectTimeout: command.pointee.flow == nil ? ICELiteAgent.Configuration().connectTimeout : .max)
-                s.pointee.ice = command.pointee.icePassword.withBytes {
-                    ICELiteAgent(
-                        localUfrag: command.pointee.ufrag, password: $0, remoteUfrag: command.pointee.remoteUfrag, now: now,
-                        configuration: configuration)
-                }
-                armTimer(slot)
-            }
-            s.pointee.sessionID = command.pointee.sessionID
-            s.pointee.backendIndex = command.pointee.backend
-            s.pointee.clientLeg = ClientLegStream(
-                ssrc: command.pointee.edgeSSRC, firstSequence: command.pointee.firstSequence,
-                firstTimestamp: command.pointee.firstTimestamp)
-            s.pointee.packetsFromClient = 0
-            s.pointee.packetsToClient = 0
-            s.pointee.clientFlow = nil
-            s.pointee.clientSSRC = nil
-            s.pointee.clientStats = RTPReceiveStatistics()
-            s.pointee.clientMAC = .zero  // a reused slot must not answer the last client's MAC
-            s.pointee.active = true
-            portBinding.sessionStarted(slot: slot, backendPort: backendPort(slot))
-            if let flow = command.pointee.flow { bind(slot, flow, command.pointee.clientMAC) }
-            portBinding.flowChanged(slot: slot, from: nil, to: backendFlow(slot, s.pointee.backendIndex))
+            start(slot, command, now: now)
         case .bindClient:
             guard s.pointee.active, let flow = command.pointee.flow else { return }
             bind(slot, flow, command.pointee.clientMAC)
@@ -603,6 +585,61 @@ public struct Worker: ~Copyable {
             guard s.pointee.active else { return }
             end(slot)
         }
+    }
+
+    /// Starts a session in `slot` from its create command (from the command ring, or held
+    /// for this worker's claim).
+    mutating func start(_ slot: Int, _ command: UnsafeMutablePointer<WorkerCommand>, now: UInt64) {
+        let s = store.slots + slot
+        let profile = command.pointee.profile
+        var ok = command.pointee.clientKey.withKeyAndSalt { key, salt in
+            s.pointee.inbound.rekey(profile: profile, masterKey: key, masterSalt: salt, deriver: deriver)
+        }
+        ok = ok && command.pointee.edgeKey.withKeyAndSalt { key, salt in
+            s.pointee.outbound.rekey(profile: profile, masterKey: key, masterSalt: salt, deriver: deriver)
+        }
+        if !ok {
+            // Another cipher family than this slot's contexts: new contexts (the one case
+            // that allocates; a slot keeps the family of its last session).
+            command.pointee.clientKey.withKeyAndSalt { key, salt in
+                if let ctx = try? SRTPContext(profile: profile, masterKey: Array(key), masterSalt: Array(salt)) {
+                    s.pointee.inbound = ctx
+                }
+            }
+            command.pointee.edgeKey.withKeyAndSalt { key, salt in
+                if let ctx = try? SRTPContext(profile: profile, masterKey: Array(key), masterSalt: Array(salt)) {
+                    s.pointee.outbound = ctx
+                }
+            }
+        }
+        s.pointee.ice.close()
+        if !command.pointee.ufrag.isEmpty {
+            // A session whose client is given (static keys) has no connect deadline;
+            // one that waits for its client's first check has.
+            let configuration = ICELiteAgent.Configuration(
+                connectTimeout: command.pointee.flow == nil ? ICELiteAgent.Configuration().connectTimeout : .max)
+            s.pointee.ice = command.pointee.icePassword.withBytes {
+                ICELiteAgent(
+                    localUfrag: command.pointee.ufrag, password: $0, remoteUfrag: command.pointee.remoteUfrag, now: now,
+                    configuration: configuration)
+            }
+            armTimer(slot)
+        }
+        s.pointee.sessionID = command.pointee.sessionID
+        s.pointee.backendIndex = command.pointee.backend
+        s.pointee.clientLeg = ClientLegStream(
+            ssrc: command.pointee.edgeSSRC, firstSequence: command.pointee.firstSequence,
+            firstTimestamp: command.pointee.firstTimestamp)
+        s.pointee.packetsFromClient = 0
+        s.pointee.packetsToClient = 0
+        s.pointee.clientFlow = nil
+        s.pointee.clientSSRC = nil
+        s.pointee.clientStats = RTPReceiveStatistics()
+        s.pointee.clientMAC = .zero  // a reused slot must not answer the last client's MAC
+        s.pointee.active = true
+        portBinding.sessionStarted(slot: slot, backendPort: backendPort(slot))
+        if let flow = command.pointee.flow { bind(slot, flow, command.pointee.clientMAC) }
+        portBinding.flowChanged(slot: slot, from: nil, to: backendFlow(slot, s.pointee.backendIndex))
     }
 
     /// Ends the session in `slot` (a drop command, or its ICE failed) and gives the slot back.

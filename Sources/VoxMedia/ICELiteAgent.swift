@@ -195,6 +195,15 @@ public struct ICELiteAgent {
                 now: now, from: flow, useCandidate: request.useCandidate, priority: request.priority ?? 0))
     }
 
+    /// True when the parsed check at `p` names this agent's ufrags and its
+    /// MESSAGE-INTEGRITY verifies: what a worker asks before claiming a session that has no
+    /// owner yet. Changes nothing and writes nothing.
+    public func verifies(_ p: UnsafeRawPointer, _ request: STUNMessage) -> Bool {
+        request.type == STUN.bindingRequest && request.usernameOffset >= 0
+            && usernameMatches(p + request.usernameOffset, count: request.usernameLength)
+            && authenticator.verifyIntegrity(p, request)
+    }
+
     /// "<local>:<remote>", compared in place.
     func usernameMatches(_ user: UnsafeRawPointer, count: Int) -> Bool {
         let l = Int(localUfrag.length)

@@ -1,0 +1,175 @@
+import Foundation
+import Synchronization
+import Testing
+import VoxEngine
+import VoxMedia
+import VoxSRTPReference
+import VoxTestKit
+import VoxWire
+
+extension Call {
+    /// A WebRTC-style session: held by the control side until a worker claims it with
+    /// the client's first valid check (DESIGN §2a); no client 5-tuple is given.
+    static func hold(
+        _ h: Harness, until deadline: UInt64, profile: SRTPProfile = .aes128CmHmacSha1_80, index: Int,
+        rng: inout SeededRandom
+    ) throws -> Call {
+        let clientKey = randomKey(profile, &rng)
+        let edgeKey = randomKey(profile, &rng)
+        let client = Endpoint(mac: clientMAC, address: IPAddress("198.18.0.2")!, port: UDPPort(UInt16(20000 + index % 10000)))
+        let password = "hold\(index)abcdefghijklmnopqrst"
+        var ufrag = IceUfrag()
+        let slot = try h.control.hold(until: deadline) { c in
+            c.profile = profile
+            c.clientKey = KeyMaterial(key: clientKey.key, salt: clientKey.salt)!
+            c.edgeKey = KeyMaterial(key: edgeKey.key, salt: edgeKey.salt)!
+            c.backend = 0
+            c.edgeSSRC = 0xE100_0000 + UInt32(index)
+            ufrag = IceUfrag.make(slot: Int(c.slot), random: "H\(index)q")!
+            c.ufrag = ufrag
+            c.remoteUfrag = IceUfrag("cli9")!
+            c.icePassword = IcePassword(password)!
+        }
+        return Call(
+            slot: slot, profile: profile, client: client, clientSSRC: 0xC100_0000 + UInt32(index),
+            edgeSSRC: 0xE100_0000 + UInt32(index),
+            clientSender: LibSRTPSession(profile: profile, masterKey: clientKey.key, masterSalt: clientKey.salt, direction: .outbound)!,
+            clientReceiver: LibSRTPSession(profile: profile, masterKey: edgeKey.key, masterSalt: edgeKey.salt, direction: .inbound)!,
+            ufrag: ufrag, password: password)
+    }
+
+    func checkFrame(password: String? = nil, id: UInt8 = 0) -> [UInt8] {
+        client.frame(to: mediaAddress, mediaPort, mac: edgeMAC, payload: stunCheck(self, password: password ?? self.password, id: id))
+    }
+}
+
+/// A session's life before it has an owner (docs/architecture.md): held by the control
+/// side, claimed by the worker whose queue receives its first valid check, reaped at its
+/// connect deadline if nobody claims it; claim and reap race by compare-and-swap.
+@Suite struct OwnershipTests {
+    let second: UInt64 = 1_000_000_000
+
+    @Test func theWorkerThatReceivesTheFirstValidCheckClaimsTheSession() throws {
+        let h = try Harness(workers: 2, sessions: 8)
+        var rng = SeededRandom(seed: 31)
+        let call = try Call.hold(h, until: h.now + 10 * second, index: 1, rng: &rng)
+        #expect(SessionStore.isHeld(h.store.owner(of: Int(call.slot))))
+        #expect(h.control.isUnclaimed(call.slot))
+        // A forged check claims nothing.
+        h.port.deliver(call.checkFrame(password: "not the password at all"), queue: 1)
+        h.run()
+        #expect(SessionStore.isHeld(h.store.owner(of: Int(call.slot))))
+        #expect(h.workers[1].worker.counters[.unknownSession] == 1)
+        #expect(h.transmitted(queue: 1).isEmpty)
+        // The first valid check arrives on queue 1: worker 1 owns the session from now on.
+        h.port.deliver(call.checkFrame(id: 1), queue: 1)
+        h.run()
+        #expect(h.store.owner(of: Int(call.slot)) == 1)
+        #expect(!h.control.isUnclaimed(call.slot))
+        #expect(h.workers[1].worker.counters.sessionsClaimed == 1)
+        #expect(h.workers[0].worker.counters.sessionsClaimed == 0)
+        #expect(h.transmitted(queue: 1).count == 1)
+        // Its media flows there; a check arriving on the other queue is handed to the owner.
+        h.port.deliver(call.srtpFrame(seq: 1, payload: [1, 2, 3]), queue: 1)
+        h.port.deliver(call.checkFrame(id: 2), queue: 0)
+        h.run()
+        #expect(h.workers[1].worker.counters[.toBackend] == 1)
+        #expect(h.workers[0].worker.counters[.handedOff] == 1)
+        #expect(h.transmitted(queue: 1).count == 2)
+        // The deadline passes: a claimed session is not reaped.
+        #expect(h.control.reapUnclaimed(now: h.now + 11 * second).isEmpty)
+        #expect(h.store.owner(of: Int(call.slot)) == 1)
+        #expect(h.control.freeCount == 7)
+    }
+
+    @Test func anUnclaimedSessionIsReapedAtItsConnectDeadline() throws {
+        let h = try Harness(sessions: 8)
+        var rng = SeededRandom(seed: 32)
+        let deadline = h.now + 10 * second
+        let call = try Call.hold(h, until: deadline, index: 2, rng: &rng)
+        var released: [Int32] = []
+        h.control.onRelease = { released.append($0) }
+        #expect(h.control.freeCount == 7)
+        #expect(h.control.reapUnclaimed(now: deadline - 1).isEmpty)
+        #expect(h.control.reapUnclaimed(now: deadline) == [call.slot])
+        #expect(released == [call.slot])
+        #expect(h.store.owner(of: Int(call.slot)) == SessionStore.free)
+        #expect(h.control.freeCount == 8)
+        // Its client's check, too late, finds nothing to claim.
+        h.port.deliver(call.checkFrame(), queue: 0)
+        h.run()
+        #expect(h.transmitted().isEmpty)
+        #expect(h.workers[0].worker.counters[.unknownSession] == 1)
+        #expect(h.workers[0].worker.counters.sessionsClaimed == 0)
+    }
+
+    @Test func droppingAHeldSessionReapsItAndDroppingAClaimedOneEndsIt() throws {
+        let h = try Harness(sessions: 8)
+        var rng = SeededRandom(seed: 33)
+        let held = try Call.hold(h, until: .max, index: 3, rng: &rng)
+        try h.control.drop(held.slot)
+        #expect(h.store.owner(of: Int(held.slot)) == SessionStore.free)
+        #expect(h.control.freeCount == 8)
+        let claimed = try Call.hold(h, until: .max, index: 4, rng: &rng)
+        h.port.deliver(claimed.checkFrame(), queue: 0)
+        h.run()
+        #expect(h.store.owner(of: Int(claimed.slot)) == 0)
+        try h.control.drop(claimed.slot)
+        h.run()
+        h.control.reclaim()
+        #expect(h.store.owner(of: Int(claimed.slot)) == SessionStore.free)
+        #expect(h.control.freeCount == 8)
+    }
+
+    /// The control thread reaps while the worker, on its own thread, claims with a valid
+    /// check: in every round exactly one of them wins, and the loser leaves no trace.
+    @Test func claimAndReapRaceAndExactlyOneWins() throws {
+        let h = try Harness(sessions: 4)
+        var rng = SeededRandom(seed: 34)
+        nonisolated(unsafe) let box = h.workers[0]
+        let rounds = 2_000
+        var claims = 0
+        var reaps = 0
+        for round in 0..<rounds {
+            let call = try Call.hold(h, until: 0, index: round, rng: &rng)
+            h.port.deliver(call.checkFrame(), queue: 0)
+            let claimedBefore = box.worker.counters.sessionsClaimed
+            let go = Atomic<Int>(0)
+            let done = DispatchSemaphore(value: 0)
+            let now = h.now
+            let worker = Thread {
+                go.add(1, ordering: .acquiringAndReleasing)
+                while go.load(ordering: .acquiring) < 2 {}
+                while box.worker.runOnce(now: now) > 0 {}
+                done.signal()
+            }
+            worker.start()
+            go.add(1, ordering: .acquiringAndReleasing)
+            while go.load(ordering: .acquiring) < 2 {}
+            let reaped = h.control.reapUnclaimed(now: .max)
+            done.wait()
+            let claimed = box.worker.counters.sessionsClaimed - claimedBefore
+            let answered = h.transmitted().count
+            if reaped == [call.slot] {
+                reaps += 1
+                #expect(claimed == 0)
+                #expect(answered == 0)
+                #expect(h.store.owner(of: Int(call.slot)) == SessionStore.free)
+                #expect(!box.worker.withSession(Int(call.slot)) { $0.active })
+            } else {
+                claims += 1
+                #expect(reaped.isEmpty)
+                #expect(claimed == 1)
+                #expect(answered == 1)
+                #expect(h.store.owner(of: Int(call.slot)) == 0)
+                #expect(box.worker.withSession(Int(call.slot)) { $0.active })
+                try h.control.drop(call.slot)
+                h.run()
+            }
+            h.control.reclaim()
+            #expect(h.control.freeCount == 4)
+        }
+        #expect(claims + reaps == rounds)
+        print("claim/reap race: \(claims) claimed by the worker, \(reaps) reaped by the control thread")
+    }
+}
