@@ -99,11 +99,14 @@ public final class EngineController {
             throw ControlError(code: "busy", message: "worker \(worker) is not taking commands; try again")
         }
         nextWorker += 1
-        if let xdp = runtime.xdp {
-            let backendFlow = FlowKey.backendLeg(
-                runtime.backends.table[backend], edge: c.backendAddress, portBase: c.backendPortBase,
-                slot: Int(slot))
-            xdp.preAdmit([flow, backendFlow], slot: slot, worker: worker)
+        // The reply leaves once the worker has applied the command, so the session's
+        // 5-tuples are admitted (vox_flows) and its backend port open before the client,
+        // told to send, can. The worker admits them itself; nothing else does.
+        guard awaitApplied(runtime.control.ticket(worker: worker)) else {
+            try? runtime.control.drop(slot)
+            throw ControlError(
+                code: "busy",
+                message: "worker \(worker) did not take the session within \(EngineController.applyTimeout); try again")
         }
         let record = Record(
             id: UInt64(slot) << 32 | UInt64(nextWorker), slot: slot, worker: worker, profile: profile, client: flow,
@@ -112,6 +115,22 @@ public final class EngineController {
         var fields = describe(record)
         fields["edge_key"] = Data(edgeKeyBytes).base64EncodedString()
         return .ok(["session": fields])
+    }
+
+    /// How long a request waits for a worker to apply its command. A running worker does
+    /// within a burst (its doorbell wakes it from poll); one that does not is stalled, and
+    /// /healthz says so.
+    static let applyTimeout = Duration.milliseconds(250)
+
+    /// Waits, on the control thread, until the worker has applied the command `ticket`
+    /// names; false after `applyTimeout`.
+    func awaitApplied(_ ticket: SessionControl.Ticket) -> Bool {
+        let deadline = ContinuousClock.now + EngineController.applyTimeout
+        while !runtime.control.isApplied(ticket) {
+            guard ContinuousClock.now < deadline else { return false }
+            usleep(20)
+        }
+        return true
     }
 
     func findRecord(_ r: ControlRequest) throws(ControlError) -> Record {

@@ -80,6 +80,11 @@ public final class SPSCRing<Element: BitwiseCopyable>: @unchecked Sendable {
         head.store(head.load(ordering: .relaxed) + 1, ordering: .releasing)
     }
 
+    /// Elements ever pushed, and ever consumed (`pop`, or `advance` after `peek`): an
+    /// element is done with once `consumed` passes its place (`pushed` right after its push).
+    public var pushed: Int { tail.load(ordering: .acquiring) }
+    public var consumed: Int { head.load(ordering: .acquiring) }
+
     /// Elements waiting (exact from either side when the other is idle).
     public var count: Int { tail.load(ordering: .acquiring) - head.load(ordering: .acquiring) }
 }

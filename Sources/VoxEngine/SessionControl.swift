@@ -124,6 +124,17 @@ public final class SessionControl {
 
     /// Ends the session in `slot`: a held one that no worker has claimed is reaped here;
     /// an owned one gets a drop command.
+    /// Where the last command sent to `worker` stands in its ring: `isApplied` once the
+    /// worker has applied it (and so admitted what it binds, `PortBinding`).
+    public struct Ticket: Sendable, Equatable {
+        public let worker: Int
+        let position: Int
+    }
+
+    public func ticket(worker: Int) -> Ticket { Ticket(worker: worker, position: links[worker].commands.pushed) }
+
+    public func isApplied(_ ticket: Ticket) -> Bool { links[ticket.worker].commands.consumed >= ticket.position }
+
     public func drop(_ slot: Int32) throws(Failure) {
         if let entry = unclaimed[slot] {
             unclaimed[slot] = nil

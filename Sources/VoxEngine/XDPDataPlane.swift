@@ -23,8 +23,6 @@ public final class XDPDataPlane: @unchecked Sendable {
     public private(set) var mode: XDPMode = .native
     var program: XDPProgram?
     var attachment: XDPAttachment?
-    /// The control thread's handle on `vox_flows` (each worker has its own).
-    let controlAdmission: XDPAdmission
     /// Holds the media port in the kernel's UDP table, so nothing else binds it.
     let reservation: Int32
     var closed = false
@@ -88,7 +86,6 @@ public final class XDPDataPlane: @unchecked Sendable {
             )
         )
         sockets = try XSKSet(interface: name, queues: c.workers, configuration: c.xdp.sockets)
-        controlAdmission = XDPAdmission(flows: try program.admittedFlows(), worker: 0, logger: logger)
         let socketMap = try program.socketMap()
         for q in 0..<c.workers { try socketMap.insert(socket: sockets.socketFD(queue: q), queue: UInt32(q)) }
         let policy: XDPAttachPolicy =
@@ -114,13 +111,6 @@ public final class XDPDataPlane: @unchecked Sendable {
         case .none:
             throw XSKError(code: "xsk.closed", message: "the XDP program is unloaded")
         }
-    }
-
-    /// Admits a session's 5-tuples from the control thread, before the reply to the request
-    /// that created it: its client may send at once, before the owning worker has applied
-    /// the command (the worker admits them again, idempotently, and forgets them at `drop`).
-    public func preAdmit(_ flows: [FlowKey], slot: Int32, worker: Int) {
-        for flow in flows { controlAdmission.admit(flow, slot: Int(slot), worker: UInt32(worker)) }
     }
 
     /// The XDP program's counters, summed over CPUs.
@@ -175,10 +165,6 @@ public final class XDPAdmission: @unchecked Sendable {
         } catch {
             failed(slot, error)
         }
-    }
-
-    func admit(_ flow: FlowKey, slot: Int, worker: UInt32) {
-        do { try flows.admit(flow, session: UInt32(slot), worker: worker) } catch { failed(slot, error) }
     }
 
     func failed(_ slot: Int, _ error: XDPError) {
