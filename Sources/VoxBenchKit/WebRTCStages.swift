@@ -98,9 +98,9 @@ extension MicroBench {
         let requests = PacketSet(count: sessions, sessions: sessions)
         for s in 0..<sessions {
             let local = ICECredentials.make(slot: s, using: &rng)
-            agents.append(ICELiteAgent(local: local, remoteUfrag: "cl\(s)", now: 0)!)
+            agents.append(ICELiteAgent(local: local, remoteUfrag: "client\(s)", now: 0)!)
             let length = try writeCheck(
-                requests.packet(s), capacity: PacketSet.stride, username: "\(local.ufrag):cl\(s)",
+                requests.packet(s), capacity: PacketSet.stride, username: "\(local.ufrag):client\(s)",
                 authenticator: STUNAuthenticator(password: local.password), using: &rng)
             requests.lengths[s] = Int32(length)
         }
