@@ -49,41 +49,42 @@ public final class EngineController {
         guard !runtime.draining.load(ordering: .acquiring) else {
             throw ControlError(code: "draining", message: "the engine is draining: it takes no new sessions")
         }
+        let c = runtime.configuration
         let profileName = try r.optionalString("profile") ?? SRTPProfile.aes128CmHmacSha1_80.description
         guard let profile = SRTPProfile(name: profileName) else {
             throw ControlError(code: "bad_argument", message: "unknown SRTP profile '\(profileName)'")
         }
-        let clientKey = try keyMaterial(try r.string("client_key"), profile, name: "client_key")
-        let edgeKeyBytes: [UInt8]
+        let clientKey = try keyBytes(try r.string("client_key"), profile, name: "client_key")
+        var givenEdgeKey: [UInt8]? = nil
         if let given = try r.optionalString("edge_key") {
-            edgeKeyBytes = try keyBytes(given, profile, name: "edge_key")
-        } else {
-            var rng = SystemRandomNumberGenerator()
-            edgeKeyBytes = (0..<(profile.masterKeyLength + profile.masterSaltLength)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            givenEdgeKey = try keyBytes(given, profile, name: "edge_key")
         }
         let clientText = try r.string("client")
         guard let (address, port) = EngineController.parseEndpoint(clientText) else {
             throw ControlError(code: "bad_argument", message: "'client' must be ip:port or [ipv6]:port, not '\(clientText)'")
         }
-        let backend = try r.optionalInteger("backend") ?? 0
-        guard backend >= 0, backend < runtime.backends.table.count else {
-            throw ControlError(code: "bad_argument", message: "no backend \(backend) (there are \(runtime.backends.table.count))")
-        }
-        let workers = runtime.configuration.workers
-        let worker = try r.optionalInteger("worker") ?? (nextWorker % workers)
-        guard worker >= 0, worker < workers else { throw ControlError(code: "bad_argument", message: "no worker \(worker)") }
-        let c = runtime.configuration
+        let table = runtime.backends.table
+        guard table.count > 0 else { throw ControlError(code: "bad_argument", message: "no backends are configured") }
+        let givenBackend = try r.optionalInteger("backend", in: 0..<table.count)
+        let givenWorker = try r.optionalInteger("worker", in: 0..<c.workers)
         let flow = FlowKey(
             remoteAddress: address, remotePort: port, localAddress: c.mediaAddress, localPort: UDPPort(c.mediaPort))
+        let backend = givenBackend ?? 0
+        let worker = givenWorker ?? (nextWorker % c.workers)
         var rng = SystemRandomNumberGenerator()
+        let edgeKeyBytes = givenEdgeKey ?? (0..<(profile.masterKeyLength + profile.masterSaltLength)).map { _ in
+            UInt8.random(in: 0...255, using: &rng)
+        }
         let ssrc = UInt32.random(in: 1...UInt32.max, using: &rng)
+        let clientKeyMaterial = KeyMaterial(
+            key: Array(clientKey[0..<profile.masterKeyLength]), salt: Array(clientKey[profile.masterKeyLength...]))!
         let edgeKey = KeyMaterial(
             key: Array(edgeKeyBytes[0..<profile.masterKeyLength]), salt: Array(edgeKeyBytes[profile.masterKeyLength...]))!
         let slot: Int32
         do {
             slot = try runtime.control.create(on: worker) { command in
                 command.profile = profile
-                command.clientKey = clientKey
+                command.clientKey = clientKeyMaterial
                 command.edgeKey = edgeKey
                 command.flow = flow
                 command.backend = Int32(backend)
@@ -99,8 +100,7 @@ public final class EngineController {
         nextWorker += 1
         if let xdp = runtime.xdp {
             let backendFlow = FlowKey.backendLeg(
-                runtime.backends.table[backend], edge: c.backendAddress, portBase: c.backendPortBase,
-                slot: Int(slot))
+                table[backend], edge: c.backendAddress, portBase: c.backendPortBase, slot: Int(slot))
             xdp.preAdmit([flow, backendFlow], slot: slot, worker: worker)
         }
         let record = Record(
@@ -112,17 +112,18 @@ public final class EngineController {
         return .ok(["session": fields])
     }
 
+    /// The live session a request names by `session` (its id) or `slot`.
     func findRecord(_ r: ControlRequest) throws(ControlError) -> Record {
-        if let id = try r.optionalInteger("session") {
-            guard let record = sessions.values.first(where: { $0.id == UInt64(id) }) else {
+        if let id = try r.optionalInteger("session", in: UInt64.min...UInt64.max) {
+            guard let record = sessions.values.first(where: { $0.id == id }) else {
                 throw ControlError(code: "not_found", message: "no session \(id)")
             }
             return record
         }
-        guard let slot = try r.optionalInteger("slot") else {
+        guard let slot = try r.optionalInteger("slot", in: 0..<Int32(clamping: runtime.store.capacity)) else {
             throw ControlError(code: "bad_argument", message: "give 'session' (an id) or 'slot'")
         }
-        guard let record = sessions[Int32(truncatingIfNeeded: slot)] else {
+        guard let record = sessions[slot] else {
             throw ControlError(code: "not_found", message: "no session in slot \(slot)")
         }
         return record
@@ -208,11 +209,6 @@ public final class EngineController {
             throw ControlError(code: "bad_argument", message: "'\(name)' must be \(want) bytes (key + salt) for \(profile)")
         }
         return [UInt8](data)
-    }
-
-    func keyMaterial(_ base64: String, _ profile: SRTPProfile, name: String) throws(ControlError) -> KeyMaterial {
-        let bytes = try keyBytes(base64, profile, name: name)
-        return KeyMaterial(key: Array(bytes[0..<profile.masterKeyLength]), salt: Array(bytes[profile.masterKeyLength...]))!
     }
 
     /// "1.2.3.4:5" or "[2001:db8::1]:5".

@@ -1,0 +1,116 @@
+import Foundation
+import Glibc
+import Testing
+import VoxControl
+import VoxEngine
+import VoxWire
+
+/// What a hostile or careless control client sends (issue 14), through the real control
+/// socket: nothing it sends may trap the engine, take a live call's flow or slot, or make the
+/// engine send to itself. Each test keeps a live session and checks it is still served after.
+@Suite(.serialized) struct HostileInputTests {
+    typealias Engine = DrainTests.Engine
+
+    /// A `voxedge run --io socket` (4 slots, 1 worker, 1 backend) with one live call whose
+    /// audio goes through; `tag` 0...4, ports apart from the other suites' (32000...32767,
+    /// below the ephemeral range).
+    static func engine(tag: Int) throws -> (Engine, UInt64) {
+        let engine = try Engine(tag: tag, drainTimeout: 1, base: UInt16(32_000 + Int(getpid() % 15) * 50 + tag * 10))
+        let id = try #require(sessionID(engine.createCall(id: 1)), "the live call")
+        #expect(engine.audioGoesThrough())
+        return (engine, id)
+    }
+
+    static func sessionID(_ reply: [String: Any]?) -> UInt64? {
+        ((reply?["session"] as? [String: Any])?["id"] as? NSNumber)?.uint64Value
+    }
+
+    static func message(_ reply: [String: Any]?) -> String {
+        (reply?["error"] as? [String: Any])?["message"] as? String ?? ""
+    }
+
+    /// The ids `session.list` shows.
+    static func listed(_ engine: Engine) -> [UInt64] {
+        let sessions = engine.call(#"{"id":"l","cmd":"session.list"}"#)?["sessions"] as? [[String: Any]] ?? []
+        return sessions.compactMap { ($0["id"] as? NSNumber)?.uint64Value }
+    }
+
+    static func create(_ engine: Engine, _ client: String, key: String = DrainTests.key, extra: String = "")
+        -> [String: Any]?
+    {
+        engine.call(#"{"id":"c","cmd":"session.create","client":"\#(client)","client_key":"\#(key)"\#(extra)}"#)
+    }
+
+    /// Defect 1: every integer field of every command, given values no field accepts, is
+    /// refused with `bad_argument` naming the field and its range; `session: -1` used to trap
+    /// (`UInt64(-1)`, exit 132) and end every call. A value that fits the field's type but
+    /// names nothing (Int64.max as an id) is `not_found`; `null` is the field's absence.
+    @Test func integersFromTheWireAreRangeCheckedIntoTheirTypes() throws {
+        let (engine, liveID) = try Self.engine(tag: 0)
+        let values = [
+            "-1", "-9223372036854775808", "9223372036854775807", "18446744073709551616", "1e300", "1.5", #""7""#,
+            "true", "null",
+        ]
+        let fields: [(command: String, field: String, range: String)] = [
+            ("session.drop", "session", "0...18446744073709551615"), ("session.drop", "slot", "0...3"),
+            ("session.show", "session", "0...18446744073709551615"), ("session.show", "slot", "0...3"),
+            ("session.create", "backend", "0...0"), ("session.create", "worker", "0...0"),
+        ]
+        var client = 6000
+        for (command, field, range) in fields {
+            for value in values {
+                let request: String
+                if command == "session.create" {
+                    client += 1
+                    request =
+                        #"{"id":1,"cmd":"session.create","client":"127.0.0.1:\#(client)","client_key":"\#(DrainTests.key)","\#(field)":\#(value)}"#
+                } else {
+                    request = #"{"id":1,"cmd":"\#(command)","\#(field)":\#(value)}"#
+                }
+                let reply = engine.call(request)
+                #expect(engine.process.isRunning, "the engine died on \(request)")
+                guard engine.process.isRunning else { return }
+                switch (field, value) {
+                case ("session", "9223372036854775807"):
+                    #expect(errorCode(reply) == "not_found", "\(request): \(String(describing: reply))")
+                case (_, "null") where command == "session.create":
+                    // Absent: the default backend and worker; the session is made, then ended.
+                    #expect(reply?["ok"] as? Bool == true, "\(request): \(String(describing: reply))")
+                    if let id = Self.sessionID(reply) {
+                        #expect(engine.call(#"{"id":2,"cmd":"session.drop","session":\#(id)}"#)?["ok"] as? Bool == true)
+                    }
+                case (_, "null"):
+                    #expect(errorCode(reply) == "bad_argument", "\(request): \(String(describing: reply))")
+                default:
+                    #expect(errorCode(reply) == "bad_argument", "\(request): \(String(describing: reply))")
+                    let text = Self.message(reply)
+                    #expect(text.contains("'\(field)'") && text.contains(range), "\(request): \(text)")
+                }
+                #expect(Self.listed(engine) == [liveID], "after \(request)")
+            }
+        }
+        // The engine still serves the live call.
+        #expect(engine.process.isRunning)
+        #expect(Self.sessionID(engine.call(#"{"id":3,"cmd":"session.show","session":\#(liveID)}"#)) == liveID)
+        #expect(engine.audioGoesThrough())
+    }
+
+    /// Defect 2: a slot past 32 bits was truncated (`Int32(truncatingIfNeeded:)`): show with
+    /// slot 2^32 returned slot 0's session, and drop with 2^32 + 1 ended slot 1's call.
+    @Test func slotsPastThirtyTwoBitsAreRefusedNotTruncated() throws {
+        let (engine, first) = try Self.engine(tag: 1)
+        let second = try #require(Self.sessionID(Self.create(engine, "127.0.0.1:6001")))
+        #expect(first >> 32 == 0 && second >> 32 == 1, "slots 0 and 1")
+        for slot in ["4294967296", "4294967297"] {
+            for command in ["session.show", "session.drop"] {
+                let reply = engine.call(#"{"id":1,"cmd":"\#(command)","slot":\#(slot)}"#)
+                #expect(errorCode(reply) == "bad_argument", "\(command) slot \(slot): \(String(describing: reply))")
+                #expect(Self.message(reply).contains("0...3"))
+            }
+        }
+        #expect(Set(Self.listed(engine)) == [first, second])
+        #expect(Self.sessionID(engine.call(#"{"id":2,"cmd":"session.show","slot":0}"#)) == first)
+        #expect(Self.sessionID(engine.call(#"{"id":3,"cmd":"session.show","slot":1}"#)) == second)
+        #expect(engine.audioGoesThrough())
+    }
+}
