@@ -59,16 +59,22 @@ public final class EngineController {
         if let given = try r.optionalString("edge_key") {
             givenEdgeKey = try keyBytes(given, profile, name: "edge_key")
         }
-        let clientText = try r.string("client")
-        guard let (address, port) = EngineController.parseEndpoint(clientText) else {
-            throw ControlError(code: "bad_argument", message: "'client' must be ip:port or [ipv6]:port, not '\(clientText)'")
+        if let givenEdgeKey, EngineController.same(givenEdgeKey, clientKey) {
+            throw ControlError(
+                code: "bad_argument",
+                message: "'edge_key' equals 'client_key': each direction needs a key of its own")
+        }
+        let (address, clientPort) = try EngineController.endpoint(try r.string("client"), field: "client")
+        if let reason = c.peerProblem(address, clientPort) {
+            throw ControlError(code: "bad_argument", message: "'client' refused: \(reason)")
         }
         let table = runtime.backends.table
         guard table.count > 0 else { throw ControlError(code: "bad_argument", message: "no backends are configured") }
         let givenBackend = try r.optionalInteger("backend", in: 0..<table.count)
         let givenWorker = try r.optionalInteger("worker", in: 0..<c.workers)
         let flow = FlowKey(
-            remoteAddress: address, remotePort: port, localAddress: c.mediaAddress, localPort: UDPPort(c.mediaPort))
+            remoteAddress: address, remotePort: UDPPort(clientPort), localAddress: c.mediaAddress,
+            localPort: UDPPort(c.mediaPort))
         let backend = givenBackend ?? 0
         let worker = givenWorker ?? (nextWorker % c.workers)
         var rng = SystemRandomNumberGenerator()
@@ -110,6 +116,14 @@ public final class EngineController {
         var fields = describe(record)
         fields["edge_key"] = Data(edgeKeyBytes).base64EncodedString()
         return .ok(["session": fields])
+    }
+
+    /// Whether two keys are equal, in time that depends on their length only.
+    static func same(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        guard a.count == b.count else { return false }
+        var difference: UInt8 = 0
+        for i in 0..<a.count { difference |= a[i] ^ b[i] }
+        return difference == 0
     }
 
     /// The live session a request names by `session` (its id) or `slot`.
@@ -211,21 +225,45 @@ public final class EngineController {
         return [UInt8](data)
     }
 
-    /// "1.2.3.4:5" or "[2001:db8::1]:5".
+    /// "1.2.3.4:5" or "[2001:db8::1]:5" (port 1...65535), or nil.
     public static func parseEndpoint(_ text: String) -> (IPAddress, UDPPort)? {
+        guard let (address, port) = try? endpoint(text, field: "endpoint"), port > 0 else { return nil }
+        return (address, UDPPort(port))
+    }
+
+    /// "1.2.3.4:5" or "[2001:db8::1]:5" (any port, 0 included: whether it may be used is the
+    /// caller's to say), or `bad_argument` naming `field` and what is wrong. An IPv6 address
+    /// with a port must be bracketed: in "2001:db8::1:5000" the port cannot be told from the
+    /// address's last group.
+    public static func endpoint(_ text: String, field: String) throws(ControlError) -> (IPAddress, UInt16) {
         let host: Substring
         let portText: Substring
+        let shown = text.count > 60 ? text.prefix(60) + "…" : Substring(text)
         if text.hasPrefix("[") {
-            guard let close = text.firstIndex(of: "]"), text[text.index(after: close)...].hasPrefix(":") else { return nil }
+            guard let close = text.firstIndex(of: "]"), text[text.index(after: close)...].hasPrefix(":") else {
+                throw ControlError(code: "bad_argument", message: "'\(field)' must be [ipv6]:port, not '\(shown)'")
+            }
             host = text[text.index(after: text.startIndex)..<close]
             portText = text[text.index(close, offsetBy: 2)...]
         } else {
-            guard let colon = text.lastIndex(of: ":") else { return nil }
+            guard let colon = text.lastIndex(of: ":") else {
+                throw ControlError(code: "bad_argument", message: "'\(field)' must be ip:port or [ipv6]:port, not '\(shown)'")
+            }
             host = text[..<colon]
             portText = text[text.index(after: colon)...]
+            guard !host.contains(":") else {
+                throw ControlError(
+                    code: "bad_argument",
+                    message: "'\(field)' '\(shown)' is ambiguous: write an IPv6 address with a port in brackets, [ipv6]:port")
+            }
         }
-        guard let address = IPAddress(String(host)), let port = UInt16(portText), port > 0 else { return nil }
-        return (address, UDPPort(port))
+        guard let address = IPAddress(String(host)) else {
+            throw ControlError(code: "bad_argument", message: "'\(field)': '\(host.prefix(60))' is not an IP address")
+        }
+        guard let port = UInt16(portText) else {
+            throw ControlError(code: "bad_argument", message: "'\(field)': port '\(portText.prefix(20))' is not 0...65535")
+        }
+        return (address, port)
     }
 
     static func format(_ address: IPAddress, _ port: UDPPort) -> String {

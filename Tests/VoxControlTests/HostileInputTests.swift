@@ -113,4 +113,58 @@ import VoxWire
         #expect(Self.sessionID(engine.call(#"{"id":3,"cmd":"session.show","slot":1}"#)) == second)
         #expect(engine.audioGoesThrough())
     }
+
+    /// Defect 8: clients that are no one peer, or the engine itself (with equal keys, one
+    /// spoofed datagram to a session whose client was the engine's own media address looped
+    /// forever), and a client key reused as the edge key: each refused with its reason.
+    @Test func createRefusesClientsThatAreNoPeerOrTheEngineItself() throws {
+        let (engine, liveID) = try Self.engine(tag: 2)
+        let media = engine.mediaPort
+        let backendPorts = (media + 1)...(media + 4)
+        let refusals: [(client: String, extra: String, reason: String)] = [
+            ("127.0.0.1:\(media)", "", "own media address and port"),
+            ("127.0.0.1:\(backendPorts.lowerBound)", "", "backend-leg ports"),
+            ("127.0.0.1:\(backendPorts.upperBound)", "", "backend-leg ports"),
+            ("0.0.0.0:5000", "", "unspecified"),
+            ("[::]:5000", "", "unspecified"),
+            ("255.255.255.255:5000", "", "broadcast"),
+            ("224.0.0.1:5000", "", "multicast"),
+            ("239.255.255.250:1900", "", "multicast"),
+            ("[ff02::1]:5000", "", "multicast"),
+            ("[2001:db8::1]:5000", "", "IPv6"),
+            ("2001:db8::1:5000", "", "ambiguous"),
+            ("127.0.0.1:0", "", "port 0"),
+            ("127.0.0.1:6002", #","edge_key":"\#(DrainTests.key)""#, "'edge_key' equals 'client_key'"),
+        ]
+        for (client, extra, reason) in refusals {
+            let reply = Self.create(engine, client, extra: extra)
+            #expect(errorCode(reply) == "bad_argument", "\(client): \(String(describing: reply))")
+            #expect(Self.message(reply).contains(reason), "\(client): \(Self.message(reply))")
+        }
+        // Just past the backend-leg ports is an ordinary client.
+        let next = Self.create(engine, "127.0.0.1:\(backendPorts.upperBound + 1)")
+        #expect(next?["ok"] as? Bool == true, "\(String(describing: next))")
+        #expect(Set(Self.listed(engine)).contains(liveID) && Self.listed(engine).count == 2)
+        #expect(engine.audioGoesThrough())
+    }
+
+    /// The configuration's backends go through the same check as clients (one function).
+    @Test func backendsGetTheSameCheckAsClients() {
+        var c = EngineConfiguration()
+        c.mediaAddress = IPAddress("198.18.0.1")!
+        c.mediaPort = 40000
+        c.backendAddress = IPAddress("198.18.0.1")!
+        c.backendPortBase = 50000
+        c.maxSessions = 10
+        c.backends = [
+            .init(address: IPAddress("198.18.0.3")!, port: 5004), .init(address: IPAddress("198.18.0.1")!, port: 40000),
+            .init(address: IPAddress("198.18.0.1")!, port: 50009), .init(address: IPAddress("224.0.0.9")!, port: 5004),
+            .init(address: IPAddress("2001:db8::3")!, port: 5004), .init(address: IPAddress("198.18.0.3")!, port: 0),
+        ]
+        let problems = c.problems()
+        #expect(problems.count == 5, "\(problems)")
+        for i in 1...5 { #expect(problems.contains { $0.hasPrefix("backends[\(i)]") }, "\(problems)") }
+        #expect(c.peerProblem(IPAddress("198.18.0.1")!, 50010) == nil)
+        #expect(c.peerProblem(IPAddress("198.18.0.1")!, 50000) != nil)
+    }
 }
