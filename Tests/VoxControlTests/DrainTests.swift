@@ -33,7 +33,7 @@ import VoxMedia
             metricsPort = base + 6
             clientPort = base + 7
             let backendPort = base + 8
-            socketPath = NSTemporaryDirectory() + "voxedge-drain-\(getpid())-\(tag).sock"
+            socketPath = NSTemporaryDirectory() + "voxedge-drain-\(getpid())-\(base).sock"
             unlink(socketPath)
             backend = Engine.udp(bind: backendPort)
             client = Engine.udp(bind: clientPort)
