@@ -18,6 +18,10 @@ public final class EngineController {
         var backend: Int
         var edgeSSRC: UInt32
         var created: Date
+        /// The keys as given (and generated): a retried create is told apart by them and gets
+        /// its edge key again. Never logged nor shown but to that retry.
+        var clientKey: [UInt8]
+        var edgeKey: [UInt8]
     }
     var sessions: [Int32: Record] = [:]
     /// Live sessions known to the control side.
@@ -75,6 +79,23 @@ public final class EngineController {
         let flow = FlowKey(
             remoteAddress: address, remotePort: UDPPort(clientPort), localAddress: c.mediaAddress,
             localPort: UDPPort(c.mediaPort))
+        // A client 5-tuple belongs to one session: a second would take its packets (they would
+        // fail its keys) and, dropped, take the flow from the first. The same request again (a
+        // retry after a lost reply) gets the session it made.
+        if let holder = sessions.values.first(where: { $0.client == flow }) {
+            let retried = EngineController.same(holder.clientKey, clientKey) && holder.profile == profile
+                && (givenEdgeKey.map { EngineController.same($0, holder.edgeKey) } ?? true)
+                && (givenBackend ?? 0) == holder.backend && (givenWorker ?? holder.worker) == holder.worker
+            guard retried else {
+                throw ControlError(
+                    code: "flow_in_use",
+                    message: "client \(EngineController.format(address, UDPPort(clientPort))) is held by session "
+                        + "\(holder.id) (slot \(holder.slot)); drop that session first or use another address:port")
+            }
+            var fields = describe(holder)
+            fields["edge_key"] = Data(holder.edgeKey).base64EncodedString()
+            return .ok(["session": fields])
+        }
         let backend = givenBackend ?? 0
         let worker = givenWorker ?? (nextWorker % c.workers)
         var rng = SystemRandomNumberGenerator()
@@ -111,7 +132,7 @@ public final class EngineController {
         }
         let record = Record(
             id: UInt64(slot) << 32 | UInt64(nextWorker), slot: slot, worker: worker, profile: profile, client: flow,
-            backend: backend, edgeSSRC: ssrc, created: Date())
+            backend: backend, edgeSSRC: ssrc, created: Date(), clientKey: clientKey, edgeKey: edgeKeyBytes)
         sessions[slot] = record
         var fields = describe(record)
         fields["edge_key"] = Data(edgeKeyBytes).base64EncodedString()

@@ -167,4 +167,53 @@ import VoxWire
         #expect(c.peerProblem(IPAddress("198.18.0.1")!, 50010) == nil)
         #expect(c.peerProblem(IPAddress("198.18.0.1")!, 50000) != nil)
     }
+
+    /// Defect 3: a second session on a client 5-tuple a live call holds took the call's flow
+    /// (its packets then failed the newcomer's keys) and, dropped, removed the flow from under
+    /// the first. Now it is refused naming the holder; the same request again (a retry after a
+    /// lost reply) gets the same session, and takes no second slot.
+    @Test func aClientFlowBelongsToOneSessionAndARetryGetsItBack() throws {
+        let (engine, liveID) = try Self.engine(tag: 3)
+        let client = "127.0.0.1:\(engine.clientPort)"
+        let first = engine.createCall(id: 2)
+        #expect(Self.sessionID(first) == liveID, "an identical create is a retry: \(String(describing: first))")
+        let firstKey = (first?["session"] as? [String: Any])?["edge_key"] as? String
+        #expect(firstKey != nil)
+        let otherKey = Data((0..<30).map { UInt8(200 - $0) }).base64EncodedString()
+        let conflicting: [(key: String, extra: String)] = [
+            (otherKey, ""),
+            (DrainTests.key, #","edge_key":"\#(otherKey)""#),
+            (DrainTests.key, #","backend":0,"worker":0,"profile":"AES_CM_128_HMAC_SHA1_32""#),
+        ]
+        for (key, extra) in conflicting {
+            let reply = Self.create(engine, client, key: key, extra: extra)
+            #expect(errorCode(reply) == "flow_in_use", "\(extra): \(String(describing: reply))")
+            let text = Self.message(reply)
+            #expect(text.contains("session \(liveID)") && text.contains("slot 0"), "\(text)")
+        }
+        #expect(engine.audioGoesThrough(), "the first call keeps its flow")
+        // Retries, with and without the edge key the first reply gave: the same session each time.
+        for extra in ["", #","edge_key":"\#(firstKey ?? "")","backend":0"#] {
+            let retry = Self.create(engine, client, extra: extra)
+            #expect(Self.sessionID(retry) == liveID, "\(String(describing: retry))")
+            #expect((retry?["session"] as? [String: Any])?["edge_key"] as? String == firstKey)
+        }
+        #expect(Self.listed(engine) == [liveID])
+        #expect(engine.audioGoesThrough())
+        // No slot was taken by the retries: the other three are all still free.
+        for port in 6001...6003 { #expect(Self.create(engine, "127.0.0.1:\(port)")?["ok"] as? Bool == true) }
+        #expect(errorCode(Self.create(engine, "127.0.0.1:6004")) == "full")
+        // Dropping works as before, and the flow is free for a new session afterwards.
+        #expect(engine.call(#"{"id":5,"cmd":"session.drop","session":\#(liveID)}"#)?["ok"] as? Bool == true)
+        #expect(!Self.listed(engine).contains(liveID))
+        // (The dropped slot is free once its worker has applied the drop.)
+        var again: UInt64? = nil
+        for _ in 0..<200 where again == nil {
+            let reply = engine.createCall(id: 6)
+            again = Self.sessionID(reply)
+            if again == nil { usleep(10_000) }
+        }
+        #expect(again != nil && again != liveID)
+        #expect(engine.audioGoesThrough())
+    }
 }
