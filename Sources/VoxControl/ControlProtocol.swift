@@ -120,7 +120,9 @@ public enum ControlWire {
 
     public static func parse<Bytes: Collection<UInt8>>(_ line: Bytes) -> Parsed {
         if line.allSatisfy({ $0 == 0x20 || $0 == 0x0D || $0 == 0x09 }) { return .blank }
-        guard let object = try? JSONSerialization.jsonObject(with: Data(line)) else {
+        // Fragments allowed: a lone string, number or null is JSON (RFC 8259), just not a
+        // request — `bad_request` like an array, not `bad_json`.
+        guard let object = try? JSONSerialization.jsonObject(with: Data(line), options: [.fragmentsAllowed]) else {
             return .invalid(id: NSNull(), .failure("bad_json", "not valid JSON"))
         }
         guard var dictionary = object as? [String: Any] else {

@@ -216,4 +216,20 @@ import VoxWire
         #expect(again != nil && again != liveID)
         #expect(engine.audioGoesThrough())
     }
+
+    /// Defect 10: a JSON scalar is JSON, just not a request: `bad_request` like an array (it
+    /// was `bad_json`, "not valid JSON"), as docs/operations.md says. Blank lines get no reply.
+    @Test func jsonThatIsNoObjectIsABadRequestAndBlankLinesGetNoReply() throws {
+        let rig = try ControlRig()
+        defer { rig.shutdown() }
+        let fd = rig.connect()
+        defer { close(fd) }
+        for line in ["5", "-1.5", #""stats""#, "null", "true", "[1,2]"] {
+            let reply = rig.call(fd, line)
+            #expect(errorCode(reply) == "bad_request", "\(line): \(String(describing: reply))")
+        }
+        #expect(errorCode(rig.call(fd, "{nope")) == "bad_json")
+        ControlRig.send(fd, Array("\n  \t\r\n".utf8))
+        #expect(rig.call(fd, #"{"id":"after","cmd":"stats"}"#)?["id"] as? String == "after")
+    }
 }
