@@ -1,5 +1,6 @@
 import Foundation
 import VoxEngine
+import VoxIO
 import VoxMedia
 import VoxWire
 import VoxXDP
@@ -107,9 +108,32 @@ public final class EngineController {
             key: Array(clientKey[0..<profile.masterKeyLength]), salt: Array(clientKey[profile.masterKeyLength...]))!
         let edgeKey = KeyMaterial(
             key: Array(edgeKeyBytes[0..<profile.masterKeyLength]), salt: Array(edgeKeyBytes[profile.masterKeyLength...]))!
+        // On the socket port each session's backend leg is a socket of its own: bind it here,
+        // so a port someone else holds fails this create with its reason instead of leaving
+        // the session sending into nowhere.
+        var backendSocket: Int32 = -1
+        var boundSlot: Int32? = nil
+        if runtime.io == "socket" {
+            guard let next = runtime.control.nextSlot() else {
+                throw ControlError(code: "full", message: "all \(runtime.store.capacity) session slots are in use")
+            }
+            let port = UDPPort(c.backendPortBase &+ UInt16(truncatingIfNeeded: next))
+            do {
+                backendSocket = try SocketQueue.bind(c.backendAddress, port, reusePort: false)
+                boundSlot = next
+            } catch {
+                runtime.control.setAside(next)
+                throw ControlError(
+                    code: "backend_port_unavailable",
+                    message: "the backend-leg port \(EngineController.format(c.backendAddress, port)) of slot \(next) "
+                        + "cannot be bound (\(String(cString: strerror(error.errno)))): another process holds it; "
+                        + "the next create tries another slot")
+            }
+        }
         let slot: Int32
         do {
-            slot = try runtime.control.create(on: worker) { command in
+            slot = try runtime.control.create(on: worker, slot: boundSlot) { command in
+                command.backendSocket = backendSocket
                 command.profile = profile
                 command.clientKey = clientKeyMaterial
                 command.edgeKey = edgeKey
@@ -120,8 +144,10 @@ public final class EngineController {
                 command.firstTimestamp = UInt32.random(in: 0...UInt32.max, using: &rng)
             }
         } catch .full {
+            if backendSocket >= 0 { close(backendSocket) }
             throw ControlError(code: "full", message: "all \(runtime.store.capacity) session slots are in use")
         } catch {
+            if backendSocket >= 0 { close(backendSocket) }
             throw ControlError(code: "busy", message: "worker \(worker) is not taking commands; try again")
         }
         nextWorker += 1

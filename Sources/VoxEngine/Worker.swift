@@ -572,7 +572,8 @@ public struct Worker: ~Copyable {
             s.pointee.clientStats = RTPReceiveStatistics()
             s.pointee.clientMAC = .zero  // a reused slot must not answer the last client's MAC
             s.pointee.active = true
-            portBinding.sessionStarted(slot: slot, backendPort: backendPort(slot))
+            portBinding.sessionStarted(
+                slot: slot, backendPort: backendPort(slot), socket: command.pointee.backendSocket)
             if let flow = command.pointee.flow { bind(slot, flow, command.pointee.clientMAC) }
             portBinding.flowChanged(slot: slot, from: nil, to: backendFlow(slot, s.pointee.backendIndex))
         case .bindClient:

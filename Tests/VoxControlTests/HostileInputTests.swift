@@ -232,4 +232,22 @@ import VoxWire
         ControlRig.send(fd, Array("\n  \t\r\n".utf8))
         #expect(rig.call(fd, #"{"id":"after","cmd":"stats"}"#)?["id"] as? String == "after")
     }
+
+    /// Defect 7: on the socket port a backend-leg port someone else holds made the session's
+    /// leg silently absent (`session.create` answered ok, audio counted `toBackend` into
+    /// nowhere). Now that create fails naming the port, and the next one takes another slot.
+    @Test func aBackendLegPortTakenByAnotherProcessFailsTheCreate() throws {
+        let (engine, liveID) = try Self.engine(tag: 4)
+        // The live call is in slot 0 (port base + 1); slot 1's port is taken by "someone else".
+        let taken = Engine.udp(bind: engine.mediaPort + 2)
+        defer { close(taken) }
+        let refused = Self.create(engine, "127.0.0.1:6001")
+        #expect(errorCode(refused) == "backend_port_unavailable", "\(String(describing: refused))")
+        #expect(Self.message(refused).contains("127.0.0.1:\(engine.mediaPort + 2)"), "\(Self.message(refused))")
+        #expect(Self.listed(engine) == [liveID])
+        let next = Self.create(engine, "127.0.0.1:6001")
+        #expect(next?["ok"] as? Bool == true, "\(String(describing: next))")
+        #expect((next?["session"] as? [String: Any])?["slot"] as? Int == 2)
+        #expect(engine.audioGoesThrough())
+    }
 }
