@@ -24,29 +24,84 @@ public struct ControlRequest: @unchecked Sendable {
 
     /// A string argument, or a `bad_argument` failure naming it.
     public func string(_ key: String) throws(ControlError) -> String {
-        guard let v = arguments[key] else { throw ControlError(code: "bad_argument", message: "missing '\(key)'") }
-        guard let s = v as? String else { throw ControlError(code: "bad_argument", message: "'\(key)' must be a string") }
+        guard let v = arguments[key], !(v is NSNull) else {
+            throw ControlError(code: "bad_argument", message: "missing '\(key)'")
+        }
+        guard let s = v as? String else {
+            throw ControlError(code: "bad_argument", message: "'\(key)' must be a string, not \(ControlRequest.show(v))")
+        }
         return s
     }
 
+    /// A string argument, or nil when it is absent or `null`.
     public func optionalString(_ key: String) throws(ControlError) -> String? {
-        guard arguments[key] != nil, !(arguments[key] is NSNull) else { return nil }
+        guard let v = arguments[key], !(v is NSNull) else { return nil }
         return try string(key)
     }
 
-    /// An integer argument (JSON numbers without a fraction), or `bad_argument`.
-    public func integer(_ key: String) throws(ControlError) -> Int {
-        guard let v = arguments[key] else { throw ControlError(code: "bad_argument", message: "missing '\(key)'") }
-        // JSON booleans arrive as NSNumber too, with objCType "c".
-        guard let n = v as? NSNumber, String(cString: n.objCType) != "c", let i = Int(exactly: n.doubleValue) else {
-            throw ControlError(code: "bad_argument", message: "'\(key)' must be an integer")
+    /// An integer argument of type `T` within `range`: a JSON number whose value is an integer
+    /// `T` holds and `range` contains. Anything else — a negative number for an unsigned
+    /// field, a number past `T` (2^32 for a slot, 2^64 for an id), a fraction, 1e300, a
+    /// string, a boolean — is `bad_argument` naming the field and the range it accepts, never
+    /// a conversion that traps or truncates. Every integer the control socket reads goes
+    /// through here.
+    public func integer<T: FixedWidthInteger>(_ key: String, in range: ClosedRange<T>) throws(ControlError) -> T {
+        guard let v = arguments[key], !(v is NSNull) else {
+            throw ControlError(code: "bad_argument", message: "missing '\(key)' (an integer in \(range))")
         }
-        return i
+        guard let value = ControlRequest.exactInteger(v, as: T.self), range.contains(value) else {
+            throw ControlError(
+                code: "bad_argument", message: "'\(key)' must be an integer in \(range), not \(ControlRequest.show(v))")
+        }
+        return value
     }
 
-    public func optionalInteger(_ key: String) throws(ControlError) -> Int? {
-        guard arguments[key] != nil, !(arguments[key] is NSNull) else { return nil }
-        return try integer(key)
+    /// As `integer(_:in:)` over a half-open range (`0..<capacity`); an empty range accepts nothing.
+    public func integer<T: FixedWidthInteger>(_ key: String, in range: Range<T>) throws(ControlError) -> T {
+        guard let last = range.last else {
+            throw ControlError(code: "bad_argument", message: "'\(key)' accepts no value here (none configured)")
+        }
+        return try integer(key, in: range.lowerBound...last)
+    }
+
+    /// An integer argument as `integer(_:in:)` does, or nil when it is absent or `null`.
+    public func optionalInteger<T: FixedWidthInteger>(_ key: String, in range: ClosedRange<T>) throws(ControlError) -> T? {
+        guard let v = arguments[key], !(v is NSNull) else { return nil }
+        return try integer(key, in: range)
+    }
+
+    public func optionalInteger<T: FixedWidthInteger>(_ key: String, in range: Range<T>) throws(ControlError) -> T? {
+        guard let v = arguments[key], !(v is NSNull) else { return nil }
+        return try integer(key, in: range)
+    }
+
+    /// `value` as a `T` when it is a JSON integer `T` can hold exactly; nil otherwise.
+    /// JSONSerialization gives NSNumbers (Int64 for negatives, UInt64 for the rest, Double or
+    /// NSDecimalNumber past 2^64 or with a fraction or exponent, a CFBoolean for true and
+    /// false); their decimal text is parsed by `T` itself, which refuses signs it cannot
+    /// hold, fractions, exponents and anything past its range.
+    static func exactInteger<T: FixedWidthInteger>(_ value: Any, as _: T.Type) -> T? {
+        if let n = value as? NSNumber {
+            // JSON booleans arrive as NSNumber too, with objCType "c".
+            guard String(cString: n.objCType) != "c" else { return nil }
+            return T(n.description)
+        }
+        if let i = value as? any BinaryInteger { return T(exactly: i) }
+        return nil
+    }
+
+    /// How an argument's value is named in an error message (bounded: it is the client's text).
+    static func show(_ value: Any) -> String {
+        switch value {
+        case is NSNull: return "null"
+        case let s as String: return "the string \"\(s.prefix(40))\"" + (s.count > 40 ? "…" : "")
+        case let n as NSNumber:
+            if String(cString: n.objCType) == "c" { return n.boolValue ? "true" : "false" }
+            return String(n.description.prefix(40))
+        case is [Any]: return "an array"
+        case is [String: Any]: return "an object"
+        default: return "\(type(of: value))"
+        }
     }
 }
 
@@ -65,7 +120,9 @@ public enum ControlWire {
 
     public static func parse<Bytes: Collection<UInt8>>(_ line: Bytes) -> Parsed {
         if line.allSatisfy({ $0 == 0x20 || $0 == 0x0D || $0 == 0x09 }) { return .blank }
-        guard let object = try? JSONSerialization.jsonObject(with: Data(line)) else {
+        // Fragments allowed: a lone string, number or null is JSON (RFC 8259), just not a
+        // request — `bad_request` like an array, not `bad_json`.
+        guard let object = try? JSONSerialization.jsonObject(with: Data(line), options: [.fragmentsAllowed]) else {
             return .invalid(id: NSNull(), .failure("bad_json", "not valid JSON"))
         }
         guard var dictionary = object as? [String: Any] else {

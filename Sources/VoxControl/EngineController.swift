@@ -1,5 +1,6 @@
 import Foundation
 import VoxEngine
+import VoxIO
 import VoxMedia
 import VoxWire
 import VoxXDP
@@ -18,6 +19,10 @@ public final class EngineController {
         var backend: Int
         var edgeSSRC: UInt32
         var created: Date
+        /// The keys as given (and generated): a retried create is told apart by them and gets
+        /// its edge key again. Never logged nor shown but to that retry.
+        var clientKey: [UInt8]
+        var edgeKey: [UInt8]
     }
     var sessions: [Int32: Record] = [:]
     /// Live sessions known to the control side.
@@ -51,41 +56,88 @@ public final class EngineController {
         guard !runtime.draining.load(ordering: .acquiring) else {
             throw ControlError(code: "draining", message: "the engine is draining: it takes no new sessions")
         }
+        let c = runtime.configuration
         let profileName = try r.optionalString("profile") ?? SRTPProfile.aes128CmHmacSha1_80.description
         guard let profile = SRTPProfile(name: profileName) else {
             throw ControlError(code: "bad_argument", message: "unknown SRTP profile '\(profileName)'")
         }
-        let clientKey = try keyMaterial(try r.string("client_key"), profile, name: "client_key")
-        let edgeKeyBytes: [UInt8]
+        let clientKey = try keyBytes(try r.string("client_key"), profile, name: "client_key")
+        var givenEdgeKey: [UInt8]? = nil
         if let given = try r.optionalString("edge_key") {
-            edgeKeyBytes = try keyBytes(given, profile, name: "edge_key")
-        } else {
-            var rng = SystemRandomNumberGenerator()
-            edgeKeyBytes = (0..<(profile.masterKeyLength + profile.masterSaltLength)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            givenEdgeKey = try keyBytes(given, profile, name: "edge_key")
         }
-        let clientText = try r.string("client")
-        guard let (address, port) = EngineController.parseEndpoint(clientText) else {
-            throw ControlError(code: "bad_argument", message: "'client' must be ip:port or [ipv6]:port, not '\(clientText)'")
+        if let givenEdgeKey, EngineController.same(givenEdgeKey, clientKey) {
+            throw ControlError(
+                code: "bad_argument",
+                message: "'edge_key' equals 'client_key': each direction needs a key of its own")
         }
-        let backend = try r.optionalInteger("backend") ?? 0
-        guard backend >= 0, backend < runtime.backends.table.count else {
-            throw ControlError(code: "bad_argument", message: "no backend \(backend) (there are \(runtime.backends.table.count))")
+        let (address, clientPort) = try EngineController.endpoint(try r.string("client"), field: "client")
+        if let reason = c.peerProblem(address, clientPort) {
+            throw ControlError(code: "bad_argument", message: "'client' refused: \(reason)")
         }
-        let workers = runtime.configuration.workers
-        let worker = try r.optionalInteger("worker") ?? (nextWorker % workers)
-        guard worker >= 0, worker < workers else { throw ControlError(code: "bad_argument", message: "no worker \(worker)") }
-        let c = runtime.configuration
+        let table = runtime.backends.table
+        guard table.count > 0 else { throw ControlError(code: "bad_argument", message: "no backends are configured") }
+        let givenBackend = try r.optionalInteger("backend", in: 0..<table.count)
+        let givenWorker = try r.optionalInteger("worker", in: 0..<c.workers)
         let flow = FlowKey(
-            remoteAddress: address, remotePort: port, localAddress: c.mediaAddress, localPort: UDPPort(c.mediaPort))
+            remoteAddress: address, remotePort: UDPPort(clientPort), localAddress: c.mediaAddress,
+            localPort: UDPPort(c.mediaPort))
+        // A client 5-tuple belongs to one session: a second would take its packets (they would
+        // fail its keys) and, dropped, take the flow from the first. The same request again (a
+        // retry after a lost reply) gets the session it made.
+        if let holder = sessions.values.first(where: { $0.client == flow }) {
+            let retried = EngineController.same(holder.clientKey, clientKey) && holder.profile == profile
+                && (givenEdgeKey.map { EngineController.same($0, holder.edgeKey) } ?? true)
+                && (givenBackend ?? 0) == holder.backend && (givenWorker ?? holder.worker) == holder.worker
+            guard retried else {
+                throw ControlError(
+                    code: "flow_in_use",
+                    message: "client \(EngineController.format(address, UDPPort(clientPort))) is held by session "
+                        + "\(holder.id) (slot \(holder.slot)); drop that session first or use another address:port")
+            }
+            var fields = describe(holder)
+            fields["edge_key"] = Data(holder.edgeKey).base64EncodedString()
+            return .ok(["session": fields])
+        }
+        let backend = givenBackend ?? 0
+        let worker = givenWorker ?? (nextWorker % c.workers)
         var rng = SystemRandomNumberGenerator()
+        let edgeKeyBytes = givenEdgeKey ?? (0..<(profile.masterKeyLength + profile.masterSaltLength)).map { _ in
+            UInt8.random(in: 0...255, using: &rng)
+        }
         let ssrc = UInt32.random(in: 1...UInt32.max, using: &rng)
+        let clientKeyMaterial = KeyMaterial(
+            key: Array(clientKey[0..<profile.masterKeyLength]), salt: Array(clientKey[profile.masterKeyLength...]))!
         let edgeKey = KeyMaterial(
             key: Array(edgeKeyBytes[0..<profile.masterKeyLength]), salt: Array(edgeKeyBytes[profile.masterKeyLength...]))!
+        // On the socket port each session's backend leg is a socket of its own: bind it here,
+        // so a port someone else holds fails this create with its reason instead of leaving
+        // the session sending into nowhere.
+        var backendSocket: Int32 = -1
+        var boundSlot: Int32? = nil
+        if runtime.io == "socket" {
+            guard let next = runtime.control.nextSlot() else {
+                throw ControlError(code: "full", message: "all \(runtime.store.capacity) session slots are in use")
+            }
+            let port = UDPPort(c.backendPortBase &+ UInt16(truncatingIfNeeded: next))
+            do {
+                backendSocket = try SocketQueue.bind(c.backendAddress, port, reusePort: false)
+                boundSlot = next
+            } catch {
+                runtime.control.setAside(next)
+                throw ControlError(
+                    code: "backend_port_unavailable",
+                    message: "the backend-leg port \(EngineController.format(c.backendAddress, port)) of slot \(next) "
+                        + "cannot be bound (\(String(cString: strerror(error.errno)))): another process holds it; "
+                        + "the next create tries another slot")
+            }
+        }
         let slot: Int32
         do {
-            slot = try runtime.control.create(on: worker) { command in
+            slot = try runtime.control.create(on: worker, slot: boundSlot) { command in
+                command.backendSocket = backendSocket
                 command.profile = profile
-                command.clientKey = clientKey
+                command.clientKey = clientKeyMaterial
                 command.edgeKey = edgeKey
                 command.flow = flow
                 command.backend = Int32(backend)
@@ -94,8 +146,10 @@ public final class EngineController {
                 command.firstTimestamp = UInt32.random(in: 0...UInt32.max, using: &rng)
             }
         } catch .full {
+            if backendSocket >= 0 { close(backendSocket) }
             throw ControlError(code: "full", message: "all \(runtime.store.capacity) session slots are in use")
         } catch {
+            if backendSocket >= 0 { close(backendSocket) }
             throw ControlError(code: "busy", message: "worker \(worker) is not taking commands; try again")
         }
         nextWorker += 1
@@ -110,7 +164,7 @@ public final class EngineController {
         }
         let record = Record(
             id: UInt64(slot) << 32 | UInt64(nextWorker), slot: slot, worker: worker, profile: profile, client: flow,
-            backend: backend, edgeSSRC: ssrc, created: Date())
+            backend: backend, edgeSSRC: ssrc, created: Date(), clientKey: clientKey, edgeKey: edgeKeyBytes)
         sessions[slot] = record
         var fields = describe(record)
         fields["edge_key"] = Data(edgeKeyBytes).base64EncodedString()
@@ -133,17 +187,26 @@ public final class EngineController {
         return true
     }
 
+    /// Whether two keys are equal, in time that depends on their length only.
+    static func same(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        guard a.count == b.count else { return false }
+        var difference: UInt8 = 0
+        for i in 0..<a.count { difference |= a[i] ^ b[i] }
+        return difference == 0
+    }
+
+    /// The live session a request names by `session` (its id) or `slot`.
     func findRecord(_ r: ControlRequest) throws(ControlError) -> Record {
-        if let id = try r.optionalInteger("session") {
-            guard let record = sessions.values.first(where: { $0.id == UInt64(id) }) else {
+        if let id = try r.optionalInteger("session", in: UInt64.min...UInt64.max) {
+            guard let record = sessions.values.first(where: { $0.id == id }) else {
                 throw ControlError(code: "not_found", message: "no session \(id)")
             }
             return record
         }
-        guard let slot = try r.optionalInteger("slot") else {
+        guard let slot = try r.optionalInteger("slot", in: 0..<Int32(clamping: runtime.store.capacity)) else {
             throw ControlError(code: "bad_argument", message: "give 'session' (an id) or 'slot'")
         }
-        guard let record = sessions[Int32(truncatingIfNeeded: slot)] else {
+        guard let record = sessions[slot] else {
             throw ControlError(code: "not_found", message: "no session in slot \(slot)")
         }
         return record
@@ -231,26 +294,45 @@ public final class EngineController {
         return [UInt8](data)
     }
 
-    func keyMaterial(_ base64: String, _ profile: SRTPProfile, name: String) throws(ControlError) -> KeyMaterial {
-        let bytes = try keyBytes(base64, profile, name: name)
-        return KeyMaterial(key: Array(bytes[0..<profile.masterKeyLength]), salt: Array(bytes[profile.masterKeyLength...]))!
+    /// "1.2.3.4:5" or "[2001:db8::1]:5" (port 1...65535), or nil.
+    public static func parseEndpoint(_ text: String) -> (IPAddress, UDPPort)? {
+        guard let (address, port) = try? endpoint(text, field: "endpoint"), port > 0 else { return nil }
+        return (address, UDPPort(port))
     }
 
-    /// "1.2.3.4:5" or "[2001:db8::1]:5".
-    public static func parseEndpoint(_ text: String) -> (IPAddress, UDPPort)? {
+    /// "1.2.3.4:5" or "[2001:db8::1]:5" (any port, 0 included: whether it may be used is the
+    /// caller's to say), or `bad_argument` naming `field` and what is wrong. An IPv6 address
+    /// with a port must be bracketed: in "2001:db8::1:5000" the port cannot be told from the
+    /// address's last group.
+    public static func endpoint(_ text: String, field: String) throws(ControlError) -> (IPAddress, UInt16) {
         let host: Substring
         let portText: Substring
+        let shown = text.count > 60 ? text.prefix(60) + "…" : Substring(text)
         if text.hasPrefix("[") {
-            guard let close = text.firstIndex(of: "]"), text[text.index(after: close)...].hasPrefix(":") else { return nil }
+            guard let close = text.firstIndex(of: "]"), text[text.index(after: close)...].hasPrefix(":") else {
+                throw ControlError(code: "bad_argument", message: "'\(field)' must be [ipv6]:port, not '\(shown)'")
+            }
             host = text[text.index(after: text.startIndex)..<close]
             portText = text[text.index(close, offsetBy: 2)...]
         } else {
-            guard let colon = text.lastIndex(of: ":") else { return nil }
+            guard let colon = text.lastIndex(of: ":") else {
+                throw ControlError(code: "bad_argument", message: "'\(field)' must be ip:port or [ipv6]:port, not '\(shown)'")
+            }
             host = text[..<colon]
             portText = text[text.index(after: colon)...]
+            guard !host.contains(":") else {
+                throw ControlError(
+                    code: "bad_argument",
+                    message: "'\(field)' '\(shown)' is ambiguous: write an IPv6 address with a port in brackets, [ipv6]:port")
+            }
         }
-        guard let address = IPAddress(String(host)), let port = UInt16(portText), port > 0 else { return nil }
-        return (address, UDPPort(port))
+        guard let address = IPAddress(String(host)) else {
+            throw ControlError(code: "bad_argument", message: "'\(field)': '\(host.prefix(60))' is not an IP address")
+        }
+        guard let port = UInt16(portText) else {
+            throw ControlError(code: "bad_argument", message: "'\(field)': port '\(portText.prefix(20))' is not 0...65535")
+        }
+        return (address, port)
     }
 
     static func format(_ address: IPAddress, _ port: UDPPort) -> String {

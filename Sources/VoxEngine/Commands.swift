@@ -84,6 +84,10 @@ public struct WorkerCommand: Sendable, BitwiseCopyable {
     public var edgeSSRC: UInt32 = 0
     public var firstSequence: UInt16 = 0
     public var firstTimestamp: UInt32 = 0
+    /// `create` on the socket port: the backend leg's socket, bound by the control thread
+    /// (so a port already taken fails the create, with its reason), handed to the owner,
+    /// which adopts it. -1: the owner's port opens what it needs itself.
+    public var backendSocket: Int32 = -1
 
     public init(kind: Kind, slot: Int32) {
         self.kind = kind

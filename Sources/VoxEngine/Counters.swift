@@ -39,6 +39,9 @@ public enum DropReason: Int, CaseIterable, Sendable {
     /// Backend audio for a client the edge has not heard from yet: on AF_XDP there is no MAC
     /// to send it to (the worker answers at the MAC the client's packets come from).
     case clientUnheard
+    /// A packet the engine would have sent to one of its own endpoints (its media address and
+    /// port, or a backend-leg port): refused rather than looped back into itself.
+    case ownAddress
 }
 
 /// A worker's counters: one cache-aligned block, written only by its worker (plain

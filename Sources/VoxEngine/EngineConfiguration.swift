@@ -173,6 +173,12 @@ public struct EngineConfiguration: Codable, Sendable, Equatable {
         if backendAddress.isIPv4 != mediaAddress.isIPv4 {
             out.append("backend_address \(backendAddress) and media_address \(mediaAddress) must be of one family")
         }
+        for (key, address) in [("media_address", mediaAddress), ("backend_address", backendAddress)] {
+            if let reason = address.notUnicastReason { out.append("\(key): \(reason); give one of the host's addresses") }
+        }
+        for (i, b) in backends.enumerated() {
+            if let reason = peerProblem(b.address, b.port) { out.append("backends[\(i)] \(b.address):\(b.port): \(reason)") }
+        }
         if workers < 1 || workers > 64 { out.append("workers must be 1...64") }
         if maxSessions < 1 { out.append("max_sessions must be at least 1") }
         if Int(backendPortBase) + maxSessions > 65536 {
@@ -185,6 +191,30 @@ public struct EngineConfiguration: Codable, Sendable, Equatable {
         if !(healthStallSeconds > 0) { out.append("health_stall_seconds must be more than 0") }
         if io != .socket { out += xdp.problems() }
         return out
+    }
+
+    /// The edge's backend-leg ports on `backend_address`: `backend_port_base + slot`, one per
+    /// session slot.
+    public var backendPorts: ClosedRange<Int> { Int(backendPortBase)...(Int(backendPortBase) + max(maxSessions, 1) - 1) }
+
+    /// Why the engine cannot exchange packets with `address`:`port` as a peer — a client
+    /// (`session.create`) or a backend (`backends`) — or nil when it can. The one check for
+    /// both: a peer is a unicast address of the media address's family, on a port other than
+    /// 0, and none of the engine's own endpoints (its media address and port, or its backend
+    /// address on a backend-leg port), which would have the engine send to itself in a loop.
+    public func peerProblem(_ address: IPAddress, _ port: UInt16) -> String? {
+        if port == 0 { return "port 0 names no peer" }
+        if let reason = address.notUnicastReason { return reason }
+        if address.isIPv4 != mediaAddress.isIPv4 {
+            return "\(address) is \(address.isIPv4 ? "IPv4" : "IPv6"), and the engine's media address \(mediaAddress) is not"
+        }
+        if address == mediaAddress && port == mediaPort {
+            return "\(address):\(port) is the engine's own media address and port"
+        }
+        if address == backendAddress && backendPorts.contains(Int(port)) {
+            return "\(address):\(port) is one of the engine's own backend-leg ports (\(backendPorts))"
+        }
+        return nil
     }
 }
 

@@ -1,3 +1,4 @@
+import Glibc
 import VoxIO
 import VoxWire
 
@@ -12,12 +13,16 @@ public enum PortBinding: @unchecked Sendable {
     case xdp(XDPAdmission)
     case socket(SocketQueue)
 
-    /// `slot` starts; `backendPort` is its backend leg's edge port.
-    func sessionStarted(slot: Int, backendPort: UDPPort) {
-        guard case .socket(let sockets) = self else { return }
-        // A port already taken leaves the session without a backend leg; the hostile-input
-        // issue (defect 7) turns this into an error at create.
-        try? sockets.openBackendPort(backendPort)
+    /// `slot` starts; `backendPort` is its backend leg's edge port, and `socket` the socket
+    /// the control thread bound to it (socket port), or -1.
+    func sessionStarted(slot: Int, backendPort: UDPPort, socket: Int32) {
+        guard case .socket(let sockets) = self else {
+            if socket >= 0 { close(socket) }
+            return
+        }
+        // The control thread bound the port (a port already taken failed the create); only a
+        // session created without it (tests driving `SessionControl` directly) binds here.
+        try? sockets.openBackendPort(backendPort, socket: socket)
     }
 
     /// `slot` ended.

@@ -1,3 +1,4 @@
+import Glibc
 import Synchronization
 import VoxMedia
 import VoxWire
@@ -160,7 +161,11 @@ public final class SessionStore: @unchecked Sendable {
             expected: mark, desired: SessionStore.free, successOrdering: .acquiringAndReleasing,
             failureOrdering: .acquiring
         ).exchanged
-        if won { wipeHeld(slot) }
+        if won {
+            // A backend-leg socket bound for it (socket port) goes with it.
+            if held[slot].backendSocket >= 0 { close(held[slot].backendSocket) }
+            wipeHeld(slot)
+        }
         return won
     }
 

@@ -25,12 +25,31 @@ public final class SessionControl {
 
     public var freeCount: Int { freeSlots.count }
 
+    /// The slot the next `create` takes (after taking back released ones), or nil when none
+    /// is free: the control thread binds that slot's backend-leg port before creating.
+    public func nextSlot() -> Int32? {
+        reclaim()
+        return freeSlots.last
+    }
+
+    /// Puts free slot `slot` last in line (its backend-leg port is taken by someone else):
+    /// the next creates try other slots rather than the same port again.
+    public func setAside(_ slot: Int32) {
+        guard let i = freeSlots.lastIndex(of: slot) else { return }
+        freeSlots.remove(at: i)
+        freeSlots.insert(slot, at: 0)
+    }
+
     public enum Failure: Error, Equatable { case full, workerBusy, unknownSlot }
 
-    /// Starts a session on `worker`: takes a free slot, makes it that worker's, and sends
-    /// the create command (filled in by `configure`). Returns the slot.
-    public func create(on worker: Int, _ configure: (inout WorkerCommand) -> Void) throws(Failure) -> Int32 {
+    /// Starts a session on `worker`: takes a free slot (`slot` when given and free: the one
+    /// `nextSlot` named), makes it that worker's, and sends the create command (filled in by
+    /// `configure`). Returns the slot.
+    public func create(
+        on worker: Int, slot wanted: Int32? = nil, _ configure: (inout WorkerCommand) -> Void
+    ) throws(Failure) -> Int32 {
         reclaim()
+        if let wanted, let i = freeSlots.lastIndex(of: wanted) { freeSlots.swapAt(i, freeSlots.count - 1) }
         guard let slot = freeSlots.popLast() else { throw .full }
         var command = WorkerCommand(kind: .create, slot: slot)
         command.sessionID = nextSessionID

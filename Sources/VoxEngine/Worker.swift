@@ -381,6 +381,8 @@ public struct Worker: ~Copyable {
     mutating func stun(
         _ address: UInt64, _ frame: UnsafeMutableRawPointer, _ capacity: Int, _ parsed: inout ParsedFrame, now: UInt64
     ) {
+        // The answer goes back to the source: never to one of the engine's own endpoints.
+        if isOwnEndpoint(parsed.source, parsed.sourcePort) { return drop(address, .ownAddress) }
         let payload = frame + parsed.payloadOffset
         var request = STUNMessage()
         guard STUNMessage.parse(payload, length: parsed.payloadLength, into: &request) == .ok,
@@ -517,6 +519,9 @@ public struct Worker: ~Copyable {
             return drop(address, .malformedRTP)
         }
         let c = configuration
+        // The control side refuses such clients; a flow moved here by a spoofed check must not
+        // make the engine feed itself either.
+        if isOwnEndpoint(client.remoteAddress, client.remotePort) { return drop(address, .ownAddress) }
         // A port that writes Ethernet headers (edge MAC known) needs the client's MAC.
         if c.edgeMAC != .zero && s.pointee.clientMAC == .zero { return drop(address, .clientUnheard) }
         // The tag must fit after the packet wherever the headers end up.
@@ -537,6 +542,15 @@ public struct Worker: ~Copyable {
         s.pointee.packetsToClient &+= 1
         counters.count(.toClient)
         transmit(address, length: start + length)
+    }
+
+    /// Whether `address`:`port` is one of the engine's own endpoints: its media address and
+    /// port, or its backend address on a backend-leg port. Two compares, no allocation.
+    func isOwnEndpoint(_ address: IPAddress, _ port: UDPPort) -> Bool {
+        let c = configuration
+        if port == c.mediaPort && address == c.mediaAddress { return true }
+        return address == c.backendAddress && port.rawValue >= c.backendPortBase
+            && Int(port.rawValue - c.backendPortBase) < store.capacity
     }
 
     /// Moves `payloadLength` bytes from `parsed.payloadOffset` to where `addresses`' headers
@@ -637,7 +651,7 @@ public struct Worker: ~Copyable {
         s.pointee.clientStats = RTPReceiveStatistics()
         s.pointee.clientMAC = .zero  // a reused slot must not answer the last client's MAC
         s.pointee.active = true
-        portBinding.sessionStarted(slot: slot, backendPort: backendPort(slot))
+        portBinding.sessionStarted(slot: slot, backendPort: backendPort(slot), socket: command.pointee.backendSocket)
         if let flow = command.pointee.flow { bind(slot, flow, command.pointee.clientMAC) }
         portBinding.flowChanged(slot: slot, from: nil, to: backendFlow(slot, s.pointee.backendIndex))
     }

@@ -139,8 +139,7 @@ public struct NextHopResolver: ~Copyable, Sendable {
             try probe(target, on: route.index)
             return .pending(interfaceIndex: route.index, address: target)
         }
-        let usable: UInt16 = 0x02 | 0x04 | 0x08 | 0x10 | 0x40 | 0x80  // REACHABLE STALE DELAY PROBE NOARP PERMANENT
-        if entry.state & usable != 0, let mac = entry.mac {
+        if entry.state & NUD.usable != 0, let mac = entry.mac {
             return .resolved(NextHop(interfaceIndex: route.index, mac: mac, gateway: route.gateway, source: route.source))
         }
         switch entry.state {
@@ -205,12 +204,16 @@ public struct NextHopResolver: ~Copyable, Sendable {
     }
 
     /// Re-resolves every watched destination and asks the kernel to re-confirm the
-    /// neighbours they use (stale ones are probed, failed ones probed again). Returns the
-    /// destinations whose state changed. Call it every `refreshInterval` seconds.
+    /// neighbours it resolves dynamically (stale ones are probed, failed ones probed again).
+    /// Static entries — an operator's `nud permanent`, a NOARP interface's — are read, never
+    /// written: the probe is an `RTM_NEWNEIGH` with state 0, which the kernel applies to them
+    /// too, turning a permanent entry incomplete, then failed. Returns the destinations whose
+    /// state changed. Call it every `refreshInterval` seconds.
     public mutating func refresh() throws(NetlinkError) -> [NextHopChange] {
         var probed: Set<NeighbourKey> = []
         for (destination, state) in watched {
             guard let key = state.neighbour(for: destination), probed.insert(key).inserted else { continue }
+            if let entry = try lookupNeighbour(key.address, on: key.index), entry.state & NUD.staticEntry != 0 { continue }
             try probe(key.address, on: key.index)
         }
         return try reresolve { _, _ in true }
@@ -316,6 +319,16 @@ public struct NextHopResolver: ~Copyable, Sendable {
         request.append(flags)
         request.append(UInt8(0))
     }
+}
+
+/// Neighbour (NUD) states, `include/uapi/linux/neighbour.h`.
+enum NUD {
+    static let noARP: UInt16 = 0x40
+    static let permanent: UInt16 = 0x80
+    /// Entries the kernel does not resolve and the engine must not write.
+    static let staticEntry: UInt16 = noARP | permanent
+    /// Entries with a MAC frames can be sent to: REACHABLE, STALE, DELAY, PROBE and the static ones.
+    static let usable: UInt16 = 0x02 | 0x04 | 0x08 | 0x10 | staticEntry
 }
 
 extension NextHopState {

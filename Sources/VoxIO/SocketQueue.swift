@@ -160,14 +160,20 @@ public final class SocketQueue: @unchecked Sendable {
         return i >= 0 && i < backendPortCount ? i : nil
     }
 
-    /// Binds backend-leg `port` on the backend address and watches it (its owner calls this as
-    /// a session starts). Opening a port already open here is a no-op.
-    public func openBackendPort(_ port: UDPPort) throws(SocketError) {
+    /// Watches backend-leg `port` (its owner calls this as a session starts) through
+    /// `socket`, a UDP socket already bound to it on the backend address, which this queue
+    /// now owns; without one, binds it here. Opening a port already open here is a no-op
+    /// (and closes `socket`).
+    public func openBackendPort(_ port: UDPPort, socket given: Int32 = -1) throws(SocketError) {
         guard let i = backendIndex(port) else {
+            if given >= 0 { close(given) }
             throw SocketError(code: "socket.range", message: "port \(port) is outside this queue's backend range", errno: EINVAL)
         }
-        guard backendSockets[i] < 0 else { return }
-        let fd = try SocketQueue.bind(backendAddress, port, reusePort: false)
+        guard backendSockets[i] < 0 else {
+            if given >= 0 { close(given) }
+            return
+        }
+        let fd = given >= 0 ? given : try SocketQueue.bind(backendAddress, port, reusePort: false)
         backendSockets[i] = fd
         watch(fd, token: UInt64(i))
     }

@@ -73,6 +73,25 @@ public struct IPAddress: Hashable, Sendable, CustomStringConvertible {
     /// 127.0.0.0/8 or ::1: traffic that never crosses a NIC.
     public var isLoopback: Bool { isIPv4 ? ipv4 >> 24 == 127 : (high == 0 && low == 1) }
 
+    /// 0.0.0.0 or `::`: "any address", which names no peer.
+    public var isUnspecified: Bool { isIPv4 ? ipv4 == 0 : (high == 0 && low == 0) }
+
+    /// 224.0.0.0/4 or ff00::/8: a group, not a peer.
+    public var isMulticast: Bool { isIPv4 ? ipv4 >> 28 == 0xE : high >> 56 == 0xFF }
+
+    /// 255.255.255.255 (the limited broadcast; a subnet's directed broadcast needs its prefix
+    /// to be told apart and is left to the kernel's routes).
+    public var isBroadcast: Bool { isIPv4 && ipv4 == 0xFFFF_FFFF }
+
+    /// Why this address cannot be one peer's (a client's or a backend's): unspecified,
+    /// multicast or broadcast. Nil for a unicast address.
+    public var notUnicastReason: String? {
+        if isUnspecified { return "\(self) is the unspecified address" }
+        if isMulticast { return "\(self) is a multicast address" }
+        if isBroadcast { return "\(self) is the broadcast address" }
+        return nil
+    }
+
     /// The IPv4 address, valid when `isIPv4`.
     @inlinable
     public var ipv4: UInt32 { UInt32(truncatingIfNeeded: low) }

@@ -122,11 +122,13 @@ func errorCode(_ reply: [String: Any]?) -> String? {
         let stats = rig.call(fd, #"{"id":4,"cmd":"stats"}"#)
         #expect(stats?["sessions"] as? Int == 1 && (stats?["workers"] as? [Any])?.count == 1)
         // Capacity 2: the third is refused.
-        _ = rig.call(fd, #"{"id":5,"cmd":"session.create","client":"[2001:db8::1]:5000","client_key":"\#(Self.key)"}"#)
+        _ = rig.call(fd, #"{"id":5,"cmd":"session.create","client":"127.0.0.1:5002","client_key":"\#(Self.key)"}"#)
         #expect(errorCode(rig.call(fd, #"{"id":6,"cmd":"session.create","client":"127.0.0.1:5001","client_key":"\#(Self.key)"}"#)) == "full")
         #expect(rig.call(fd, #"{"id":7,"cmd":"session.drop","session":\#(id)}"#)?["ok"] as? Bool == true)
         #expect(errorCode(rig.call(fd, #"{"id":8,"cmd":"session.drop","session":\#(id)}"#)) == "not_found")
-        #expect(errorCode(rig.call(fd, #"{"id":9,"cmd":"session.show","slot":77}"#)) == "not_found")
+        #expect(errorCode(rig.call(fd, #"{"id":9,"cmd":"session.show","slot":0}"#)) == "not_found")
+        // A slot past the engine's capacity names no slot at all.
+        #expect(errorCode(rig.call(fd, #"{"id":9,"cmd":"session.show","slot":77}"#)) == "bad_argument")
         // Errors, each with a code, the connection still usable after each.
         let cases: [(String, String)] = [
             (#"{"id":10,"cmd":"nope"}"#, "unknown_command"),

@@ -24,14 +24,16 @@ import VoxMedia
         var srtp: SRTPContext
         var sequence: UInt16 = 1
 
-        init(tag: Int, drainTimeout: Int) throws {
+        /// `base`: the first of the 10 ports it uses; by default one derived from the process
+        /// id and `tag` (0...3).
+        init(tag: Int, drainTimeout: Int, base given: UInt16? = nil) throws {
             // Below the ephemeral range, apart from ControlRig's (10000+) and SocketPortTests' (22000+).
-            let base = UInt16(30_000 + Int(getpid() % 50) * 40 + tag * 10)
+            let base = given ?? UInt16(30_000 + Int(getpid() % 50) * 40 + tag * 10)
             mediaPort = base
             metricsPort = base + 6
             clientPort = base + 7
             let backendPort = base + 8
-            socketPath = NSTemporaryDirectory() + "voxedge-drain-\(getpid())-\(tag).sock"
+            socketPath = NSTemporaryDirectory() + "voxedge-drain-\(getpid())-\(base).sock"
             unlink(socketPath)
             backend = Engine.udp(bind: backendPort)
             client = Engine.udp(bind: clientPort)

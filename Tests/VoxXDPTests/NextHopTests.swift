@@ -191,6 +191,42 @@ private final class ResultBox<T>: @unchecked Sendable {
         #expect(changes.last?.new.nextHop?.mac == renamed, "\(changes)")
     }
 
+    /// An operator's static entry (`nud permanent`, or `noarp`) for a backend is read, never
+    /// written: the refresh's probe (`RTM_NEWNEIGH` + `NTF_USE`, state 0) turned a permanent
+    /// entry incomplete, then failed, and the backend's every packet was dropped (issue 14,
+    /// defect 9). Refresh several times, as the control loop would, with events in between.
+    @Test(arguments: ["permanent", "noarp"])
+    func refreshLeavesStaticNeighbourEntriesAlone(nud: String) throws {
+        try requirePrivileges("next-hop tests")
+        let pair = try VethPair()
+        let a = pair.namespaceA
+        let destination = IPAddress(pair.addressB)!
+        let pinned = MACAddress("02:00:5e:00:99:02")!
+        try Self.run([
+            "ip", "-n", a, "neigh", "replace", pair.addressB, "lladdr", "\(pinned)", "nud", nud, "dev", pair.interfaceA,
+        ])
+        let (first, states) = try inNamespace(a) {
+            var resolver = try NextHopResolver()
+            let first = try resolver.watch(destination)
+            var states: [NextHopState] = []
+            for _ in 0..<4 {
+                _ = try resolver.refresh()
+                var descriptor = pollfd(fd: resolver.fd, events: Int16(POLLIN), revents: 0)
+                _ = poll(&descriptor, 1, 100)
+                _ = try resolver.handleReadable()
+                states.append(try resolver.resolve(destination))
+            }
+            return (first, states)
+        }
+        #expect(first.nextHop?.mac == pinned, "\(first)")
+        for state in states { #expect(state.nextHop?.mac == pinned, "\(state)") }
+        // `nud all`: `ip neigh show` leaves NOARP entries out otherwise.
+        let shown = Command.run(["ip", "-n", a, "-j", "neigh", "show", pair.addressB, "dev", pair.interfaceA, "nud", "all"])
+        let entry = (try? JSONSerialization.jsonObject(with: Data(shown.output.utf8)) as? [[String: Any]])??.first
+        #expect(entry?["lladdr"] as? String == "\(pinned)", "\(shown.output)")
+        #expect((entry?["state"] as? [String]) == [nud.uppercased()], "\(shown.output)")
+    }
+
     /// A destination behind a router: the next hop is the gateway, its MAC the router's.
     @Test func gatewayRoute() throws {
         try requirePrivileges("next-hop tests")
