@@ -256,3 +256,26 @@ func errorCode(_ reply: [String: Any]?) -> String? {
         #expect(EngineController.parseEndpoint("1.2.3.4") == nil)
     }
 }
+
+extension ControlSocketTests {
+    /// `session.create` is answered once the owning worker has applied it (and so admitted
+    /// the session's 5-tuples), not when the command is queued: with the workers stopped,
+    /// the request gets `busy` and no session is left behind.
+    @Test func aSessionIsAcknowledgedOnlyOnceItsWorkerHasIt() throws {
+        let rig = try ControlRig()
+        defer { rig.shutdown() }
+        let fd = rig.connect()
+        defer { close(fd) }
+        let created = rig.call(
+            fd, #"{"id":1,"cmd":"session.create","client":"127.0.0.1:4000","client_key":"\#(Self.key)"}"#)
+        #expect(created?["ok"] as? Bool == true, "\(String(describing: created))")
+        rig.runtime.stop()
+        let unapplied = rig.call(
+            fd, #"{"id":2,"cmd":"session.create","client":"127.0.0.1:4001","client_key":"\#(Self.key)"}"#)
+        #expect(errorCode(unapplied) == "busy", "\(String(describing: unapplied))")
+        let message = (unapplied?["error"] as? [String: Any])?["message"] as? String ?? ""
+        #expect(message.contains("did not take the session"), "\(message)")
+        let list = rig.call(fd, #"{"id":3,"cmd":"session.list"}"#)
+        #expect((list?["sessions"] as? [Any])?.count == 1, "\(String(describing: list))")
+    }
+}
