@@ -85,7 +85,13 @@ public final class EngineController {
         // A client 5-tuple belongs to one session: a second would take its packets (they would
         // fail its keys) and, dropped, take the flow from the first. The same request again (a
         // retry after a lost reply) gets the session it made.
-        if let holder = sessions.values.first(where: { $0.client == flow }) {
+        if let held = runtime.control.slot(ofClient: flow) {
+            guard let holder = sessions[held] else {
+                throw ControlError(
+                    code: "flow_in_use",
+                    message: "client \(EngineController.format(address, UDPPort(clientPort))) is held by the session "
+                        + "in slot \(held); use another address:port")
+            }
             let retried = EngineController.same(holder.clientKey, clientKey) && holder.profile == profile
                 && (givenEdgeKey.map { EngineController.same($0, holder.edgeKey) } ?? true)
                 && (givenBackend ?? 0) == holder.backend && (givenWorker ?? holder.worker) == holder.worker

@@ -108,6 +108,10 @@ public final class SessionControl {
         return store.owner(of: Int(slot)) == entry.mark
     }
 
+    /// The slot whose session holds client 5-tuple `flow`, as the control side placed it:
+    /// the directory the workers' shared table is published from.
+    public func slot(ofClient flow: FlowKey) -> Int32? { flows[flow] }
+
     func place(_ slot: Int32, _ flow: FlowKey?) {
         if let old = flowOfSlot[slot] {
             flows[old] = nil
