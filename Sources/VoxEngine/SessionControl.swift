@@ -145,8 +145,6 @@ public final class SessionControl {
         }
     }
 
-    /// Ends the session in `slot`: a held one that no worker has claimed is reaped here;
-    /// an owned one gets a drop command.
     /// Where the last command sent to `worker` stands in its ring: `isApplied` once the
     /// worker has applied it (and so admitted what it binds, `PortBinding`).
     public struct Ticket: Sendable, Equatable {
@@ -158,6 +156,8 @@ public final class SessionControl {
 
     public func isApplied(_ ticket: Ticket) -> Bool { links[ticket.worker].commands.consumed >= ticket.position }
 
+    /// Ends the session in `slot`: a held one that no worker has claimed is reaped here;
+    /// an owned one gets a drop command.
     public func drop(_ slot: Int32) throws(Failure) {
         if let entry = unclaimed[slot] {
             unclaimed[slot] = nil
