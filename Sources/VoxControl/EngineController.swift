@@ -250,13 +250,16 @@ public final class EngineController {
                 "busy_ns": NSNumber(value: c.busyNanoseconds), "idle_ns": NSNumber(value: c.idleNanoseconds),
             ]
             if runtime.xdp != nil {
-                let k = runtime.socketStatistics(worker: w)
+                let k = runtime.xskStatistics(worker: w)
                 worker["kernel_drops"] = [
                     "rx_dropped": NSNumber(value: k.rxDropped), "rx_ring_full": NSNumber(value: k.rxRingFull),
                     "rx_fill_ring_empty": NSNumber(value: k.rxFillRingEmpty),
                     "rx_invalid_descriptors": NSNumber(value: k.rxInvalidDescriptors),
                     "tx_invalid_descriptors": NSNumber(value: k.txInvalidDescriptors),
                 ]
+            }
+            if let s = runtime.socketPortStatistics(worker: w) {
+                worker["socket_drops"] = Dictionary(uniqueKeysWithValues: s.labelled.map { ($0.0, NSNumber(value: $0.1)) })
             }
             return worker
         }

@@ -21,6 +21,8 @@ public final class EngineRuntime: @unchecked Sendable {
     public private(set) var io = "socket"
     /// Set when running on AF_XDP: the program, its attachment, the sockets.
     public private(set) var xdp: XDPDataPlane?
+    /// Set when running on kernel sockets: each worker's queue (its drop counters).
+    var socketQueues: [SocketQueue] = []
     /// AF_XDP only: the backends' next-hop MACs, kept fresh from the kernel.
     var nextHops: BackendNextHops?
     let stopping = Atomic<Bool>(false)
@@ -129,6 +131,7 @@ public final class EngineRuntime: @unchecked Sendable {
                 links: links[w]
             )
             worker.portBinding = .socket(sockets)
+            socketQueues.append(sockets)
             counters.append(worker.counters)
             runners.append(SocketWorkerRunner(worker: worker, sockets: sockets, port: port, core: c.cores?[w]))
         }
@@ -199,9 +202,14 @@ public final class EngineRuntime: @unchecked Sendable {
     }
 
     /// The kernel's AF_XDP drop counters of worker `w`'s socket (zeros on the socket port).
-    public func socketStatistics(worker w: Int) -> XSKStatistics {
+    public func xskStatistics(worker w: Int) -> XSKStatistics {
         guard let xdp, w < xdp.sockets.queueCount else { return XSKStatistics() }
         return xdp.sockets.statistics(queue: w)
+    }
+
+    /// What worker `w`'s kernel sockets dropped below its pipeline (nil on AF_XDP).
+    public func socketPortStatistics(worker w: Int) -> SocketPortStatistics? {
+        w < socketQueues.count ? socketQueues[w].statistics : nil
     }
 
     /// Stops the workers after their current burst (each sends what it has first), waits,
@@ -244,9 +252,13 @@ final class SocketWorkerRunner: WorkerRunner, @unchecked Sendable {
         super.init(core: core)
     }
 
+    /// How often the worker reads the kernel's drop counts of its sockets.
+    static let dropSampleNanoseconds: UInt64 = 100_000_000
+
     override func loop(isStopping: () -> Bool) {
         var idle = true
         var last = MonotonicClock.now()
+        var sampled = last
         while !isStopping() {
             _ = sockets.receive(timeout: idle ? 10 : 0)
             let now = MonotonicClock.now()
@@ -256,11 +268,16 @@ final class SocketWorkerRunner: WorkerRunner, @unchecked Sendable {
             let end = MonotonicClock.now()
             worker.counters.addLoopTime(busy: idle ? 0 : end &- last, idle: idle ? end &- last : 0)
             worker.counters.beat(end)
+            if end &- sampled >= SocketWorkerRunner.dropSampleNanoseconds {
+                sockets.sampleKernelDrops()
+                sampled = end
+            }
             last = end
         }
         // Drain: what was received is handled and sent before the thread ends.
         _ = worker.runOnce(now: MonotonicClock.now())
         sockets.transmit()
+        sockets.sampleKernelDrops()
         worker.park()
     }
 }
