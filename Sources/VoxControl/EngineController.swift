@@ -121,13 +121,13 @@ public final class EngineController {
             }
             let port = UDPPort(c.backendPortBase &+ UInt16(truncatingIfNeeded: next))
             do {
-                backendSocket = try SocketQueue.bind(c.backendAddress, port, reusePort: false)
+                backendSocket = try SocketQueue.bind(c.backendLegAddress, port, reusePort: false)
                 boundSlot = next
             } catch {
                 runtime.control.setAside(next)
                 throw ControlError(
                     code: "backend_port_unavailable",
-                    message: "the backend-leg port \(EngineController.format(c.backendAddress, port)) of slot \(next) "
+                    message: "the backend-leg port \(EngineController.format(c.backendLegAddress, port)) of slot \(next) "
                         + "cannot be bound (\(String(cString: strerror(error.errno)))): another process holds it; "
                         + "the next create tries another slot")
             }

@@ -93,6 +93,8 @@ public final class EngineRuntime: @unchecked Sendable {
         var metadata: Logger.Metadata = [
             "workers": "\(c.workers)", "media": "\(c.mediaAddress):\(c.mediaPort)", "io": "\(io)",
         ]
+        metadata["backend_address"] = .stringConvertible(c.backendLegAddress)
+        metadata["backend_ports"] = .string("\(c.backendPorts.lowerBound)-\(c.backendPorts.upperBound)")
         if let xdp {
             metadata["interface"] = "\(xdp.interface)"
             metadata["xdp_mode"] = "\(xdp.mode)"
@@ -106,7 +108,17 @@ public final class EngineRuntime: @unchecked Sendable {
     func startSockets() throws -> [WorkerRunner] {
         let c = configuration
         let media = c.mediaAddress
-        let backendAddress = c.backendAddress
+        let backendAddress = c.backendLegAddress
+        // Every backend leg binds this address: one the host does not hold would fail each
+        // session.create; say so once, now.
+        do {
+            close(try SocketQueue.bind(backendAddress, UDPPort(0), reusePort: false))
+        } catch {
+            guard error.errno == EADDRNOTAVAIL else { throw error }
+            throw EngineError(
+                code: "config.backend_address",
+                message: "\(c.backendAddressName) is not an address of this host: the backend legs cannot be bound to it")
+        }
         let port = InMemoryPort(queues: c.workers, frameCount: 4096 * c.workers, ringSize: 1024)
         var runners: [WorkerRunner] = []
         for w in 0..<c.workers {
@@ -185,7 +197,7 @@ public final class EngineRuntime: @unchecked Sendable {
             id: w,
             mediaAddress: c.mediaAddress,
             mediaPort: UDPPort(c.mediaPort),
-            backendAddress: c.backendAddress,
+            backendAddress: c.backendLegAddress,
             backendPortBase: c.backendPortBase,
             edgeMAC: edgeMAC
         )
