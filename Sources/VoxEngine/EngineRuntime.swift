@@ -58,6 +58,7 @@ public final class EngineRuntime: @unchecked Sendable {
     /// AF_XDP falls back to kernel sockets, saying why.
     public func start() throws {
         let c = configuration
+        reserveBackendPorts()
         var runners: [WorkerRunner] = []
         switch c.io {
         case .socket:
@@ -103,6 +104,37 @@ public final class EngineRuntime: @unchecked Sendable {
             metadata["idle"] = "\(c.xdp.idle.rawValue)"
         }
         logger.info("engine started", metadata: metadata)
+    }
+
+    /// Keeps the kernel from handing the backend-leg ports to other sockets: those that lie in
+    /// its ephemeral range go in `net.ipv4.ip_local_reserved_ports` (CAP_NET_ADMIN), and stay
+    /// there after the engine exits; a reservation already there is never touched.
+    func reserveBackendPorts() {
+        let ports = configuration.backendPorts
+        func text(_ r: ClosedRange<Int>) -> Logger.MetadataValue { .string(EphemeralPorts.format([r])) }
+        do {
+            switch try EphemeralPorts.reserve(ports) {
+            case .outside(let ephemeral):
+                logger.info(
+                    "backend-leg ports lie outside the kernel's ephemeral range: nothing to reserve",
+                    metadata: ["ports": text(ports), "ephemeral": text(ephemeral)])
+            case .alreadyReserved(let reserved, let ephemeral):
+                logger.info(
+                    "backend-leg ports in the kernel's ephemeral range are reserved already",
+                    metadata: ["ports": text(ports), "reserved": text(reserved), "ephemeral": text(ephemeral)])
+            case .reserved(let reserved, let ephemeral, let list):
+                logger.info(
+                    "reserved the backend-leg ports that lie in the kernel's ephemeral range; they stay reserved after exit",
+                    metadata: [
+                        "ports": text(ports), "reserved": text(reserved), "ephemeral": text(ephemeral),
+                        "net.ipv4.ip_local_reserved_ports": .string(list),
+                    ])
+            }
+        } catch {
+            logger.warning(
+                "could not reserve the backend-leg ports in the kernel's ephemeral range: it may hand them to other sockets",
+                metadata: ["ports": text(ports), "error": "\(error)"])
+        }
     }
 
     func startSockets() throws -> [WorkerRunner] {
