@@ -11,6 +11,7 @@
 #include <unistd.h>
 #include <linux/ethtool.h>
 #include <linux/sockios.h>
+#include <linux/sock_diag.h>
 #include <net/if.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -102,4 +103,11 @@ int vox_packet_tx_socket(int ifindex) {
         return -e;
     }
     return fd;
+}
+
+long long vox_socket_drops(int fd) {
+    unsigned int info[SK_MEMINFO_VARS];
+    socklen_t length = sizeof(info);
+    if (getsockopt(fd, SOL_SOCKET, SO_MEMINFO, info, &length) < 0) return -errno;
+    return info[SK_MEMINFO_DROPS];
 }

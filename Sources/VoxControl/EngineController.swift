@@ -127,13 +127,13 @@ public final class EngineController {
             }
             let port = UDPPort(c.backendPortBase &+ UInt16(truncatingIfNeeded: next))
             do {
-                backendSocket = try SocketQueue.bind(c.backendAddress, port, reusePort: false)
+                backendSocket = try SocketQueue.bind(c.backendLegAddress, port, reusePort: false)
                 boundSlot = next
             } catch {
                 runtime.control.setAside(next)
                 throw ControlError(
                     code: "backend_port_unavailable",
-                    message: "the backend-leg port \(EngineController.format(c.backendAddress, port)) of slot \(next) "
+                    message: "the backend-leg port \(EngineController.format(c.backendLegAddress, port)) of slot \(next) "
                         + "cannot be bound (\(String(cString: strerror(error.errno)))): another process holds it; "
                         + "the next create tries another slot")
             }
@@ -256,13 +256,16 @@ public final class EngineController {
                 "busy_ns": NSNumber(value: c.busyNanoseconds), "idle_ns": NSNumber(value: c.idleNanoseconds),
             ]
             if runtime.xdp != nil {
-                let k = runtime.socketStatistics(worker: w)
+                let k = runtime.xskStatistics(worker: w)
                 worker["kernel_drops"] = [
                     "rx_dropped": NSNumber(value: k.rxDropped), "rx_ring_full": NSNumber(value: k.rxRingFull),
                     "rx_fill_ring_empty": NSNumber(value: k.rxFillRingEmpty),
                     "rx_invalid_descriptors": NSNumber(value: k.rxInvalidDescriptors),
                     "tx_invalid_descriptors": NSNumber(value: k.txInvalidDescriptors),
                 ]
+            }
+            if let s = runtime.socketPortStatistics(worker: w) {
+                worker["socket_drops"] = Dictionary(uniqueKeysWithValues: s.labelled.map { ($0.0, NSNumber(value: $0.1)) })
             }
             return worker
         }

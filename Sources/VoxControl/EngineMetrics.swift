@@ -118,9 +118,15 @@ public final class EngineMetrics: @unchecked Sendable {
                 let beat = c.heartbeat
                 gauge(&t, "voxedge_worker_heartbeat_age_seconds", [worker]).record(beat == 0 || beat > now ? 0 : Double(now - beat) / 1e9)
             }
+            for w in 0..<runtime.counters.count {
+                guard let s = runtime.socketPortStatistics(worker: w) else { continue }
+                for (reason, value) in s.labelled {
+                    advance(&t, "voxedge_socket_drops_total", [("worker", "\(w)"), ("reason", reason)], to: value)
+                }
+            }
             if let xdp = runtime.xdp {
                 for w in 0..<runtime.counters.count {
-                    let k = runtime.socketStatistics(worker: w)
+                    let k = runtime.xskStatistics(worker: w)
                     for (reason, value) in [
                         ("rx_dropped", k.rxDropped), ("rx_ring_full", k.rxRingFull), ("rx_fill_ring_empty", k.rxFillRingEmpty),
                         ("rx_invalid_descriptors", k.rxInvalidDescriptors), ("tx_invalid_descriptors", k.txInvalidDescriptors),

@@ -15,9 +15,13 @@ public struct EngineConfiguration: Codable, Sendable, Equatable {
 
     public var mediaAddress: IPAddress = .loopbackV4
     public var mediaPort: UInt16 = 40000
-    /// The edge's address toward backends, and the first of its reserved ports (one per session).
-    public var backendAddress: IPAddress = .loopbackV4
-    public var backendPortBase: UInt16 = 41000
+    /// The edge's address toward backends (`backend_address`); when absent, the media address,
+    /// which is on the interface AF_XDP serves. Read it through `backendLegAddress`.
+    public var backendAddress: IPAddress? = nil
+    /// The first of the edge's backend-leg ports (one per session slot): below Linux's
+    /// ephemeral range (32768–60999), so the kernel never hands one of them to another socket.
+    public var backendPortBase: UInt16 = EngineConfiguration.defaultBackendPortBase
+    public static let defaultBackendPortBase: UInt16 = 20000
     public var workers: Int = 1
     /// Core of each worker (by index); unpinned when absent.
     public var cores: [Int]? = nil
@@ -145,7 +149,7 @@ public struct EngineConfiguration: Codable, Sendable, Equatable {
         let d = EngineConfiguration()
         mediaAddress = try c.value(.mediaAddress, or: d.mediaAddress)
         mediaPort = try c.value(.mediaPort, or: d.mediaPort)
-        backendAddress = try c.value(.backendAddress, or: d.backendAddress)
+        backendAddress = try c.decodeIfPresent(IPAddress.self, forKey: .backendAddress)
         backendPortBase = try c.value(.backendPortBase, or: d.backendPortBase)
         workers = try c.value(.workers, or: d.workers)
         cores = try c.decodeIfPresent([Int].self, forKey: .cores)
@@ -170,11 +174,24 @@ public struct EngineConfiguration: Codable, Sendable, Equatable {
     /// Every problem with this configuration, as sentences; empty when it can run.
     public func problems() -> [String] {
         var out: [String] = []
+        let backendAddress = backendLegAddress
         if backendAddress.isIPv4 != mediaAddress.isIPv4 {
             out.append("backend_address \(backendAddress) and media_address \(mediaAddress) must be of one family")
         }
         for (key, address) in [("media_address", mediaAddress), ("backend_address", backendAddress)] {
             if let reason = address.notUnicastReason { out.append("\(key): \(reason); give one of the host's addresses") }
+        }
+        // The kernel sends nothing from a loopback address to anywhere else (and AF_XDP never
+        // sees loopback): every packet to such a backend would be lost while counted sent.
+        if backendAddress.isLoopback, let far = backends.firstIndex(where: { !$0.address.isLoopback }) {
+            let b = backends[far]
+            let backend: String = "backends[\(far)] \(b.address):\(b.port)"
+            out.append(
+                "\(backendAddressName) is on loopback and \(backend) is not: nothing sent from loopback reaches it; "
+                    .appending("set backend_address to an address of the interface toward the backends"))
+        }
+        if backendAddress == mediaAddress && backendPorts.contains(Int(mediaPort)) {
+            out.append("the backend-leg ports \(backendPorts) on \(backendAddress) include media_port \(mediaPort)")
         }
         for (i, b) in backends.enumerated() {
             if let reason = peerProblem(b.address, b.port) { out.append("backends[\(i)] \(b.address):\(b.port): \(reason)") }
@@ -191,6 +208,17 @@ public struct EngineConfiguration: Codable, Sendable, Equatable {
         if !(healthStallSeconds > 0) { out.append("health_stall_seconds must be more than 0") }
         if io != .socket { out += xdp.problems() }
         return out
+    }
+
+    /// The address the backend legs are sent from and received on: `backend_address`, else
+    /// the media address.
+    public var backendLegAddress: IPAddress { backendAddress ?? mediaAddress }
+
+    /// `backend_address 198.18.0.1`, saying when it is the default: for messages.
+    public var backendAddressName: String {
+        let address: IPAddress = backendLegAddress
+        guard backendAddress == nil else { return "backend_address \(address)" }
+        return "backend_address \(address) (media_address, the default)"
     }
 
     /// The edge's backend-leg ports on `backend_address`: `backend_port_base + slot`, one per
@@ -211,7 +239,7 @@ public struct EngineConfiguration: Codable, Sendable, Equatable {
         if address == mediaAddress && port == mediaPort {
             return "\(address):\(port) is the engine's own media address and port"
         }
-        if address == backendAddress && backendPorts.contains(Int(port)) {
+        if address == backendLegAddress && backendPorts.contains(Int(port)) {
             return "\(address):\(port) is one of the engine's own backend-leg ports (\(backendPorts))"
         }
         return nil

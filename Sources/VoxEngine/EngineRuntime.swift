@@ -21,6 +21,8 @@ public final class EngineRuntime: @unchecked Sendable {
     public private(set) var io = "socket"
     /// Set when running on AF_XDP: the program, its attachment, the sockets.
     public private(set) var xdp: XDPDataPlane?
+    /// Set when running on kernel sockets: each worker's queue (its drop counters).
+    var socketQueues: [SocketQueue] = []
     /// AF_XDP only: the backends' next-hop MACs, kept fresh from the kernel.
     var nextHops: BackendNextHops?
     let stopping = Atomic<Bool>(false)
@@ -56,6 +58,7 @@ public final class EngineRuntime: @unchecked Sendable {
     /// AF_XDP falls back to kernel sockets, saying why.
     public func start() throws {
         let c = configuration
+        reserveBackendPorts()
         var runners: [WorkerRunner] = []
         switch c.io {
         case .socket:
@@ -91,6 +94,8 @@ public final class EngineRuntime: @unchecked Sendable {
         var metadata: Logger.Metadata = [
             "workers": "\(c.workers)", "media": "\(c.mediaAddress):\(c.mediaPort)", "io": "\(io)",
         ]
+        metadata["backend_address"] = .stringConvertible(c.backendLegAddress)
+        metadata["backend_ports"] = .string("\(c.backendPorts.lowerBound)-\(c.backendPorts.upperBound)")
         if let xdp {
             metadata["interface"] = "\(xdp.interface)"
             metadata["xdp_mode"] = "\(xdp.mode)"
@@ -101,10 +106,51 @@ public final class EngineRuntime: @unchecked Sendable {
         logger.info("engine started", metadata: metadata)
     }
 
+    /// Keeps the kernel from handing the backend-leg ports to other sockets: those that lie in
+    /// its ephemeral range go in `net.ipv4.ip_local_reserved_ports` (CAP_NET_ADMIN), and stay
+    /// there after the engine exits; a reservation already there is never touched.
+    func reserveBackendPorts() {
+        let ports = configuration.backendPorts
+        func text(_ r: ClosedRange<Int>) -> Logger.MetadataValue { .string(EphemeralPorts.format([r])) }
+        do {
+            switch try EphemeralPorts.reserve(ports) {
+            case .outside(let ephemeral):
+                logger.info(
+                    "backend-leg ports lie outside the kernel's ephemeral range: nothing to reserve",
+                    metadata: ["ports": text(ports), "ephemeral": text(ephemeral)])
+            case .alreadyReserved(let reserved, let ephemeral):
+                logger.info(
+                    "backend-leg ports in the kernel's ephemeral range are reserved already",
+                    metadata: ["ports": text(ports), "reserved": text(reserved), "ephemeral": text(ephemeral)])
+            case .reserved(let reserved, let ephemeral, let list):
+                logger.info(
+                    "reserved the backend-leg ports that lie in the kernel's ephemeral range; they stay reserved after exit",
+                    metadata: [
+                        "ports": text(ports), "reserved": text(reserved), "ephemeral": text(ephemeral),
+                        "net.ipv4.ip_local_reserved_ports": .string(list),
+                    ])
+            }
+        } catch {
+            logger.warning(
+                "could not reserve the backend-leg ports in the kernel's ephemeral range: it may hand them to other sockets",
+                metadata: ["ports": text(ports), "error": "\(error)"])
+        }
+    }
+
     func startSockets() throws -> [WorkerRunner] {
         let c = configuration
         let media = c.mediaAddress
-        let backendAddress = c.backendAddress
+        let backendAddress = c.backendLegAddress
+        // Every backend leg binds this address: one the host does not hold would fail each
+        // session.create; say so once, now.
+        do {
+            close(try SocketQueue.bind(backendAddress, UDPPort(0), reusePort: false))
+        } catch {
+            guard error.errno == EADDRNOTAVAIL else { throw error }
+            throw EngineError(
+                code: "config.backend_address",
+                message: "\(c.backendAddressName) is not an address of this host: the backend legs cannot be bound to it")
+        }
         let port = InMemoryPort(queues: c.workers, frameCount: 4096 * c.workers, ringSize: 1024)
         var runners: [WorkerRunner] = []
         for w in 0..<c.workers {
@@ -129,6 +175,7 @@ public final class EngineRuntime: @unchecked Sendable {
                 links: links[w]
             )
             worker.portBinding = .socket(sockets)
+            socketQueues.append(sockets)
             counters.append(worker.counters)
             runners.append(SocketWorkerRunner(worker: worker, sockets: sockets, port: port, core: c.cores?[w]))
         }
@@ -182,7 +229,7 @@ public final class EngineRuntime: @unchecked Sendable {
             id: w,
             mediaAddress: c.mediaAddress,
             mediaPort: UDPPort(c.mediaPort),
-            backendAddress: c.backendAddress,
+            backendAddress: c.backendLegAddress,
             backendPortBase: c.backendPortBase,
             edgeMAC: edgeMAC
         )
@@ -199,9 +246,14 @@ public final class EngineRuntime: @unchecked Sendable {
     }
 
     /// The kernel's AF_XDP drop counters of worker `w`'s socket (zeros on the socket port).
-    public func socketStatistics(worker w: Int) -> XSKStatistics {
+    public func xskStatistics(worker w: Int) -> XSKStatistics {
         guard let xdp, w < xdp.sockets.queueCount else { return XSKStatistics() }
         return xdp.sockets.statistics(queue: w)
+    }
+
+    /// What worker `w`'s kernel sockets dropped below its pipeline (nil on AF_XDP).
+    public func socketPortStatistics(worker w: Int) -> SocketPortStatistics? {
+        w < socketQueues.count ? socketQueues[w].statistics : nil
     }
 
     /// Stops the workers after their current burst (each sends what it has first), waits,
@@ -244,9 +296,13 @@ final class SocketWorkerRunner: WorkerRunner, @unchecked Sendable {
         super.init(core: core)
     }
 
+    /// How often the worker reads the kernel's drop counts of its sockets.
+    static let dropSampleNanoseconds: UInt64 = 100_000_000
+
     override func loop(isStopping: () -> Bool) {
         var idle = true
         var last = MonotonicClock.now()
+        var sampled = last
         while !isStopping() {
             _ = sockets.receive(timeout: idle ? 10 : 0)
             let now = MonotonicClock.now()
@@ -256,11 +312,16 @@ final class SocketWorkerRunner: WorkerRunner, @unchecked Sendable {
             let end = MonotonicClock.now()
             worker.counters.addLoopTime(busy: idle ? 0 : end &- last, idle: idle ? end &- last : 0)
             worker.counters.beat(end)
+            if end &- sampled >= SocketWorkerRunner.dropSampleNanoseconds {
+                sockets.sampleKernelDrops()
+                sampled = end
+            }
             last = end
         }
         // Drain: what was received is handled and sent before the thread ends.
         _ = worker.runOnce(now: MonotonicClock.now())
         sockets.transmit()
+        sockets.sampleKernelDrops()
         worker.park()
     }
 }

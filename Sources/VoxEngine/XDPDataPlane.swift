@@ -54,6 +54,18 @@ public final class XDPDataPlane: @unchecked Sendable {
         }
         interface = name
         let link = try NetworkInterface.named(name)
+        // Backend legs leave through this interface with this source: an address it does not
+        // hold (loopback, another NIC's) gets no answer, and every backend packet is lost.
+        let backendSource = c.backendLegAddress
+        guard link.addresses.contains(where: { $0.address == backendSource }) else {
+            let held: [String] = link.addresses.filter { $0.address.isIPv4 == backendSource.isIPv4 }.map { "\($0.address)" }
+            let choices: String = held.isEmpty ? "it has none of that family" : held.joined(separator: ", ")
+            let problem: String = "\(c.backendAddressName) is not an address of \(name), the AF_XDP interface"
+            let why: String = "backend packets would leave it with another host's source and never be answered"
+            throw EngineError(
+                code: "config.backend_address",
+                message: "\(problem): \(why); set backend_address to one of \(name)'s addresses (\(choices))")
+        }
         guard link.queueCount >= c.workers else {
             throw XSKError(
                 code: "xsk.queues",

@@ -11,6 +11,30 @@ public struct SocketError: Error, Sendable, CustomStringConvertible {
     public var description: String { "\(code): \(message) (\(String(cString: strerror(errno))))" }
 }
 
+/// What the socket port dropped below the worker's pipeline, by reason: the kernel-socket
+/// counterpart of `XSKStatistics`. A datagram the port takes from the kernel is posted on the
+/// RX ring or counted here; one it never takes waits in its socket, or is counted by the
+/// kernel (`rxBufferFull`).
+public struct SocketPortStatistics: Sendable, Equatable {
+    /// Datagrams the kernel dropped at one of this queue's sockets (`SK_MEMINFO_DROPS`): its
+    /// receive buffer was full because the worker fell behind or had no free frames (or the
+    /// checksum was bad). Sampled every 100 ms by the worker, and as a backend-leg socket closes.
+    public var rxBufferFull: UInt64 = 0
+    /// Datagrams larger than a frame's room (truncated by the kernel, so dropped here).
+    public var rxOversize: UInt64 = 0
+    /// Datagrams `sendmmsg` did not take (the socket's send buffer full, or an error).
+    public var txFailed: UInt64 = 0
+    /// Frames queued for a backend-leg port with no socket (its session ended meanwhile).
+    public var txNoSocket: UInt64 = 0
+
+    public init() {}
+
+    /// Each counter under the name `voxedge ctl stats` and `/metrics` give it.
+    public var labelled: [(String, UInt64)] {
+        [("rx_buffer_full", rxBufferFull), ("rx_oversize", rxOversize), ("tx_failed", txFailed), ("tx_no_socket", txNoSocket)]
+    }
+}
+
 /// The kernel-socket port of one worker (DESIGN §1: the fallback where XDP cannot attach,
 /// and the path for traffic that never crosses a NIC). It plays the kernel's side of the
 /// worker's rings, as `InMemoryPort` does in tests, but with real sockets: `receive` reads
@@ -23,6 +47,10 @@ public struct SocketError: Error, Sendable, CustomStringConvertible {
 /// backend-leg ports its owner opens (`openBackendPort`), one per session so each session has
 /// its own backend 5-tuple as on AF_XDP (a descriptor each: `ulimit -n` bounds sessions). It
 /// knows ports and addresses, never sessions.
+///
+/// It takes from the kernel only what the RX ring and the fill ring have room for, so a
+/// datagram read is never thrown away for want of room: the rest stays in its socket until
+/// the worker has caught up. What is dropped anyway is counted (`statistics`).
 public final class SocketQueue: @unchecked Sendable {
     public static let batch = 64
     let port: InMemoryPort
@@ -43,6 +71,14 @@ public final class SocketQueue: @unchecked Sendable {
     let names: UnsafeMutableRawPointer
     let addresses: UnsafeMutablePointer<UInt64>
     let tokens: UnsafeMutablePointer<UInt64>
+    /// The drop counters (`SocketPortStatistics`, in its order): written only by the thread
+    /// that drives this queue, read by anyone (aligned 64-bit loads do not tear).
+    let drops: UnsafeMutablePointer<UInt64>
+    /// The kernel's drop count last seen on the media socket and on each backend-leg socket.
+    var mediaDropsSeen: UInt32 = 0
+    let backendDropsSeen: UnsafeMutablePointer<UInt32>
+    /// Where the next sample of backend-leg sockets starts (a bounded slice per sample).
+    var sampleCursor = 0
     static let nameSize = MemoryLayout<sockaddr_in6>.size
 
     public init(
@@ -72,6 +108,10 @@ public final class SocketQueue: @unchecked Sendable {
         names = .allocate(byteCount: SocketQueue.batch * SocketQueue.nameSize, alignment: 8)
         addresses = .allocate(capacity: SocketQueue.batch)
         tokens = .allocate(capacity: SocketQueue.batch)
+        drops = .allocate(capacity: 4)
+        drops.initialize(repeating: 0, count: 4)
+        backendDropsSeen = .allocate(capacity: backendPortCount)
+        backendDropsSeen.initialize(repeating: 0, count: backendPortCount)
         watch(media, token: UInt64.max)
     }
 
@@ -85,6 +125,8 @@ public final class SocketQueue: @unchecked Sendable {
         names.deallocate()
         addresses.deallocate()
         tokens.deallocate()
+        drops.deallocate()
+        backendDropsSeen.deallocate()
     }
 
     /// The media socket's receive buffer: every client of a worker lands in it, and the
@@ -175,14 +217,58 @@ public final class SocketQueue: @unchecked Sendable {
         }
         let fd = given >= 0 ? given : try SocketQueue.bind(backendAddress, port, reusePort: false)
         backendSockets[i] = fd
+        backendDropsSeen[i] = UInt32(truncatingIfNeeded: max(vox_socket_drops(fd), 0))
         watch(fd, token: UInt64(i))
     }
 
     /// Closes backend-leg `port` (its session ended).
     public func closeBackendPort(_ port: UDPPort) {
         guard let i = backendIndex(port), backendSockets[i] >= 0 else { return }
+        sampleBackend(i)  // what it dropped since the last sample, before the count goes with it
         close(backendSockets[i])  // leaves the epoll set with it
         backendSockets[i] = -1
+    }
+
+    // MARK: - Drops
+
+    /// What this queue has dropped so far.
+    public var statistics: SocketPortStatistics {
+        var s = SocketPortStatistics()
+        s.rxBufferFull = drops[0]
+        s.rxOversize = drops[1]
+        s.txFailed = drops[2]
+        s.txNoSocket = drops[3]
+        return s
+    }
+
+    /// How many backend-leg sockets one `sampleKernelDrops` reads: bounds its cost (one
+    /// getsockopt each) however many sessions there are.
+    static let sampleSlice = 256
+
+    /// Adds what the kernel dropped at the media socket, and at the next slice of backend-leg
+    /// sockets, since the last sample to `rxBufferFull`. Its driving thread calls it every
+    /// 100 ms or so; a closing backend-leg socket is sampled as it closes.
+    public func sampleKernelDrops() {
+        let now = vox_socket_drops(media)
+        if now >= 0 {
+            let count = UInt32(truncatingIfNeeded: now)
+            drops[0] &+= UInt64(count &- mediaDropsSeen)
+            mediaDropsSeen = count
+        }
+        guard backendPortCount > 0 else { return }
+        for _ in 0..<min(SocketQueue.sampleSlice, backendPortCount) {
+            sampleBackend(sampleCursor)
+            sampleCursor = sampleCursor + 1 == backendPortCount ? 0 : sampleCursor + 1
+        }
+    }
+
+    func sampleBackend(_ i: Int) {
+        guard backendSockets[i] >= 0 else { return }
+        let now = vox_socket_drops(backendSockets[i])
+        guard now >= 0 else { return }
+        let count = UInt32(truncatingIfNeeded: now)
+        drops[0] &+= UInt64(count &- backendDropsSeen[i])
+        backendDropsSeen[i] = count
     }
 
     // MARK: - Receive
@@ -208,7 +294,9 @@ public final class SocketQueue: @unchecked Sendable {
         return total
     }
 
-    /// recvmmsg from `fd` into frames from the fill ring until it has nothing more.
+    /// recvmmsg from `fd` into frames from the fill ring until it has nothing more, or the
+    /// RX ring or the fill ring has no more room: a batch is never larger than both have free,
+    /// so every datagram read is posted (or counted, when it did not fit a frame).
     func drain(_ fd: Int32, localAddress: IPAddress, localPort: UDPPort) -> Int {
         // The header `FrameBuilder` will put in front: the peer is of the local address's family.
         let headerRoom = port.headroom + FrameAddresses(
@@ -217,8 +305,11 @@ public final class SocketQueue: @unchecked Sendable {
         let room = port.frameSize - headerRoom
         var total = 0
         while true {
+            // This queue is the RX ring's only producer: what is free now stays free until submit.
+            let free = xsk_prod_nb_free(queue.kernelRX, UInt32(SocketQueue.batch))
+            guard free > 0 else { return total }  // the worker is behind: the rest waits in the socket
             var fillIndex: UInt32 = 0
-            let n = Int(xsk_ring_cons__peek(queue.kernelFill, UInt32(SocketQueue.batch), &fillIndex))
+            let n = Int(xsk_ring_cons__peek(queue.kernelFill, min(free, UInt32(SocketQueue.batch)), &fillIndex))
             guard n > 0 else { return total }  // no frames: the rest waits in the socket
             for i in 0..<n {
                 let chunk = xsk_ring_cons__comp_addr(queue.kernelFill, fillIndex &+ UInt32(i)).pointee
@@ -231,36 +322,50 @@ public final class SocketQueue: @unchecked Sendable {
                 header.msg_iovlen = 1
                 messages[i] = vox_mmsghdr(msg_hdr: header, msg_len: 0)
             }
-            let got = Int(vox_recvmmsg(fd, messages, UInt32(n)))
-            let used = max(got, 0)
+            let used = max(Int(vox_recvmmsg(fd, messages, UInt32(n))), 0)
+            var oversize = 0
+            for i in 0..<used where messages[i].msg_hdr.msg_flags & Int32(MSG_TRUNC) != 0 { oversize += 1 }
             var rxIndex: UInt32 = 0
-            guard used == 0 || xsk_ring_prod__reserve(queue.kernelRX, UInt32(used), &rxIndex) == UInt32(used) else {
-                xsk_ring_cons__cancel(queue.kernelFill, UInt32(n))
-                return total
-            }
-            for i in 0..<used {
-                let frame = port.umem + Int(addresses[i]) + port.headroom
+            let toPost = UInt32(used - oversize)
+            precondition(toPost == 0 || xsk_ring_prod__reserve(queue.kernelRX, toPost, &rxIndex) == toPost)
+            var posted = 0
+            for i in 0..<used where messages[i].msg_hdr.msg_flags & Int32(MSG_TRUNC) == 0 {
+                let chunk = addresses[i]
+                // Posted frames take the fill ring's first entries, in order (we are its consumer:
+                // its taken entries are ours to rewrite until released).
+                UnsafeMutablePointer(mutating: xsk_ring_cons__comp_addr(queue.kernelFill, fillIndex &+ UInt32(posted)))
+                    .pointee = chunk
+                let frame = port.umem + Int(chunk) + port.headroom
                 let name = names + i * SocketQueue.nameSize
                 let family = name.load(as: sa_family_t.self)
                 let remote = family == sa_family_t(AF_INET6)
                     ? IPAddress.loadIPv6(from: name, at: 8) : IPAddress(ipv4: name.loadBE32(at: 4))
-                let addresses = FrameAddresses(
+                let frameAddresses = FrameAddresses(
                     destinationMAC: .zero, sourceMAC: .zero, source: remote, sourcePort: UDPPort(name.loadBE16(at: 2)),
                     destination: localAddress, destinationPort: localPort)
                 let length = Int(messages[i].msg_len)
-                _ = FrameBuilder.write(frame, addresses, payloadLength: length, udpChecksum: false)
-                let desc = xsk_ring_prod__tx_desc(queue.kernelRX, rxIndex &+ UInt32(i))!
-                desc.pointee.addr = self.addresses[i] + UInt64(port.headroom)
-                desc.pointee.len = UInt32(addresses.headerLength + length)
+                _ = FrameBuilder.write(frame, frameAddresses, payloadLength: length, udpChecksum: false)
+                let desc = xsk_ring_prod__tx_desc(queue.kernelRX, rxIndex &+ UInt32(posted))!
+                desc.pointee.addr = chunk + UInt64(port.headroom)
+                desc.pointee.len = UInt32(frameAddresses.headerLength + length)
                 desc.pointee.options = 0
+                posted += 1
             }
-            // Frames recvmmsg did not fill stay in the fill ring.
-            xsk_ring_cons__cancel(queue.kernelFill, UInt32(n - used))
-            if used > 0 {
-                xsk_ring_cons__release(queue.kernelFill, UInt32(used))
-                xsk_ring_prod__submit(queue.kernelRX, UInt32(used))
+            // The oversize datagrams' frames follow the posted ones and stay in the fill ring,
+            // with those recvmmsg did not fill.
+            var parked = posted
+            for i in 0..<used where messages[i].msg_hdr.msg_flags & Int32(MSG_TRUNC) != 0 {
+                UnsafeMutablePointer(mutating: xsk_ring_cons__comp_addr(queue.kernelFill, fillIndex &+ UInt32(parked)))
+                    .pointee = addresses[i]
+                parked += 1
             }
-            total += used
+            drops[1] &+= UInt64(oversize)
+            xsk_ring_cons__cancel(queue.kernelFill, UInt32(n - posted))
+            if posted > 0 {
+                xsk_ring_cons__release(queue.kernelFill, UInt32(posted))
+                xsk_ring_prod__submit(queue.kernelRX, UInt32(posted))
+            }
+            total += posted
             if used < n { return total }
         }
     }
@@ -281,7 +386,11 @@ public final class SocketQueue: @unchecked Sendable {
             var offset = 0
             while offset < batched {
                 let r = Int(vox_sendmmsg(batchFD, messages + offset, UInt32(batched - offset)))
-                if r <= 0 { break }  // EAGAIN or an error: the rest is dropped, as a full NIC queue would
+                guard r > 0 else {
+                    // EAGAIN or an error: the rest is dropped, as a full NIC queue would, and counted.
+                    drops[2] &+= UInt64(batched - offset)
+                    break
+                }
                 offset += r
                 sent += r
             }
@@ -291,12 +400,16 @@ public final class SocketQueue: @unchecked Sendable {
             let desc = xsk_ring_cons__rx_desc(queue.kernelTX, index &+ i)!.pointee
             let frame = port.umem + Int(desc.addr)
             var parsed = ParsedFrame()
+            // The worker builds every frame it sends: one that does not parse is a bug, not input.
             guard ParsedFrame.parse(frame, length: Int(desc.len), into: &parsed) == .ok else { continue }
             let fd: Int32
             if parsed.sourcePort == mediaPort {
                 fd = media
             } else {
-                guard let b = backendIndex(parsed.sourcePort), backendSockets[b] >= 0 else { continue }
+                guard let b = backendIndex(parsed.sourcePort), backendSockets[b] >= 0 else {
+                    drops[3] &+= 1
+                    continue
+                }
                 fd = backendSockets[b]
             }
             if fd != batchFD || batched == SocketQueue.batch {

@@ -98,4 +98,57 @@ import Testing
         #expect(outcome.status == 64, "\(arguments) → \(outcome.output)")
         #expect(outcome.output.contains(mention), "\(arguments) → \(outcome.output)")
     }
+
+    /// Defect 6: backend legs sent from an address that cannot reach the backends. Loopback
+    /// reaches nothing else (given, or as the media address, the default), and an address the
+    /// host does not hold cannot be bound.
+    @Test(arguments: [
+        (["--backend-address", "127.0.0.1", "--backend", "198.18.1.3:5004"], "backend_address 127.0.0.1 is on loopback"),
+        (["--media-address", "127.0.0.1", "--backend", "198.18.1.3:5004"], "backend_address 127.0.0.1 (media_address, the default) is on loopback"),
+        (["--backend-address", "198.51.100.7", "--backend", "127.0.0.1:5004"], "backend_address 198.51.100.7 is not an address of this host"),
+    ])
+    func aBackendAddressThatCannotReachTheBackendsIsRefused(_ arguments: [String], mention: String) throws {
+        let outcome = try Self.run(arguments)
+        #expect(outcome.status == 64, "\(arguments) → \(outcome.output)")
+        #expect(outcome.output.contains(mention), "\(arguments) → \(outcome.output)")
+    }
+
+    /// `voxedge run --help` states every flag's default (defect 6: the backend address's was
+    /// nowhere to be read).
+    @Test func helpStatesEveryDefault() throws {
+        let p = Process()
+        let out = Pipe()
+        p.executableURL = URL(fileURLWithPath: DemoTests.voxedge)
+        p.arguments = ["run", "--help"]
+        p.standardOutput = out
+        p.standardError = out
+        try p.run()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        // One line per option, wrapping undone.
+        let options = text.components(separatedBy: "OPTIONS:").last ?? ""
+        var entries: [String] = []
+        for line in options.split(separator: "\n") {
+            // An option starts near the margin; its help continues further in.
+            let trimmed = line.trimmingCharacters(in: .whitespaces)
+            let indent = line.prefix { $0 == " " }.count
+            if indent <= 4 && trimmed.hasPrefix("-") {
+                entries.append(trimmed)
+            } else if !entries.isEmpty {
+                entries[entries.count - 1] += " " + trimmed
+            }
+        }
+        #expect(entries.count >= 17, "\(text)")
+        for entry in entries where !entry.hasPrefix("-h, --help") && !entry.hasPrefix("--version") {
+            #expect(entry.contains("default"), "no default stated: \(entry)")
+        }
+        let flat = entries.joined(separator: " ")
+        for stated in [
+            "default 127.0.0.1)", "default 40000", "default: the media address", "default 20000: 20000-21023",
+            "default 1)", "default 1024", "default /run/voxedge/control.sock", "default info", "default auto",
+            "default poll", "default 127.0.0.1:9464", "default 300",
+        ] {
+            #expect(flat.contains(stated), "\(stated): \(text)")
+        }
+    }
 }

@@ -243,6 +243,7 @@ func errorCode(_ reply: [String: Any]?) -> String? {
     @Test func configurationProblemsAreSpelledOut() {
         var c = EngineConfiguration()
         c.mediaAddress = IPAddress("2001:db8::1")!
+        c.backendAddress = .loopbackV4  // given: absent, it would follow the media address
         c.workers = 0
         c.maxSessions = 0
         c.controlMaxClients = 0

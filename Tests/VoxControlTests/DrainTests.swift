@@ -26,7 +26,8 @@ import VoxMedia
 
         /// `base`: the first of the 10 ports it uses; by default one derived from the process
         /// id and `tag` (0...3).
-        init(tag: Int, drainTimeout: Int, base given: UInt16? = nil) throws {
+        /// `arguments`: more for `voxedge run`, after these.
+        init(tag: Int, drainTimeout: Int, base given: UInt16? = nil, arguments more: [String] = []) throws {
             // Below the ephemeral range, apart from ControlRig's (10000+) and SocketPortTests' (22000+).
             let base = given ?? UInt16(30_000 + Int(getpid() % 50) * 40 + tag * 10)
             mediaPort = base
@@ -46,7 +47,7 @@ import VoxMedia
                 "--backend-address", "127.0.0.1", "--backend-port-base", "\(base + 1)", "--max-sessions", "4",
                 "--backend", "127.0.0.1:\(backendPort)", "--control-socket", socketPath,
                 "--metrics", "127.0.0.1:\(metricsPort)", "--drain-timeout", "\(drainTimeout)",
-            ]
+            ] + more
             process.standardError = log
             process.standardOutput = log
             try process.run()

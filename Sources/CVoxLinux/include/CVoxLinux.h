@@ -35,6 +35,10 @@ void vox_unblock_all_signals(void);
 int vox_eventfd(void);
 /// Sets SO_REUSEPORT (1) on `fd`; 0 or -errno.
 int vox_set_reuseport(int fd);
+/// How many packets the kernel has dropped on socket `fd` since it was made (its receive
+/// buffer full, a bad checksum): SK_MEMINFO_DROPS of SO_MEMINFO, whose index lives in
+/// linux/sock_diag.h. A 32-bit count that wraps; -errno on failure.
+long long vox_socket_drops(int fd);
 /// The active channel counts of interface `name` (ETHTOOL_GCHANNELS through SIOCETHTOOL:
 /// ioctl is variadic and struct ifreq is a union, neither importable) into
 /// `counts` = {rx, tx, other, combined}; `fd` is any socket of the interface's namespace.

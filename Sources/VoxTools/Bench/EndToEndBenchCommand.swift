@@ -84,7 +84,7 @@ struct EndToEndBenchCommand: ParsableCommand {
         let engine = try net.spawn(
             in: net.edge,
             ["taskset", "-c", "\(engineCore)", voxedge, "run", "--io", io, "--media-address", "198.18.0.1", "--media-port", "40000",
-                "--backend-address", "198.18.0.1", "--backend-port-base", "41000", "--backend", "198.18.0.3:5004",
+                "--backend", "198.18.0.3:5004",  // backend legs: 198.18.0.1 (the media address), ports 20000+
                 "--control-socket", socketPath, "--metrics", "127.0.0.1:0", "--max-sessions", "\(sessions + 16)",
                 "--cores", "\(engineCore)", "--log-level", "warning"] + (xdpIdle.map { ["--xdp-idle", $0] } ?? []),
             quiet: true)

@@ -61,7 +61,7 @@ public struct DemoCommand: ParsableCommand {
         let engine = try demo.spawn(
             in: demo.edge,
             [resolved, "run", "--io", io, "--workers", "\(queues)", "--media-address", "198.18.0.1", "--media-port", "40000",
-                "--backend-address", "198.18.0.1", "--backend-port-base", "41000", "--backend", "198.18.0.3:5004",
+                "--backend", "198.18.0.3:5004",  // backend legs: 198.18.0.1 (the media address), ports 20000+
                 "--control-socket", socketPath, "--metrics", "127.0.0.1:0", "--max-sessions", "\(max(64, sessions + 1))",
                 "--log-level", "warning"],
             quiet: false)

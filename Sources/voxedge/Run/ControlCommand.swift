@@ -113,6 +113,8 @@ struct ControlCommand: ParsableCommand {
                         "worker \(w["worker"] ?? "?"): \(pairs(w["verdicts"]))  busy \(load)" + (drops.isEmpty ? "" : "  drops: \(drops)"))
                     let kernel = pairs(w["kernel_drops"], nonzero: true)
                     if !kernel.isEmpty { lines.append("  kernel (AF_XDP) drops: \(kernel)") }
+                    let socket = pairs(w["socket_drops"], nonzero: true)
+                    if !socket.isEmpty { lines.append("  socket port drops: \(socket)") }
                 }
                 if let c = r["control"] as? [String: Any] {
                     lines.append("control: requests=\(c["requests"] ?? 0) errors=\(c["errors"] ?? 0) clients=\(c["clients"] ?? 0)")

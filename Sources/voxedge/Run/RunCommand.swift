@@ -30,22 +30,48 @@ struct RunCommand: ParsableCommand {
             """
     )
 
-    @Option(help: "A YAML (or JSON) configuration file.") var config: String?
-    @Option(help: "Client-facing media address.") var mediaAddress: IPAddress?
-    @Option(help: "Client-facing media UDP port.") var mediaPort: UInt16?
-    @Option(help: "The edge's address toward backends.") var backendAddress: IPAddress?
-    @Option(help: "First port of the reserved backend-leg range (one per session).") var backendPortBase: UInt16?
-    @Option(help: "Worker threads.") var workers: Int?
-    @Option(help: "Cores to pin the workers to, comma-separated (one per worker).") var cores: String?
-    @Option(help: "Session slots, allocated at start-up.") var maxSessions: Int?
-    @Option(help: "A backend as ip:port (repeat for more; index = order).") var backend: [String] = []
-    @Option(help: "The control socket's path.") var controlSocket: String?
-    @Option(help: "trace, debug, info, notice, warning, error or critical.") var logLevel: Logger.Level?
-    @Option(help: "Packet I/O: xdp (AF_XDP), socket (kernel UDP sockets), or auto (AF_XDP, else sockets).") var io: IOMode?
+    /// Where every flag's default in `--help` comes from: the configuration's own defaults.
+    static let defaults = EngineConfiguration()
+
+    @Option(help: "A YAML (or JSON) configuration file (default: none; flags only).") var config: String?
+    @Option(help: "Client-facing media address (default \(defaults.mediaAddress)).") var mediaAddress: IPAddress?
+    @Option(help: "Client-facing media UDP port (default \(defaults.mediaPort)).") var mediaPort: UInt16?
+    @Option(
+        help: """
+            The edge's address toward backends (default: the media address, which is on the AF_XDP \
+            interface; with --io xdp it must be an address of that interface).
+            """)
+    var backendAddress: IPAddress?
+    @Option(
+        help: """
+            First port of the backend-leg range, one port per session slot (default \(defaults.backendPortBase): \
+            \(defaults.backendPorts.lowerBound)-\(defaults.backendPorts.upperBound) with the default max-sessions, \
+            below the kernel's ephemeral range).
+            """)
+    var backendPortBase: UInt16?
+    @Option(help: "Worker threads (default \(defaults.workers)).") var workers: Int?
+    @Option(help: "Cores to pin the workers to, comma-separated, one per worker (default: unpinned).") var cores: String?
+    @Option(help: "Session slots, allocated at start-up (default \(defaults.maxSessions)).") var maxSessions: Int?
+    @Option(help: "A backend as ip:port (repeat for more; index = order; default: none).") var backend: [String] = []
+    @Option(help: "The control socket's path (default \(defaults.controlSocket)).") var controlSocket: String?
+    @Option(help: "trace, debug, info, notice, warning, error or critical (default \(defaults.logLevel)).")
+    var logLevel: Logger.Level?
+    @Option(
+        help: """
+            Packet I/O: xdp (AF_XDP), socket (kernel UDP sockets), or auto (AF_XDP, else sockets, saying why; \
+            default \(defaults.io.rawValue)).
+            """)
+    var io: IOMode?
     @Option(help: "The interface AF_XDP binds to (default: the one holding the media address).") var interface: String?
-    @Option(help: "AF_XDP idle strategy: poll, busy-poll or prefer-busy-poll.") var xdpIdle: IdleStrategy?
-    @Option(help: "Prometheus /metrics and health checks, as address:port (port 0: off).") var metrics: String?
-    @Option(help: "Seconds live calls may go on after SIGTERM before the engine stops anyway (default 300).")
+    @Option(help: "AF_XDP idle strategy: poll, busy-poll or prefer-busy-poll (default \(defaults.xdp.idle.rawValue)).")
+    var xdpIdle: IdleStrategy?
+    @Option(
+        help:
+            "Prometheus /metrics and health checks, as address:port (port 0: off; default \(defaults.metricsAddress):\(defaults.metricsPort))."
+    )
+    var metrics: String?
+    @Option(
+        help: "Seconds live calls may go on after SIGTERM before the engine stops anyway (default \(defaults.drainTimeoutSeconds)).")
     var drainTimeout: Int?
 
     func resolvedConfiguration() throws -> EngineConfiguration {
@@ -158,7 +184,13 @@ struct RunCommand: ParsableCommand {
         try FileManager.default.createDirectory(
             atPath: (c.controlSocket as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
         let runtime = try EngineRuntime(configuration: c, logger: logger)
-        try runtime.start()
+        do {
+            try runtime.start()
+        } catch let error as EngineError where error.code.hasPrefix("config.") {
+            // A configuration this host cannot run (known only once the interface is read): a
+            // usage error, exit 64, as the problems found before start-up are.
+            throw ValidationError(error.message)
+        }
         // The control thread: the control socket's event loop, which also runs the runtime's
         // periodic work; metrics and health on a listener of their own.
         let plane = ControlPlane(runtime: runtime, logger: logger)
