@@ -90,6 +90,15 @@ public final class SessionStore: @unchecked Sendable {
     /// The create command of each held session: written by the control thread before it
     /// publishes the held owner, read by the worker whose claim succeeds.
     let held: UnsafeMutablePointer<WorkerCommand>
+    /// Each slot's client 5-tuple as its owner last bound it from a check (a WebRTC client,
+    /// a NAT rebinding), for the control thread's flow directory: a sequence word (odd while
+    /// the owner writes), the session id, then the flow in five words. All atomics, so the
+    /// control thread's read races nothing; the sequence word tells it the read was whole.
+    let published: UnsafeMutablePointer<Atomic<UInt64>>
+    static let publishedStride = 7
+    /// Set by the owner when it queues a notice of a slot's new flow, cleared by the control
+    /// thread as it takes the notice: at most one notice per slot is ever queued.
+    let noticed: UnsafeMutablePointer<Atomic<Bool>>
 
     public static let free: Int32 = -1
 
@@ -98,6 +107,10 @@ public final class SessionStore: @unchecked Sendable {
         slots = .allocate(capacity: capacity)
         owners = .allocate(capacity: capacity)
         held = .allocate(capacity: capacity)
+        published = .allocate(capacity: capacity * SessionStore.publishedStride)
+        for i in 0..<(capacity * SessionStore.publishedStride) { (published + i).initialize(to: Atomic<UInt64>(0)) }
+        noticed = .allocate(capacity: capacity)
+        for i in 0..<capacity { (noticed + i).initialize(to: Atomic<Bool>(false)) }
         for i in 0..<capacity {
             do {
                 (slots + i).initialize(to: try SessionSlot())
@@ -107,6 +120,10 @@ public final class SessionStore: @unchecked Sendable {
                 owners.deinitialize(count: i)
                 owners.deallocate()
                 held.deallocate()
+                published.deinitialize(count: capacity * SessionStore.publishedStride)
+                published.deallocate()
+                noticed.deinitialize(count: capacity)
+                noticed.deallocate()
                 throw error
             }
             (owners + i).initialize(to: Atomic<Int32>(SessionStore.free))
@@ -120,6 +137,52 @@ public final class SessionStore: @unchecked Sendable {
         owners.deinitialize(count: capacity)
         owners.deallocate()
         held.deallocate()
+        published.deinitialize(count: capacity * SessionStore.publishedStride)
+        published.deallocate()
+        noticed.deinitialize(count: capacity)
+        noticed.deallocate()
+    }
+
+    /// The owner publishes `slot`'s client flow (nil: none) for session `id`. True when the
+    /// control thread must be told (no notice of this slot is pending).
+    func publish(_ slot: Int, session id: UInt64, flow: FlowKey?) -> Bool {
+        let p = published + slot * SessionStore.publishedStride
+        let sequence = p[0].load(ordering: .relaxed)
+        p[0].store(sequence &+ 1, ordering: .relaxed)
+        atomicMemoryFence(ordering: .releasing)
+        p[1].store(id, ordering: .relaxed)
+        p[2].store(flow?.remoteAddress.high ?? 0, ordering: .relaxed)
+        p[3].store(flow?.remoteAddress.low ?? 0, ordering: .relaxed)
+        p[4].store(flow?.localAddress.high ?? 0, ordering: .relaxed)
+        p[5].store(flow?.localAddress.low ?? 0, ordering: .relaxed)
+        let ports = flow.map { 1 << 32 | UInt64($0.remotePort.rawValue) << 16 | UInt64($0.localPort.rawValue) } ?? 0
+        p[6].store(ports, ordering: .relaxed)
+        p[0].store(sequence &+ 2, ordering: .releasing)
+        return !noticed[slot].exchange(true, ordering: .acquiringAndReleasing)
+    }
+
+    /// The control thread takes the notice of `slot` and reads what its owner published:
+    /// the session id and its client flow (nil: none).
+    func takePublished(_ slot: Int) -> (session: UInt64, flow: FlowKey?) {
+        noticed[slot].store(false, ordering: .sequentiallyConsistent)
+        let p = published + slot * SessionStore.publishedStride
+        while true {
+            let before = p[0].load(ordering: .acquiring)
+            guard before & 1 == 0 else { continue }
+            let id = p[1].load(ordering: .relaxed)
+            let remote = IPAddress(high: p[2].load(ordering: .relaxed), low: p[3].load(ordering: .relaxed))
+            let local = IPAddress(high: p[4].load(ordering: .relaxed), low: p[5].load(ordering: .relaxed))
+            let ports = p[6].load(ordering: .relaxed)
+            atomicMemoryFence(ordering: .acquiring)
+            guard p[0].load(ordering: .relaxed) == before else { continue }
+            guard ports >> 32 == 1 else { return (id, nil) }
+            return (
+                id,
+                FlowKey(
+                    remoteAddress: remote, remotePort: UDPPort(UInt16(truncatingIfNeeded: ports >> 16)),
+                    localAddress: local, localPort: UDPPort(UInt16(truncatingIfNeeded: ports)))
+            )
+        }
     }
 
     /// The worker that owns `slot`; `free`, or a held value (`isHeld`) when no worker does.

@@ -15,6 +15,9 @@ public final class SessionControl {
     /// Sessions held for a worker to claim (`hold`): the owner value claim and reap race
     /// from, and when the control thread reaps them.
     var unclaimed: [Int32: (mark: Int32, deadline: UInt64)] = [:]
+    /// The session each live slot holds, by id: a worker's notice of a client flow counts
+    /// only for the session it was published for.
+    var sessionOfSlot: [Int32: UInt64] = [:]
     var generation: UInt32 = 0
 
     public init(store: SessionStore, links: [WorkerLinks]) {
@@ -62,6 +65,7 @@ public final class SessionControl {
         }
         links[worker].doorbell.ring()
         nextSessionID += 1
+        sessionOfSlot[slot] = command.sessionID
         if let flow = command.flow { place(slot, flow) }
         return slot
     }
@@ -80,6 +84,7 @@ public final class SessionControl {
         command.slot = slot
         command.flow = nil
         nextSessionID += 1
+        sessionOfSlot[slot] = command.sessionID
         generation &+= 1
         unclaimed[slot] = (store.hold(Int(slot), command, generation: generation), deadline)
         return slot
@@ -94,6 +99,7 @@ public final class SessionControl {
         for (slot, entry) in unclaimed where entry.deadline <= now {
             unclaimed[slot] = nil
             if store.reap(Int(slot), from: entry.mark) {
+                sessionOfSlot[slot] = nil
                 freeSlots.append(slot)
                 reaped.append(slot)
                 onRelease?(slot)
@@ -162,6 +168,7 @@ public final class SessionControl {
         if let entry = unclaimed[slot] {
             unclaimed[slot] = nil
             if store.reap(Int(slot), from: entry.mark) {
+                sessionOfSlot[slot] = nil
                 freeSlots.append(slot)
                 onRelease?(slot)
                 return
@@ -178,8 +185,18 @@ public final class SessionControl {
     /// Takes back the slots workers have released; publishes the client-flow directory if
     /// it changed.
     public func reclaim() {
+        // Clients the workers bound from checks first, then releases: a notice of a session
+        // already released counts for nothing (its id no longer matches).
+        for link in links {
+            while let slot = link.flowNotices.pop() {
+                let (id, flow) = store.takePublished(Int(slot))
+                guard sessionOfSlot[slot] == id else { continue }
+                if flowOfSlot[slot] != flow { place(slot, flow) }
+            }
+        }
         for link in links {
             while let slot = link.released.pop() {
+                sessionOfSlot[slot] = nil
                 store.unassign(Int(slot))
                 freeSlots.append(slot)
                 // A session its worker ended: its flow leaves the directory too.
@@ -212,7 +229,7 @@ extension WorkerLinks {
                 commands: SPSCRing(capacity: commandCapacity), released: SPSCRing(capacity: sessions),
                 handoffIn: (0..<workers).map { handoff[$0][w] }, handoffOut: handoff[w],
                 returnIn: (0..<workers).map { returns[$0][w] }, returnOut: returns[w],
-                handshake: DatagramQueue(capacity: 256))
+                handshake: DatagramQueue(capacity: 256), flowNotices: SPSCRing(capacity: sessions))
             links.doorbell = doorbells[w]
             links.peerDoorbells = doorbells.map { Unmanaged.passUnretained($0) }
             links.clientFlows = flows

@@ -46,6 +46,9 @@ public struct WorkerLinks: Sendable {
     public var returnIn: [SPSCRing<UInt64>?]
     public var returnOut: [SPSCRing<UInt64>?]
     public var handshake: DatagramQueue
+    /// Slots whose client this worker bound from a check (`SessionStore.publish`), for the
+    /// control thread's flow directory. Sized for every slot: at most one notice each.
+    public var flowNotices: SPSCRing<Int32>
     /// Rung by the control side after a command, in case the worker sleeps in poll().
     public var doorbell = Doorbell()
     /// Every worker's doorbell, by worker: a hand-off to a sleeping worker wakes it.
@@ -57,7 +60,7 @@ public struct WorkerLinks: Sendable {
     public init(
         commands: SPSCRing<WorkerCommand>, released: SPSCRing<Int32>, handoffIn: [SPSCRing<FrameDescriptor>?],
         handoffOut: [SPSCRing<FrameDescriptor>?], returnIn: [SPSCRing<UInt64>?], returnOut: [SPSCRing<UInt64>?],
-        handshake: DatagramQueue
+        handshake: DatagramQueue, flowNotices: SPSCRing<Int32>
     ) {
         self.commands = commands
         self.released = released
@@ -66,6 +69,7 @@ public struct WorkerLinks: Sendable {
         self.returnIn = returnIn
         self.returnOut = returnOut
         self.handshake = handshake
+        self.flowNotices = flowNotices
     }
 }
 
@@ -421,6 +425,11 @@ public struct Worker: ~Copyable {
         if !timers.isScheduled(slot) { armTimer(slot) }
         if result.events.contains(.connected) || result.events.contains(.pathChanged) {
             bind(slot, flow, MACAddress.load(from: frame, at: 6))
+            // The control thread learns the flow too: its directory is how a stray of this
+            // flow on another queue finds its way here.
+            if store.publish(slot, session: s.pointee.sessionID, flow: flow), !links.flowNotices.push(Int32(slot)) {
+                store.noticed[slot].store(false, ordering: .relaxed)  // not queued: the next check tells
+            }
         } else if s.pointee.clientFlow == flow {
             s.pointee.clientMAC = MACAddress.load(from: frame, at: 6)
         }

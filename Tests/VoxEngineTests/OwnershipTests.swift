@@ -173,3 +173,46 @@ extension Call {
         print("claim/reap race: \(claims) claimed by the worker, \(reaps) reaped by the control thread")
     }
 }
+
+extension OwnershipTests {
+    /// A client bound by a check (not by the control side) reaches the control thread's
+    /// flow directory, so its packets on another queue find the owner; a NAT rebinding
+    /// moves the entry; the session's end removes it.
+    @Test func aClientBoundByACheckIsInTheDirectoryAndItsStraysReachTheOwner() throws {
+        let h = try Harness(workers: 2, sessions: 8)
+        var rng = SeededRandom(seed: 35)
+        var call = try Call.hold(h, until: .max, index: 5, rng: &rng)
+        func flow(_ c: Call) -> FlowKey {
+            FlowKey(remoteAddress: c.client.address, remotePort: c.client.port, localAddress: mediaAddress, localPort: mediaPort)
+        }
+        let first = flow(call)
+        h.port.deliver(call.checkFrame(), queue: 0)
+        h.run()
+        #expect(h.store.owner(of: Int(call.slot)) == 0)
+        h.control.reclaim()
+        #expect(h.control.slot(ofClient: first) == call.slot)
+        h.run()
+        // Its SRTP arrives on queue 1: worker 1 finds the owner in the directory.
+        h.port.deliver(call.srtpFrame(seq: 1, payload: [1]), queue: 1)
+        h.run()
+        #expect(h.workers[1].worker.counters[.handedOff] == 1)
+        #expect(h.workers[1].worker.counters[.unknownFlow] == 0)
+        #expect(h.workers[0].worker.counters[.toBackend] == 1)
+        // The client's NAT rebinds it (the check nominated): the directory follows.
+        call.client.port = UDPPort(call.client.port.rawValue &+ 1000)
+        h.port.deliver(call.checkFrame(id: 1), queue: 1)
+        h.run()
+        h.control.reclaim()
+        #expect(h.control.slot(ofClient: first) == nil)
+        #expect(h.control.slot(ofClient: flow(call)) == call.slot)
+        h.run()
+        h.port.deliver(call.srtpFrame(seq: 2, payload: [2]), queue: 1)
+        h.run()
+        #expect(h.workers[0].worker.counters[.toBackend] == 2)
+        // Its end takes it out of the directory.
+        try h.control.drop(call.slot)
+        h.run()
+        h.control.reclaim()
+        #expect(h.control.slot(ofClient: flow(call)) == nil)
+    }
+}
