@@ -112,10 +112,6 @@ public final class EngineController {
             UInt8.random(in: 0...255, using: &rng)
         }
         let ssrc = UInt32.random(in: 1...UInt32.max, using: &rng)
-        let clientKeyMaterial = KeyMaterial(
-            key: Array(clientKey[0..<profile.masterKeyLength]), salt: Array(clientKey[profile.masterKeyLength...]))!
-        let edgeKey = KeyMaterial(
-            key: Array(edgeKeyBytes[0..<profile.masterKeyLength]), salt: Array(edgeKeyBytes[profile.masterKeyLength...]))!
         // On the socket port each session's backend leg is a socket of its own: bind it here,
         // so a port someone else holds fails this create with its reason instead of leaving
         // the session sending into nowhere.
@@ -143,8 +139,8 @@ public final class EngineController {
             slot = try runtime.control.create(on: worker, slot: boundSlot) { command in
                 command.backendSocket = backendSocket
                 command.profile = profile
-                command.clientKey = clientKeyMaterial
-                command.edgeKey = edgeKey
+                command.clientKey = EngineController.material(clientKey, profile)
+                command.edgeKey = EngineController.material(edgeKeyBytes, profile)
                 command.flow = flow
                 command.backend = Int32(backend)
                 command.edgeSSRC = ssrc
@@ -301,6 +297,11 @@ public final class EngineController {
             throw ControlError(code: "bad_argument", message: "'\(name)' must be \(want) bytes (key + salt) for \(profile)")
         }
         return [UInt8](data)
+    }
+
+    /// Key + salt bytes, of the length `keyBytes` checked for `profile`, as a command carries them.
+    static func material(_ bytes: [UInt8], _ profile: SRTPProfile) -> KeyMaterial {
+        KeyMaterial(key: Array(bytes[0..<profile.masterKeyLength]), salt: Array(bytes[profile.masterKeyLength...]))!
     }
 
     /// "1.2.3.4:5" or "[2001:db8::1]:5" (port 1...65535), or nil.

@@ -91,15 +91,12 @@ public final class WorkerCounters: @unchecked Sendable {
     public func beat(_ now: UInt64) { values[WorkerCounters.slots - 3] = now }
     /// Sessions the worker ended itself because ICE failed: no valid check by the connect
     /// deadline, or consent expired (RFC 7675).
-    public func sessionsEnded(_ failure: ICEFailure) -> UInt64 {
-        values[WorkerCounters.slots - 2 + Int(failure == .consentExpired ? 1 : 0)]
-    }
+    public func sessionsEnded(_ failure: ICEFailure) -> UInt64 { values[WorkerCounters.endedIndex(failure)] }
+    func countEnded(_ failure: ICEFailure) { values[WorkerCounters.endedIndex(failure)] &+= 1 }
+    static func endedIndex(_ failure: ICEFailure) -> Int { slots - 2 + (failure == .consentExpired ? 1 : 0) }
     /// Held sessions this worker claimed with their first valid check (DESIGN §2a).
     public var sessionsClaimed: UInt64 { values[WorkerCounters.slots - 9] }
     func countClaimed() { values[WorkerCounters.slots - 9] &+= 1 }
-    func countEnded(_ failure: ICEFailure) {
-        values[WorkerCounters.slots - 2 + Int(failure == .consentExpired ? 1 : 0)] &+= 1
-    }
     func addBurst(received n: Int, handedIn h: Int) {
         values[WorkerCounters.slots - 8] &+= 1
         values[WorkerCounters.slots - 7] &+= UInt64(n)

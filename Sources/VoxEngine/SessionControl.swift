@@ -97,15 +97,21 @@ public final class SessionControl {
     public func reapUnclaimed(now: UInt64) -> [Int32] {
         var reaped: [Int32] = []
         for (slot, entry) in unclaimed where entry.deadline <= now {
-            unclaimed[slot] = nil
-            if store.reap(Int(slot), from: entry.mark) {
-                sessionOfSlot[slot] = nil
-                freeSlots.append(slot)
-                reaped.append(slot)
-                onRelease?(slot)
-            }
+            if reap(slot) { reaped.append(slot) }
         }
         return reaped
+    }
+
+    /// Forgets held `slot`'s deadline and, when no worker claimed it first, frees it. True
+    /// when it was reaped.
+    func reap(_ slot: Int32) -> Bool {
+        guard let entry = unclaimed.removeValue(forKey: slot), store.reap(Int(slot), from: entry.mark) else {
+            return false
+        }
+        sessionOfSlot[slot] = nil
+        freeSlots.append(slot)
+        onRelease?(slot)
+        return true
     }
 
     /// True while `slot` holds a session no worker has claimed.
@@ -165,16 +171,8 @@ public final class SessionControl {
     /// Ends the session in `slot`: a held one that no worker has claimed is reaped here;
     /// an owned one gets a drop command.
     public func drop(_ slot: Int32) throws(Failure) {
-        if let entry = unclaimed[slot] {
-            unclaimed[slot] = nil
-            if store.reap(Int(slot), from: entry.mark) {
-                sessionOfSlot[slot] = nil
-                freeSlots.append(slot)
-                onRelease?(slot)
-                return
-            }
-            // A worker claimed it meanwhile: it is that worker's to drop.
-        }
+        // A held session a worker claimed meanwhile is that worker's to drop.
+        if reap(slot) { return }
         try send(WorkerCommand(kind: .drop, slot: slot))
     }
 

@@ -12,10 +12,9 @@ import VoxWire
     let second: UInt64 = 1_000_000_000
 
     func check(_ h: Harness, _ call: Call, from port: UInt16? = nil, useCandidate: Bool, id: UInt8 = 0, queue: Int = 0) {
-        var client = call.client
-        if let port { client.port = UDPPort(port) }
-        let payload = stunCheck(call, password: call.password, useCandidate: useCandidate, id: id)
-        h.port.deliver(client.frame(to: mediaAddress, mediaPort, mac: edgeMAC, payload: payload), queue: queue)
+        var from = call
+        if let port { from.client.port = UDPPort(port) }
+        h.port.deliver(from.checkFrame(useCandidate: useCandidate, id: id), queue: queue)
         h.run()
     }
 
@@ -72,8 +71,7 @@ import VoxWire
         var rng = SeededRandom(seed: 23)
         let call = try Call.start(h, profile: .aeadAes128Gcm, index: 5, bindFlow: false, rng: &rng)
         h.run()
-        let payload = stunCheck(call, password: call.password, remoteUfrag: "someoneelse")
-        h.port.deliver(call.client.frame(to: mediaAddress, mediaPort, mac: edgeMAC, payload: payload), queue: 0)
+        h.port.deliver(call.checkFrame(remoteUfrag: "someoneelse"), queue: 0)
         h.run()
         #expect(h.transmitted().isEmpty)
         #expect(h.workers[0].worker.counters[.unknownSession] == 1)
@@ -200,10 +198,9 @@ extension WorkerICETests {
         for round in 0..<5 {
             h.now = start + UInt64(round) * 5 * second
             for (i, call) in calls.enumerated() {
-                var client = call.client
-                if round == 3 { client.port = UDPPort(client.port.rawValue &+ 1000) }  // every client rebinds
-                let payload = stunCheck(call, password: call.password, useCandidate: round == 0, id: UInt8(round))
-                h.port.deliver(client.frame(to: mediaAddress, mediaPort, mac: edgeMAC, payload: payload), queue: 0)
+                var from = call
+                if round == 3 { from.client.port = UDPPort(call.client.port.rawValue &+ 1000) }  // every client rebinds
+                h.port.deliver(from.checkFrame(useCandidate: round == 0, id: UInt8(round)), queue: 0)
                 if i % 16 == 15 { burst() }
             }
             burst()

@@ -3,7 +3,6 @@ import Synchronization
 import Testing
 import VoxEngine
 import VoxMedia
-import VoxSRTPReference
 import VoxTestKit
 import VoxWire
 
@@ -14,32 +13,11 @@ extension Call {
         _ h: Harness, until deadline: UInt64, profile: SRTPProfile = .aes128CmHmacSha1_80, index: Int,
         rng: inout SeededRandom
     ) throws -> Call {
-        let clientKey = randomKey(profile, &rng)
-        let edgeKey = randomKey(profile, &rng)
-        let client = Endpoint(mac: clientMAC, address: IPAddress("198.18.0.2")!, port: UDPPort(UInt16(20000 + index % 10000)))
-        let password = "hold\(index)abcdefghijklmnopqrst"
-        var ufrag = IceUfrag()
-        let slot = try h.control.hold(until: deadline) { c in
-            c.profile = profile
-            c.clientKey = KeyMaterial(key: clientKey.key, salt: clientKey.salt)!
-            c.edgeKey = KeyMaterial(key: edgeKey.key, salt: edgeKey.salt)!
-            c.backend = 0
-            c.edgeSSRC = 0xE100_0000 + UInt32(index)
-            ufrag = IceUfrag.make(slot: Int(c.slot), random: "H\(index)q")!
-            c.ufrag = ufrag
-            c.remoteUfrag = IceUfrag("cli9")!
-            c.icePassword = IcePassword(password)!
-        }
-        return Call(
-            slot: slot, profile: profile, client: client, clientSSRC: 0xC100_0000 + UInt32(index),
-            edgeSSRC: 0xE100_0000 + UInt32(index),
-            clientSender: LibSRTPSession(profile: profile, masterKey: clientKey.key, masterSalt: clientKey.salt, direction: .outbound)!,
-            clientReceiver: LibSRTPSession(profile: profile, masterKey: edgeKey.key, masterSalt: edgeKey.salt, direction: .inbound)!,
-            ufrag: ufrag, password: password)
-    }
-
-    func checkFrame(password: String? = nil, id: UInt8 = 0) -> [UInt8] {
-        client.frame(to: mediaAddress, mediaPort, mac: edgeMAC, payload: stunCheck(self, password: password ?? self.password, id: id))
+        try make(
+            profile: profile, clientPort: UInt16(20000 + index % 10000), password: "hold\(index)abcdefghijklmnopqrst",
+            ufragRandom: "H\(index)q", edgeSSRC: 0xE100_0000 + UInt32(index), clientSSRC: 0xC100_0000 + UInt32(index),
+            rng: &rng, place: { try h.control.hold(until: deadline, $0) }
+        ) { c, _ in c.backend = 0 }
     }
 }
 

@@ -128,34 +128,59 @@ struct Call {
         _ h: Harness, on worker: Int = 0, profile: SRTPProfile, index: Int, backend: Int32 = 0,
         bindFlow: Bool = true, rng: inout SeededRandom
     ) throws -> Call {
-        let clientKey = randomKey(profile, &rng)
-        let edgeKey = randomKey(profile, &rng)
-        let client = Endpoint(mac: clientMAC, address: IPAddress("198.18.0.2")!, port: UDPPort(UInt16(30000 + index)))
-        let edgeSSRC = UInt32(0xE000_0000) + UInt32(index)
-        let password = "pwd\(index)abcdefghijklmnopqrst"
-        var ufrag = IceUfrag()
-        let slot = try h.control.create(on: worker) { c in
-            c.profile = profile
-            c.clientKey = KeyMaterial(key: clientKey.key, salt: clientKey.salt)!
-            c.edgeKey = KeyMaterial(key: edgeKey.key, salt: edgeKey.salt)!
+        try make(
+            profile: profile, clientPort: UInt16(30000 + index), password: "pwd\(index)abcdefghijklmnopqrst",
+            ufragRandom: "R\(index)x9", edgeSSRC: 0xE000_0000 + UInt32(index), clientSSRC: 0xC000_0000 + UInt32(index),
+            rng: &rng, place: { try h.control.create(on: worker, $0) }
+        ) { c, client in
             c.backend = backend
-            c.edgeSSRC = edgeSSRC
             c.firstSequence = UInt16(truncatingIfNeeded: 65_000 + index * 7)
             c.firstTimestamp = 123_456
             if bindFlow {
                 c.flow = FlowKey(remoteAddress: client.address, remotePort: client.port, localAddress: mediaAddress, localPort: mediaPort)
                 c.clientMAC = clientMAC
             }
-            ufrag = IceUfrag.make(slot: Int(c.slot), random: "R\(index)x9")!
+        }
+    }
+
+    /// What every test call shares: its keys, its ICE credentials (the client's ufrag is
+    /// `cli9`) and libsrtp2 playing its client; `place` puts the session in a slot (a create
+    /// or a hold) with the command `configure` finished.
+    static func make(
+        profile: SRTPProfile, clientPort: UInt16, password: String, ufragRandom: String, edgeSSRC: UInt32,
+        clientSSRC: UInt32, rng: inout SeededRandom,
+        place: ((inout WorkerCommand) -> Void) throws -> Int32,
+        configure: @escaping (inout WorkerCommand, Endpoint) -> Void
+    ) throws -> Call {
+        let clientKey = randomKey(profile, &rng)
+        let edgeKey = randomKey(profile, &rng)
+        let client = Endpoint(mac: clientMAC, address: IPAddress("198.18.0.2")!, port: UDPPort(clientPort))
+        var ufrag = IceUfrag()
+        let slot = try place { c in
+            c.profile = profile
+            c.clientKey = KeyMaterial(key: clientKey.key, salt: clientKey.salt)!
+            c.edgeKey = KeyMaterial(key: edgeKey.key, salt: edgeKey.salt)!
+            c.edgeSSRC = edgeSSRC
+            ufrag = IceUfrag.make(slot: Int(c.slot), random: ufragRandom)!
             c.ufrag = ufrag
             c.remoteUfrag = IceUfrag("cli9")!
             c.icePassword = IcePassword(password)!
+            configure(&c, client)
         }
         return Call(
-            slot: slot, profile: profile, client: client, clientSSRC: 0xC000_0000 + UInt32(index), edgeSSRC: edgeSSRC,
+            slot: slot, profile: profile, client: client, clientSSRC: clientSSRC, edgeSSRC: edgeSSRC,
             clientSender: LibSRTPSession(profile: profile, masterKey: clientKey.key, masterSalt: clientKey.salt, direction: .outbound)!,
             clientReceiver: LibSRTPSession(profile: profile, masterKey: edgeKey.key, masterSalt: edgeKey.salt, direction: .inbound)!,
             ufrag: ufrag, password: password)
+    }
+
+    /// The client's connectivity check, as a frame to the media port (`stunCheck`).
+    func checkFrame(password: String? = nil, useCandidate: Bool = true, remoteUfrag: String = "cli9", id: UInt8 = 0)
+        -> [UInt8]
+    {
+        client.frame(
+            to: mediaAddress, mediaPort, mac: edgeMAC,
+            payload: stunCheck(self, password: password ?? self.password, useCandidate: useCandidate, remoteUfrag: remoteUfrag, id: id))
     }
 
     /// The client's SRTP frame for RTP (seq, payload).
