@@ -13,16 +13,28 @@ public final class EngineController {
     struct Record {
         var id: UInt64
         var slot: Int32
+        /// The worker it was placed on; -1 for a WebRTC session (the worker whose queue gets
+        /// its first valid check claims it).
         var worker: Int
         var profile: SRTPProfile
-        var client: FlowKey
+        /// The client's 5-tuple: given (static keys), or learned from checks (WebRTC).
+        var client: FlowKey?
         var backend: Int
         var edgeSSRC: UInt32
         var created: Date
         /// The keys as given (and generated): a retried create is told apart by them and gets
-        /// its edge key again. Never logged nor shown but to that retry.
+        /// its edge key again. Never logged nor shown but to that retry. Empty for WebRTC
+        /// sessions (their keys come from DTLS, on the worker).
         var clientKey: [UInt8]
         var edgeKey: [UInt8]
+        /// WebRTC sessions: what the offer's token asked for, and when it was answered.
+        var webRTC: WebRTCInfo? = nil
+    }
+
+    struct WebRTCInfo {
+        var subject: String
+        var model: String
+        var source: String
     }
     var sessions: [Int32: Record] = [:]
     /// Live sessions known to the control side.
@@ -33,7 +45,10 @@ public final class EngineController {
     public init(runtime: EngineRuntime) {
         self.runtime = runtime
         // A session its worker ended (ICE failed) leaves the list as a dropped one does.
-        runtime.control.onRelease = { [unowned self] slot in self.sessions[slot] = nil }
+        runtime.control.onRelease = { [unowned self] slot in
+            self.sessions[slot] = nil
+            self.runtime.handshakes.forget(slot: slot)
+        }
     }
 
     public func handle(_ request: ControlRequest) -> ControlReply {
@@ -115,25 +130,7 @@ public final class EngineController {
         // On the socket port each session's backend leg is a socket of its own: bind it here,
         // so a port someone else holds fails this create with its reason instead of leaving
         // the session sending into nowhere.
-        var backendSocket: Int32 = -1
-        var boundSlot: Int32? = nil
-        if runtime.io == "socket" {
-            guard let next = runtime.control.nextSlot() else {
-                throw ControlError(code: "full", message: "all \(runtime.store.capacity) session slots are in use")
-            }
-            let port = UDPPort(c.backendPortBase &+ UInt16(truncatingIfNeeded: next))
-            do {
-                backendSocket = try SocketQueue.bind(c.backendLegAddress, port, reusePort: false)
-                boundSlot = next
-            } catch {
-                runtime.control.setAside(next)
-                throw ControlError(
-                    code: "backend_port_unavailable",
-                    message: "the backend-leg port \(EngineController.format(c.backendLegAddress, port)) of slot \(next) "
-                        + "cannot be bound (\(String(cString: strerror(error.errno)))): another process holds it; "
-                        + "the next create tries another slot")
-            }
-        }
+        let (backendSocket, boundSlot) = try bindBackendLeg()
         let slot: Int32
         do {
             slot = try runtime.control.create(on: worker, slot: boundSlot) { command in
@@ -165,12 +162,131 @@ public final class EngineController {
                 message: "worker \(worker) did not take the session within \(EngineController.applyTimeout); try again")
         }
         let record = Record(
-            id: UInt64(slot) << 32 | UInt64(nextWorker), slot: slot, worker: worker, profile: profile, client: flow,
+            id: newID(slot: slot), slot: slot, worker: worker, profile: profile, client: flow,
             backend: backend, edgeSSRC: ssrc, created: Date(), clientKey: clientKey, edgeKey: edgeKeyBytes)
         sessions[slot] = record
         var fields = describe(record)
         fields["edge_key"] = Data(edgeKeyBytes).base64EncodedString()
         return .ok(["session": fields])
+    }
+
+    /// On the socket port each session's backend leg is a socket of its own: bound here, for
+    /// the slot the next create takes, so a port someone else holds fails the create with
+    /// its reason instead of leaving the session sending into nowhere. (-1, nil) on AF_XDP.
+    func bindBackendLeg() throws(ControlError) -> (socket: Int32, slot: Int32?) {
+        guard runtime.io == "socket" else { return (-1, nil) }
+        let c = runtime.configuration
+        guard let next = runtime.control.nextSlot() else {
+            throw ControlError(code: "full", message: "all \(runtime.store.capacity) session slots are in use")
+        }
+        let port = UDPPort(c.backendPortBase &+ UInt16(truncatingIfNeeded: next))
+        do {
+            return (try SocketQueue.bind(c.backendLegAddress, port, reusePort: false), next)
+        } catch {
+            runtime.control.setAside(next)
+            throw ControlError(
+                code: "backend_port_unavailable",
+                message: "the backend-leg port \(EngineController.format(c.backendLegAddress, port)) of slot \(next) "
+                    + "cannot be bound (\(String(cString: strerror(error.errno)))): another process holds it; "
+                    + "the next create tries another slot")
+        }
+    }
+
+    /// Session ids: the slot in the high half (so `session show` finds it at once), a
+    /// counter of creates in the low half (so a reused slot never repeats an id).
+    func newID(slot: Int32) -> UInt64 {
+        created &+= 1
+        return UInt64(UInt32(bitPattern: slot)) << 32 | UInt64(created)
+    }
+    var created: UInt32 = 0
+
+    /// How long a WebRTC client has from its answer to connected media (ICE and DTLS).
+    public static let connectTimeout: UInt64 = 10_000_000_000
+
+    /// A WebRTC session from an SDP offer (signaling's POST, DESIGN §2a): its slot is held
+    /// for whichever worker's queue receives the client's first valid check; ICE-lite
+    /// answers there, DTLS runs on the handshake thread with the offer's fingerprints, and
+    /// the keys it exports start the media. The session must be connected within
+    /// `connectTimeout`, or its slot comes back. Returns the session id and the SDP answer.
+    public func createWebRTC(offer text: String, subject: String, model: String, source: String)
+        throws(ControlError) -> (id: UInt64, answer: String)
+    {
+        guard !runtime.draining.load(ordering: .acquiring) else {
+            throw ControlError(code: "draining", message: "the engine is draining: it takes no new sessions")
+        }
+        let offer: WebRTCOffer
+        do {
+            offer = try WebRTCOffer(text)
+        } catch {
+            throw ControlError(code: "bad_offer", message: "\(error)")
+        }
+        guard let remoteUfrag = IceUfrag(offer.remoteUfrag) else {
+            throw ControlError(code: "bad_offer", message: "the offer's ice-ufrag is longer than \(IceUfrag.capacity) bytes")
+        }
+        let c = runtime.configuration
+        let table = runtime.backends.table
+        guard table.count > 0 else { throw ControlError(code: "no_backend", message: "no backends are configured") }
+        // Placement by load and model is the routing's; until then, in turn.
+        let backend = nextBackend % table.count
+        let (backendSocket, boundSlot) = try bindBackendLeg()
+        let now = MonotonicClock.now()
+        let deadline = now &+ EngineController.connectTimeout
+        var rng = SystemRandomNumberGenerator()
+        var credentials = ICECredentials(ufrag: "", password: "")
+        var sessionID: UInt64 = 0
+        let ssrc = UInt32.random(in: 1...UInt32.max, using: &rng)
+        let slot: Int32
+        do {
+            slot = try runtime.control.hold(until: deadline, slot: boundSlot) { command in
+                credentials = ICECredentials.make(slot: Int(command.slot), using: &rng)
+                sessionID = command.sessionID
+                command.ufrag = IceUfrag(credentials.ufrag)!
+                command.remoteUfrag = remoteUfrag
+                command.icePassword = IcePassword(credentials.password)!
+                command.keysFromHandshake = true
+                command.connectDeadline = deadline
+                command.backend = Int32(backend)
+                command.backendSocket = backendSocket
+                command.edgeSSRC = ssrc
+                command.firstSequence = UInt16.random(in: 0...UInt16.max, using: &rng)
+                command.firstTimestamp = UInt32.random(in: 0...UInt32.max, using: &rng)
+            }
+        } catch {
+            if backendSocket >= 0 { close(backendSocket) }
+            throw ControlError(code: "full", message: "all \(runtime.store.capacity) session slots are in use")
+        }
+        nextBackend += 1
+        runtime.handshakes.expect(slot: slot, session: sessionID, fingerprints: offer.fingerprints, offeredAt: now)
+        let answer = SDPAnswer.build(
+            for: offer,
+            SDPAnswer.Parameters(
+                credentials: credentials, fingerprint: runtime.handshakes.context.fingerprint,
+                address: c.publicAddress ?? c.mediaAddress, port: UDPPort(c.mediaPort),
+                sessionID: UInt64.random(in: 1...UInt64(Int64.max), using: &rng)))
+        let record = Record(
+            id: newID(slot: slot), slot: slot, worker: -1, profile: .aes128CmHmacSha1_80, client: nil, backend: backend,
+            edgeSSRC: ssrc, created: Date(), clientKey: [], edgeKey: [],
+            webRTC: WebRTCInfo(subject: subject, model: model, source: source))
+        sessions[slot] = record
+        return (record.id, answer)
+    }
+    var nextBackend = 0
+
+    /// Ends the session `id` (signaling's DELETE): false when it is not live.
+    public func end(session id: UInt64) -> Bool {
+        guard let record = sessions.values.first(where: { $0.id == id }) else { return false }
+        do {
+            try runtime.control.drop(record.slot)
+        } catch {
+            return false
+        }
+        sessions[record.slot] = nil
+        return true
+    }
+
+    /// Whether session `id` is live.
+    public func isLive(session id: UInt64) -> Bool {
+        sessions[Int32(truncatingIfNeeded: id >> 32)]?.id == id
     }
 
     /// How long a request waits for a worker to apply its command. A running worker does
@@ -231,13 +347,30 @@ public final class EngineController {
 
     func describe(_ r: Record) -> [String: Any] {
         let counts = runtime.store.packetCounts(slot: Int(r.slot))
-        return [
+        var fields: [String: Any] = [
             "id": NSNumber(value: r.id), "slot": Int(r.slot), "worker": r.worker, "profile": r.profile.description,
-            "client": EngineController.format(r.client.remoteAddress, r.client.remotePort), "backend": r.backend,
+            "backend": r.backend,
             "edge_ssrc": NSNumber(value: r.edgeSSRC), "packets_from_client": NSNumber(value: counts.fromClient),
             "packets_to_client": NSNumber(value: counts.toClient),
             "age_seconds": NSNumber(value: Date().timeIntervalSince(r.created).rounded()),
         ]
+        let client = r.client ?? runtime.control.clientFlow(ofSlot: r.slot)
+        if let client { fields["client"] = EngineController.format(client.remoteAddress, client.remotePort) }
+        if let w = r.webRTC {
+            let owner = runtime.store.owner(of: Int(r.slot))
+            let keyed = runtime.store.isKeyed(slot: Int(r.slot))
+            fields["kind"] = "webrtc"
+            fields["worker"] = owner >= 0 ? Int(owner) : -1
+            fields["state"] = SessionStore.isHeld(owner) ? "waiting_for_ice" : keyed ? "connected" : "handshaking"
+            if keyed, let profile = runtime.store.profile(slot: Int(r.slot)) { fields["profile"] = profile.description }
+            fields["subject"] = w.subject
+            fields["model"] = w.model
+            fields["source"] = w.source
+        } else {
+            fields["kind"] = "static"
+            fields["state"] = "connected"
+        }
+        return fields
     }
 
     func stats() -> ControlReply {

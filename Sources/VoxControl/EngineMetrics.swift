@@ -110,8 +110,8 @@ public final class EngineMetrics: @unchecked Sendable {
                 advance(&t, "voxedge_handed_in_packets_total", [worker], to: c.handedIn)
                 advance(&t, "voxedge_bursts_total", [worker], to: c.bursts)
                 advance(&t, "voxedge_sessions_claimed_total", [worker], to: c.sessionsClaimed)
-                for failure in ICEFailure.allCases {
-                    advance(&t, "voxedge_sessions_ended_total", [worker, ("reason", "\(failure)")], to: c.sessionsEnded(failure))
+                for reason in SessionEndReason.allCases {
+                    advance(&t, "voxedge_sessions_ended_total", [worker, ("reason", "\(reason)")], to: c.sessionsEnded(reason))
                 }
                 advanceSeconds(&t, "voxedge_worker_busy_seconds_total", [worker], nanoseconds: c.busyNanoseconds)
                 advanceSeconds(&t, "voxedge_worker_idle_seconds_total", [worker], nanoseconds: c.idleNanoseconds)
@@ -142,11 +142,38 @@ public final class EngineMetrics: @unchecked Sendable {
                     }
                 }
             }
+            let h = runtime.handshakes.snapshot
+            advance(&t, "voxedge_handshakes_total", [("result", "started")], to: h.started)
+            advance(&t, "voxedge_handshakes_total", [("result", "succeeded")], to: h.succeeded)
+            for code in DTLSError.Code.allCases {
+                advance(&t, "voxedge_handshakes_failed_total", [("reason", code.rawValue)], to: h.failed[code.rawValue] ?? 0)
+            }
+            advance(&t, "voxedge_handshakes_closed_by_client_total", [], to: h.closedByClient)
+            advance(&t, "voxedge_handshake_unexpected_datagrams_total", [], to: h.unexpected)
+            advance(&t, "voxedge_handshake_flights_dropped_total", [], to: h.flightsDropped + h.commandsDropped)
+            advanceSeconds(&t, "voxedge_handshake_cpu_seconds_total", [], nanoseconds: h.cpuNanoseconds)
         }
         var out: [UInt8] = []
         out.reserveCapacity(16 * 1024)
         registry.emit(into: &out)
+        let h = runtime.handshakes.snapshot
+        EngineMetrics.histogram(
+            "voxedge_session_setup_seconds", help: "Offer answered to SRTP keys installed (ICE and DTLS)", h.setup, into: &out)
+        EngineMetrics.histogram(
+            "voxedge_dtls_handshake_seconds", help: "A client's first DTLS datagram to its keys", h.handshake, into: &out)
         return out
+    }
+
+    /// A histogram in the text exposition format (cumulative buckets).
+    static func histogram(_ name: String, help: String, _ h: LatencyHistogram, into out: inout [UInt8]) {
+        var text = "# HELP \(name) \(help)\n# TYPE \(name) histogram\n"
+        var cumulative: UInt64 = 0
+        for (i, bound) in LatencyHistogram.bounds.enumerated() {
+            cumulative += h.counts[i]
+            text += "\(name)_bucket{le=\"\(bound)\"} \(cumulative)\n"
+        }
+        text += "\(name)_bucket{le=\"+Inf\"} \(h.count)\n\(name)_sum \(h.sum)\n\(name)_count \(h.count)\n"
+        out += Array(text.utf8)
     }
 
     static func key(_ name: String, _ labels: [(String, String)]) -> String {

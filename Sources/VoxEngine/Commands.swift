@@ -63,11 +63,27 @@ public struct WorkerCommand: Sendable, BitwiseCopyable {
         case changeBackend
         /// End the session; the slot comes back on the worker's release ring.
         case drop
+        /// The session's DTLS handshake finished: its SRTP keys (`clientKey` is what the
+        /// client protects with, `edgeKey` ours), from the handshake thread.
+        case installKeys
+    }
+
+    /// Why the handshake thread ends a session (`drop` with `sessionID` set).
+    public enum EndReason: UInt8, Sendable, BitwiseCopyable {
+        case none
+        /// The DTLS handshake failed (timeout, bad fingerprint, no SRTP profile in common).
+        case handshakeFailed
+        /// The client sent close_notify.
+        case closedByClient
     }
 
     public var kind: Kind
     public var slot: Int32
+    /// The session the command is for. `drop` and `installKeys` from the handshake thread
+    /// set it, so a command meant for a session that has ended meanwhile cannot touch the
+    /// slot's next one; 0 on a `drop` from the control thread: whatever the slot holds.
     public var sessionID: UInt64 = 0
+    public var endReason = EndReason.none
     public var flow: FlowKey? = nil
     public var clientMAC = MACAddress.zero
     public var backend: Int32 = -1
@@ -88,6 +104,10 @@ public struct WorkerCommand: Sendable, BitwiseCopyable {
     /// (so a port already taken fails the create, with its reason), handed to the owner,
     /// which adopts it. -1: the owner's port opens what it needs itself.
     public var backendSocket: Int32 = -1
+    /// A WebRTC session: its SRTP keys come from its DTLS handshake (`installKeys`), which
+    /// must finish by `connectDeadline` (monotonic ns; 10 s after the offer), or it ends.
+    public var keysFromHandshake = false
+    public var connectDeadline: UInt64 = .max
 
     public init(kind: Kind, slot: Int32) {
         self.kind = kind
@@ -103,12 +123,15 @@ public struct FrameDescriptor: Sendable, BitwiseCopyable {
 }
 
 /// A bounded single-producer single-consumer queue of datagrams copied into preallocated
-/// slots: DTLS records from a worker to the handshake thread. Handshakes are rare, so the
-/// record is copied and its frame goes straight back to the pool; nothing is allocated.
+/// slots: DTLS records from a worker to the handshake thread, and the handshake thread's
+/// flights back to the worker that owns the session. Handshakes are rare, so a record is
+/// copied and its frame goes straight back to the pool; nothing is allocated.
 public final class DatagramQueue: @unchecked Sendable {
     public static let maxDatagram = 1536
     public struct Entry: Sendable, BitwiseCopyable {
         public var slot: Int32
+        /// The session the datagram belongs to (a slot is reused by later sessions).
+        public var session: UInt64
         public var flow: FlowKey
         public var length: Int32
         var storage: Int32
@@ -128,11 +151,11 @@ public final class DatagramQueue: @unchecked Sendable {
     deinit { buffers.deallocate() }
 
     /// Producer: copies `length` bytes; false when full or too long.
-    public func push(slot: Int32, flow: FlowKey, _ p: UnsafeRawPointer, length: Int) -> Bool {
+    public func push(slot: Int32, session: UInt64, flow: FlowKey, _ p: UnsafeRawPointer, length: Int) -> Bool {
         // Check for room first: the next buffer is still the oldest entry's while full.
         guard length <= DatagramQueue.maxDatagram, entries.count < entries.capacity else { return false }
         let buffer = nextBuffer
-        let entry = Entry(slot: slot, flow: flow, length: Int32(length), storage: Int32(buffer))
+        let entry = Entry(slot: slot, session: session, flow: flow, length: Int32(length), storage: Int32(buffer))
         (buffers + buffer * DatagramQueue.maxDatagram).copyMemory(from: p, byteCount: length)
         guard entries.push(entry) else { return false }
         nextBuffer = (nextBuffer + 1) % slots
@@ -140,9 +163,21 @@ public final class DatagramQueue: @unchecked Sendable {
     }
 
     /// Consumer: the oldest datagram, copied out (the handshake thread's side allocates freely).
-    public func pop() -> (slot: Int32, flow: FlowKey, bytes: [UInt8])? {
-        guard let e = entries.pop() else { return nil }
-        let bytes = Array(UnsafeRawBufferPointer(start: buffers + Int(e.storage) * DatagramQueue.maxDatagram, count: Int(e.length)))
-        return (e.slot, e.flow, bytes)
+    public func pop() -> (entry: Entry, bytes: [UInt8])? {
+        var out: (Entry, [UInt8])? = nil
+        _ = consume { e, bytes in out = (e, Array(bytes)) }
+        return out
     }
+
+    /// Consumer: hands the oldest datagram to `body` in place, then frees its buffer (a
+    /// worker copies it into a frame: nothing is allocated). False when empty.
+    public func consume(_ body: (Entry, UnsafeRawBufferPointer) -> Void) -> Bool {
+        guard let e = entries.peek() else { return false }
+        body(e.pointee, UnsafeRawBufferPointer(start: buffers + Int(e.pointee.storage) * DatagramQueue.maxDatagram, count: Int(e.pointee.length)))
+        entries.advance()
+        return true
+    }
+
+    /// Datagrams waiting.
+    public var count: Int { entries.count }
 }

@@ -10,6 +10,8 @@ public enum PacketVerdict: Int, CaseIterable, Sendable {
     case answered
     /// A DTLS record queued for the handshake thread.
     case toHandshake
+    /// A datagram of the handshake thread's flight sent to the session's client.
+    case fromHandshake
     /// Given to the worker that owns the session.
     case handedOff
     /// Used here (RTCP terminates at the edge).
@@ -42,13 +44,40 @@ public enum DropReason: Int, CaseIterable, Sendable {
     /// A packet the engine would have sent to one of its own endpoints (its media address and
     /// port, or a backend-leg port): refused rather than looped back into itself.
     case ownAddress
+    /// Media of a WebRTC session whose DTLS handshake has not given it keys yet.
+    case notKeyed
+}
+
+/// Why a worker ended a session itself.
+public enum SessionEndReason: Int, CaseIterable, Sendable {
+    /// No valid check by the connect deadline, or ICE connected but no DTLS handshake
+    /// finished by it (10 s after the offer).
+    case connectTimeout
+    /// No valid check nor authenticated media for the consent interval (RFC 7675).
+    case consentExpired
+    /// The DTLS handshake failed: its deadline, a certificate matching no offered
+    /// fingerprint, no SRTP profile in common.
+    case handshakeFailed
+    /// The client ended the session with close_notify.
+    case closedByClient
+
+    public var name: String {
+        switch self {
+        case .connectTimeout: "connect_timeout"
+        case .consentExpired: "consent_expired"
+        case .handshakeFailed: "handshake_failed"
+        case .closedByClient: "closed_by_client"
+        }
+    }
 }
 
 /// A worker's counters: one cache-aligned block, written only by its worker (plain
 /// stores), read by the control thread at any time (aligned 64-bit loads do not tear on
 /// the machines we run on).
 public final class WorkerCounters: @unchecked Sendable {
-    static let slots = PacketVerdict.allCases.count + DropReason.allCases.count + 9
+    /// Verdicts, drop reasons, then seven loop and session counters, then session ends.
+    static let misc = PacketVerdict.allCases.count + DropReason.allCases.count
+    static let slots = misc + 7 + SessionEndReason.allCases.count
     let values: UnsafeMutablePointer<UInt64>
 
     init() {
@@ -72,34 +101,35 @@ public final class WorkerCounters: @unchecked Sendable {
     public subscript(_ r: DropReason) -> UInt64 { values[PacketVerdict.allCases.count + r.rawValue] }
 
     /// Bursts processed, and packets received through the RX ring and through hand-off.
-    public var bursts: UInt64 { values[WorkerCounters.slots - 8] }
-    public var received: UInt64 { values[WorkerCounters.slots - 7] }
-    public var handedIn: UInt64 { values[WorkerCounters.slots - 6] }
+    public var bursts: UInt64 { values[WorkerCounters.misc + 1] }
+    public var received: UInt64 { values[WorkerCounters.misc + 2] }
+    public var handedIn: UInt64 { values[WorkerCounters.misc + 3] }
     /// Loop utilisation: nanoseconds of the worker's loop spent on bursts that handled
     /// packets, and spent idle (empty bursts and sleeping in poll). Busy / (busy + idle) is
     /// how loaded the core is, whatever the idle strategy (busy-polling shows 100 % CPU).
-    public var busyNanoseconds: UInt64 { values[WorkerCounters.slots - 5] }
-    public var idleNanoseconds: UInt64 { values[WorkerCounters.slots - 4] }
+    public var busyNanoseconds: UInt64 { values[WorkerCounters.misc + 4] }
+    public var idleNanoseconds: UInt64 { values[WorkerCounters.misc + 5] }
     public func addLoopTime(busy: UInt64, idle: UInt64) {
-        values[WorkerCounters.slots - 5] &+= busy
-        values[WorkerCounters.slots - 4] &+= idle
+        values[WorkerCounters.misc + 4] &+= busy
+        values[WorkerCounters.misc + 5] &+= idle
     }
     /// Heartbeat: the monotonic time (ns) at which the worker's loop last came round, busy or
     /// idle (an idle worker wakes at least once a second). Health checks read it: a worker
     /// whose heartbeat stops is stuck. Zero until the loop starts.
-    public var heartbeat: UInt64 { values[WorkerCounters.slots - 3] }
-    public func beat(_ now: UInt64) { values[WorkerCounters.slots - 3] = now }
-    /// Sessions the worker ended itself because ICE failed: no valid check by the connect
-    /// deadline, or consent expired (RFC 7675).
-    public func sessionsEnded(_ failure: ICEFailure) -> UInt64 { values[WorkerCounters.endedIndex(failure)] }
-    func countEnded(_ failure: ICEFailure) { values[WorkerCounters.endedIndex(failure)] &+= 1 }
-    static func endedIndex(_ failure: ICEFailure) -> Int { slots - 2 + (failure == .consentExpired ? 1 : 0) }
+    public var heartbeat: UInt64 { values[WorkerCounters.misc + 6] }
+    public func beat(_ now: UInt64) { values[WorkerCounters.misc + 6] = now }
+    /// Sessions the worker ended itself, by reason.
+    public func sessionsEnded(_ reason: SessionEndReason) -> UInt64 { values[WorkerCounters.endedIndex(reason)] }
+    func countEnded(_ reason: SessionEndReason) { values[WorkerCounters.endedIndex(reason)] &+= 1 }
+    static func endedIndex(_ reason: SessionEndReason) -> Int {
+        misc + 7 + reason.rawValue
+    }
     /// Held sessions this worker claimed with their first valid check (DESIGN §2a).
-    public var sessionsClaimed: UInt64 { values[WorkerCounters.slots - 9] }
-    func countClaimed() { values[WorkerCounters.slots - 9] &+= 1 }
+    public var sessionsClaimed: UInt64 { values[WorkerCounters.misc + 0] }
+    func countClaimed() { values[WorkerCounters.misc + 0] &+= 1 }
     func addBurst(received n: Int, handedIn h: Int) {
-        values[WorkerCounters.slots - 8] &+= 1
-        values[WorkerCounters.slots - 7] &+= UInt64(n)
-        values[WorkerCounters.slots - 6] &+= UInt64(h)
+        values[WorkerCounters.misc + 1] &+= 1
+        values[WorkerCounters.misc + 2] &+= UInt64(n)
+        values[WorkerCounters.misc + 3] &+= UInt64(h)
     }
 }

@@ -15,6 +15,9 @@ public struct EngineConfiguration: Codable, Sendable, Equatable {
 
     public var mediaAddress: IPAddress = .loopbackV4
     public var mediaPort: UInt16 = 40000
+    /// The address WebRTC answers advertise as the candidate (`public_address`): the host's
+    /// public address behind a 1:1 NAT. When absent, the media address.
+    public var publicAddress: IPAddress? = nil
     /// The edge's address toward backends (`backend_address`); when absent, the media address,
     /// which is on the interface AF_XDP serves. Read it through `backendLegAddress`.
     public var backendAddress: IPAddress? = nil
@@ -124,6 +127,7 @@ public struct EngineConfiguration: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey, CaseIterable {
         case mediaAddress = "media_address"
         case mediaPort = "media_port"
+        case publicAddress = "public_address"
         case backendAddress = "backend_address"
         case backendPortBase = "backend_port_base"
         case workers, cores
@@ -149,6 +153,7 @@ public struct EngineConfiguration: Codable, Sendable, Equatable {
         let d = EngineConfiguration()
         mediaAddress = try c.value(.mediaAddress, or: d.mediaAddress)
         mediaPort = try c.value(.mediaPort, or: d.mediaPort)
+        publicAddress = try c.decodeIfPresent(IPAddress.self, forKey: .publicAddress)
         backendAddress = try c.decodeIfPresent(IPAddress.self, forKey: .backendAddress)
         backendPortBase = try c.value(.backendPortBase, or: d.backendPortBase)
         workers = try c.value(.workers, or: d.workers)
@@ -177,6 +182,12 @@ public struct EngineConfiguration: Codable, Sendable, Equatable {
         let backendAddress = backendLegAddress
         if backendAddress.isIPv4 != mediaAddress.isIPv4 {
             out.append("backend_address \(backendAddress) and media_address \(mediaAddress) must be of one family")
+        }
+        if let publicAddress {
+            if let reason = publicAddress.notUnicastReason { out.append("public_address: \(reason)") }
+            if publicAddress.isIPv4 != mediaAddress.isIPv4 {
+                out.append("public_address \(publicAddress) and media_address \(mediaAddress) must be of one family")
+            }
         }
         for (key, address) in [("media_address", mediaAddress), ("backend_address", backendAddress)] {
             if let reason = address.notUnicastReason { out.append("\(key): \(reason); give one of the host's addresses") }

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import Synchronization
 import VoxIO
+import VoxMedia
 import VoxRouting
 import VoxWire
 import VoxXDP
@@ -16,6 +17,8 @@ public final class EngineRuntime: @unchecked Sendable {
     public let backends: BackendDirectory
     public let links: [WorkerLinks]
     public let control: SessionControl
+    /// The handshake thread: DTLS for WebRTC sessions, with this run's certificate.
+    public let handshakes: HandshakeService
     public private(set) var counters: [WorkerCounters] = []
     /// The port the engine runs on once started: `xdp` or `socket`.
     public private(set) var io = "socket"
@@ -51,6 +54,9 @@ public final class EngineRuntime: @unchecked Sendable {
         )
         links = WorkerLinks.make(workers: c.workers, sessions: c.maxSessions, commandCapacity: max(1024, c.maxSessions))
         control = SessionControl(store: store, links: links)
+        // A certificate per run, as browsers make one per peer connection: the answer carries
+        // its fingerprint, so nothing about it needs to persist.
+        handshakes = HandshakeService(context: try DTLSServerContext(certificate: try DTLSCertificate()), links: links)
     }
 
     /// Opens the port (AF_XDP, or kernel sockets), then starts the workers. Throws before
@@ -80,6 +86,7 @@ public final class EngineRuntime: @unchecked Sendable {
                 runners = try startSockets()
             }
         }
+        handshakes.start(logger: logger)
         for (w, runner) in runners.enumerated() {
             counters[w].beat(MonotonicClock.now())
             finished.enter()
@@ -262,6 +269,7 @@ public final class EngineRuntime: @unchecked Sendable {
         stopping.store(true, ordering: .releasing)
         for link in links { link.doorbell.ringAlways() }
         finished.wait()
+        handshakes.stop()
         xdp?.close()
         logger.info("engine stopped")
     }

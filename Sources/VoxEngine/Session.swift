@@ -55,6 +55,17 @@ public struct SessionSlot: ~Copyable {
     var inbound: SRTPContext
     /// Edge → client: protects the client leg.
     var outbound: SRTPContext
+    /// A second pair of contexts of the other cipher family (AEAD-GCM beside AES-CM): a
+    /// session whose profile the first pair cannot take swaps them in, so re-keying a slot
+    /// for whatever profile a client negotiates allocates nothing.
+    var spareInbound: SRTPContext
+    var spareOutbound: SRTPContext
+    /// A WebRTC session: DTLS runs on the handshake thread and its keys arrive by command.
+    public internal(set) var usesHandshake = false
+    /// False until the session has keys: a WebRTC session's media waits for its handshake.
+    public internal(set) var keyed = true
+    /// When a session still without keys ends (10 s after its offer).
+    var keyDeadline: UInt64 = .max
     public internal(set) var clientLeg = ClientLegStream(ssrc: 0, firstSequence: 0, firstTimestamp: 0)
     /// The session's ICE-lite state (closed for sessions without ICE credentials).
     public internal(set) var ice = ICELiteAgent()
@@ -65,10 +76,32 @@ public struct SessionSlot: ~Copyable {
         // Cipher contexts are created once per slot and re-keyed for each session.
         let key = [UInt8](repeating: 0, count: 16)
         let salt = [UInt8](repeating: 0, count: 14)
+        let gcmSalt = [UInt8](repeating: 0, count: 12)
         let a = try SRTPContext(profile: .aes128CmHmacSha1_80, masterKey: key, masterSalt: salt)
         let b = try SRTPContext(profile: .aes128CmHmacSha1_80, masterKey: key, masterSalt: salt)
+        let c = try SRTPContext(profile: .aeadAes128Gcm, masterKey: key, masterSalt: gcmSalt)
+        let d = try SRTPContext(profile: .aeadAes128Gcm, masterKey: key, masterSalt: gcmSalt)
         inbound = a
         outbound = b
+        spareInbound = c
+        spareOutbound = d
+    }
+
+    /// Keys both directions for `profile`, swapping in the spare pair when only it has the
+    /// right cipher. False when neither pair does (the caller then makes new contexts).
+    mutating func rekey(
+        _ profile: SRTPProfile, client: KeyMaterial, edge: KeyMaterial, deriver: borrowing SRTPKeyDeriver
+    ) -> Bool {
+        if !profile.sharesCipher(with: inbound.profile) && profile.sharesCipher(with: spareInbound.profile) {
+            swap(&inbound, &spareInbound)
+            swap(&outbound, &spareOutbound)
+        }
+        let ok = client.withKeyAndSalt { key, salt in
+            inbound.rekey(profile: profile, masterKey: key, masterSalt: salt, deriver: deriver)
+        }
+        return ok && edge.withKeyAndSalt { key, salt in
+            outbound.rekey(profile: profile, masterKey: key, masterSalt: salt, deriver: deriver)
+        }
     }
 }
 
@@ -103,32 +136,27 @@ public final class SessionStore: @unchecked Sendable {
     public static let free: Int32 = -1
 
     public init(capacity: Int) throws(SRTPSetupError) {
-        self.capacity = capacity
-        slots = .allocate(capacity: capacity)
-        owners = .allocate(capacity: capacity)
-        held = .allocate(capacity: capacity)
-        published = .allocate(capacity: capacity * SessionStore.publishedStride)
-        for i in 0..<(capacity * SessionStore.publishedStride) { (published + i).initialize(to: Atomic<UInt64>(0)) }
-        noticed = .allocate(capacity: capacity)
-        for i in 0..<capacity { (noticed + i).initialize(to: Atomic<Bool>(false)) }
+        // The slots first: if one cannot be made, nothing else exists yet and no deinit runs.
+        let slots = UnsafeMutablePointer<SessionSlot>.allocate(capacity: capacity)
         for i in 0..<capacity {
             do {
                 (slots + i).initialize(to: try SessionSlot())
             } catch {
                 slots.deinitialize(count: i)
                 slots.deallocate()
-                owners.deinitialize(count: i)
-                owners.deallocate()
-                held.deallocate()
-                published.deinitialize(count: capacity * SessionStore.publishedStride)
-                published.deallocate()
-                noticed.deinitialize(count: capacity)
-                noticed.deallocate()
                 throw error
             }
-            (owners + i).initialize(to: Atomic<Int32>(SessionStore.free))
-            (held + i).initialize(to: WorkerCommand(kind: .drop, slot: -1))
         }
+        self.capacity = capacity
+        self.slots = slots
+        owners = .allocate(capacity: capacity)
+        for i in 0..<capacity { (owners + i).initialize(to: Atomic<Int32>(SessionStore.free)) }
+        held = .allocate(capacity: capacity)
+        held.initialize(repeating: WorkerCommand(kind: .drop, slot: -1), count: capacity)
+        published = .allocate(capacity: capacity * SessionStore.publishedStride)
+        for i in 0..<(capacity * SessionStore.publishedStride) { (published + i).initialize(to: Atomic<UInt64>(0)) }
+        noticed = .allocate(capacity: capacity)
+        for i in 0..<capacity { (noticed + i).initialize(to: Atomic<Bool>(false)) }
     }
 
     deinit {
@@ -242,6 +270,13 @@ public final class SessionStore: @unchecked Sendable {
     public func packetCounts(slot: Int) -> (fromClient: UInt64, toClient: UInt64) {
         (slots[slot].packetsFromClient, slots[slot].packetsToClient)
     }
+
+    /// Whether `slot`'s session has its SRTP keys (a WebRTC session once its handshake is
+    /// done). Read from the control thread while the owner writes it: a snapshot.
+    public func isKeyed(slot: Int) -> Bool { slots[slot].active && slots[slot].keyed }
+
+    /// The SRTP profile `slot`'s session runs (a snapshot, as `isKeyed`).
+    public func profile(slot: Int) -> SRTPProfile? { slots[slot].active ? slots[slot].inbound.profile : nil }
 
     /// Frees `slot` (control thread, after its worker reported it released).
     public func unassign(_ slot: Int) {

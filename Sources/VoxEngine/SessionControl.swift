@@ -75,8 +75,11 @@ public final class SessionControl {
     /// valid check claims it. Unclaimed at `deadline`, `reapUnclaimed` frees it. The
     /// command (filled in by `configure`; its flow is ignored: the client is whoever checks
     /// first) must carry ICE credentials, or nothing can ever claim it.
-    public func hold(until deadline: UInt64, _ configure: (inout WorkerCommand) -> Void) throws(Failure) -> Int32 {
+    public func hold(until deadline: UInt64, slot wanted: Int32? = nil, _ configure: (inout WorkerCommand) -> Void)
+        throws(Failure) -> Int32
+    {
         reclaim()
+        if let wanted, let i = freeSlots.lastIndex(of: wanted) { freeSlots.swapAt(i, freeSlots.count - 1) }
         guard let slot = freeSlots.popLast() else { throw .full }
         var command = WorkerCommand(kind: .create, slot: slot)
         command.sessionID = nextSessionID
@@ -123,6 +126,9 @@ public final class SessionControl {
     /// The slot whose session holds client 5-tuple `flow`, as the control side placed it:
     /// the directory the workers' shared table is published from.
     public func slot(ofClient flow: FlowKey) -> Int32? { flows[flow] }
+
+    /// The client 5-tuple of the session in `slot`, as given or as its worker bound it.
+    public func clientFlow(ofSlot slot: Int32) -> FlowKey? { flowOfSlot[slot] }
 
     func place(_ slot: Int32, _ flow: FlowKey?) {
         if let old = flowOfSlot[slot] {
@@ -210,9 +216,10 @@ public final class SessionControl {
 extension WorkerLinks {
     /// The rings between `workers` workers and the control and handshake threads, built at
     /// start-up.
-    public static func make(workers: Int, sessions: Int, commandCapacity: Int = 1024, handoffCapacity: Int = 1024)
-        -> [WorkerLinks]
-    {
+    public static func make(
+        workers: Int, sessions: Int, commandCapacity: Int = 1024, handoffCapacity: Int = 1024,
+        handshakeDoorbell: Doorbell = Doorbell()
+    ) -> [WorkerLinks] {
         // handoff[from][to]
         let handoff: [[SPSCRing<FrameDescriptor>?]] = (0..<workers).map { from in
             (0..<workers).map { to in from == to ? nil : SPSCRing<FrameDescriptor>(capacity: handoffCapacity) }
@@ -227,7 +234,9 @@ extension WorkerLinks {
                 commands: SPSCRing(capacity: commandCapacity), released: SPSCRing(capacity: sessions),
                 handoffIn: (0..<workers).map { handoff[$0][w] }, handoffOut: handoff[w],
                 returnIn: (0..<workers).map { returns[$0][w] }, returnOut: returns[w],
-                handshake: DatagramQueue(capacity: 256), flowNotices: SPSCRing(capacity: sessions))
+                handshake: DatagramQueue(capacity: 256), handshakeOut: DatagramQueue(capacity: 256),
+                handshakeCommands: SPSCRing(capacity: 256), handshakeDoorbell: handshakeDoorbell,
+                flowNotices: SPSCRing(capacity: sessions))
             links.doorbell = doorbells[w]
             links.peerDoorbells = doorbells.map { Unmanaged.passUnretained($0) }
             links.clientFlows = flows

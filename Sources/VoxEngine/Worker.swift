@@ -45,7 +45,14 @@ public struct WorkerLinks: Sendable {
     /// sends it back to the worker whose share of the UMEM it is, so no queue starves.
     public var returnIn: [SPSCRing<UInt64>?]
     public var returnOut: [SPSCRing<UInt64>?]
+    /// DTLS records from clients, to the handshake thread; `handshakeDoorbell` wakes it.
     public var handshake: DatagramQueue
+    /// The handshake thread's flights, for this worker to send to the session's client.
+    public var handshakeOut: DatagramQueue
+    /// The handshake thread's commands (keys, ends): its own ring, so every ring keeps one
+    /// producer.
+    public var handshakeCommands: SPSCRing<WorkerCommand>
+    public var handshakeDoorbell: Doorbell
     /// Slots whose client this worker bound from a check (`SessionStore.publish`), for the
     /// control thread's flow directory. Sized for every slot: at most one notice each.
     public var flowNotices: SPSCRing<Int32>
@@ -60,7 +67,8 @@ public struct WorkerLinks: Sendable {
     public init(
         commands: SPSCRing<WorkerCommand>, released: SPSCRing<Int32>, handoffIn: [SPSCRing<FrameDescriptor>?],
         handoffOut: [SPSCRing<FrameDescriptor>?], returnIn: [SPSCRing<UInt64>?], returnOut: [SPSCRing<UInt64>?],
-        handshake: DatagramQueue, flowNotices: SPSCRing<Int32>
+        handshake: DatagramQueue, handshakeOut: DatagramQueue, handshakeCommands: SPSCRing<WorkerCommand>,
+        handshakeDoorbell: Doorbell, flowNotices: SPSCRing<Int32>
     ) {
         self.commands = commands
         self.released = released
@@ -69,6 +77,9 @@ public struct WorkerLinks: Sendable {
         self.returnIn = returnIn
         self.returnOut = returnOut
         self.handshake = handshake
+        self.handshakeOut = handshakeOut
+        self.handshakeCommands = handshakeCommands
+        self.handshakeDoorbell = handshakeDoorbell
         self.flowNotices = flowNotices
     }
 }
@@ -165,10 +176,14 @@ public struct Worker: ~Copyable {
             (UnsafePointer($0.entries), $0.count)
         }
         flowTable = links.clientFlows.enter(worker: configuration.id)
-        applyCommands(now: now)
+        applyCommands(from: links.commands, now: now)
         expireTimers(now: now)
         reclaimCompletions()
         takeReturnedFrames()
+        // Flights, then the handshake's commands: an alert leaves before the session it
+        // ends; keys are in before the flight that lets the client send SRTP leaves.
+        sendFlights()
+        applyCommands(from: links.handshakeCommands, now: now)
         refill()
         var handled = 0
         var handedIn = 0
@@ -201,7 +216,7 @@ public struct Worker: ~Copyable {
         backends.leave(worker: configuration.id)
         links.clientFlows.leave(worker: configuration.id)
         links.doorbell.willSleep()
-        var pending = links.commands.count > 0
+        var pending = links.commands.count > 0 || links.handshakeCommands.count > 0 || links.handshakeOut.count > 0
         for ring in links.handoffIn where (ring?.count ?? 0) > 0 { pending = true }
         if pending { links.doorbell.woke() }
         return !pending
@@ -356,9 +371,12 @@ public struct Worker: ~Copyable {
             stun(address, frame, capacity, &parsed, now: now)
         case .dtls:
             guard let slot = clientIndex.find(parsed.flowKey) else { return strayClientFlow(address, &parsed) }
-            if links.handshake.push(slot: slot, flow: parsed.flowKey, payload, length: parsed.payloadLength) {
+            let s = store.slots + Int(slot)
+            guard s.pointee.usesHandshake else { return drop(address, .unsupportedPayload) }
+            if links.handshake.push(slot: slot, session: s.pointee.sessionID, flow: parsed.flowKey, payload, length: parsed.payloadLength) {
                 counters.count(.toHandshake)
                 recycle(address)
+                links.handshakeDoorbell.ring()
             } else {
                 drop(address, .handshakeFull)
             }
@@ -464,6 +482,7 @@ public struct Worker: ~Copyable {
         isRTCP: Bool, now: UInt64
     ) {
         let s = store.slots + slot
+        guard s.pointee.keyed else { return drop(address, .notKeyed) }
         let payload = frame + parsed.payloadOffset
         var length = parsed.payloadLength
         let status = isRTCP ? s.pointee.inbound.unprotectRTCP(payload, length: &length)
@@ -476,6 +495,7 @@ public struct Worker: ~Copyable {
         }
         s.pointee.packetsFromClient &+= 1
         s.pointee.clientMAC = MACAddress.load(from: frame, at: 6)
+        s.pointee.ice.mediaReceived(now: now)
         if !isRTCP {
             let ssrc = payload.loadBE32(at: 8)
             if s.pointee.clientSSRC != ssrc {
@@ -513,6 +533,7 @@ public struct Worker: ~Copyable {
         if handOff(address, frameLength, slot: slot) { return }
         let s = store.slots + slot
         guard s.pointee.active, let client = s.pointee.clientFlow else { return drop(address, .unknownSession) }
+        guard s.pointee.keyed else { return drop(address, .notKeyed) }
         guard let backend = usableBackend(s.pointee.backendIndex), backend.pointee.address == parsed.source,
             backend.pointee.port == parsed.sourcePort
         else { return drop(address, .wrongSource) }
@@ -579,12 +600,12 @@ public struct Worker: ~Copyable {
 
     // MARK: - Commands
 
-    mutating func applyCommands(now: UInt64) {
-        while let command = links.commands.peek() {
+    mutating func applyCommands(from ring: SPSCRing<WorkerCommand>, now: UInt64) {
+        while let command = ring.peek() {
             apply(command, now: now)
             // Key material does not linger in the ring.
             command.pointee = WorkerCommand(kind: .drop, slot: -1)
-            links.commands.advance()
+            ring.advance()
         }
     }
 
@@ -606,34 +627,99 @@ public struct Worker: ~Copyable {
             portBinding.flowChanged(slot: slot, from: old, to: backendFlow(slot, s.pointee.backendIndex))
         case .drop:
             guard s.pointee.active else { return }
+            let id = command.pointee.sessionID
+            guard id == 0 || id == s.pointee.sessionID else { return }
+            switch command.pointee.endReason {
+            case .none: break
+            case .handshakeFailed: counters.countEnded(.handshakeFailed)
+            case .closedByClient: counters.countEnded(.closedByClient)
+            }
             end(slot)
+        case .installKeys:
+            guard s.pointee.active, s.pointee.usesHandshake, !s.pointee.keyed,
+                command.pointee.sessionID == s.pointee.sessionID
+            else { return }
+            installKeys(slot, command)
+            s.pointee.keyed = true
+            s.pointee.keyDeadline = .max
+            armTimer(slot)
         }
+    }
+
+    /// Keys `slot`'s contexts from `command` (allocation-free unless the profile needs a
+    /// cipher neither of the slot's pairs has).
+    mutating func installKeys(_ slot: Int, _ command: UnsafeMutablePointer<WorkerCommand>) {
+        let s = store.slots + slot
+        let profile = command.pointee.profile
+        guard !s.pointee.rekey(profile, client: command.pointee.clientKey, edge: command.pointee.edgeKey, deriver: deriver)
+        else { return }
+        // New contexts: the one case that allocates (AES-256-GCM, or AES-CM-32 after GCM).
+        command.pointee.clientKey.withKeyAndSalt { key, salt in
+            if let ctx = try? SRTPContext(profile: profile, masterKey: Array(key), masterSalt: Array(salt)) {
+                s.pointee.inbound = ctx
+            }
+        }
+        command.pointee.edgeKey.withKeyAndSalt { key, salt in
+            if let ctx = try? SRTPContext(profile: profile, masterKey: Array(key), masterSalt: Array(salt)) {
+                s.pointee.outbound = ctx
+            }
+        }
+    }
+
+    /// Sends the handshake thread's flights: each datagram is copied into a frame of this
+    /// worker's pool and addressed to the session's client from the media port.
+    mutating func sendFlights() {
+        while freeCount > 0 {
+            let frame = freeFrames[freeCount - 1]
+            var length = 0
+            let taken = links.handshakeOut.consume { entry, bytes in
+                length = flight(entry, bytes, into: frame)
+            }
+            guard taken else { return }
+            if length > 0 {
+                freeCount -= 1
+                counters.count(.fromHandshake)
+                transmit(frame, length: length)
+            } else {
+                counters.drop(.unknownSession)
+            }
+        }
+    }
+
+    /// Writes one flight datagram for `entry`'s session into the frame at `address`; the
+    /// frame's length, or 0 when the session is gone, moved or has no room.
+    func flight(_ entry: DatagramQueue.Entry, _ bytes: UnsafeRawBufferPointer, into address: UInt64) -> Int {
+        let slot = Int(entry.slot)
+        guard slot >= 0, slot < store.capacity else { return 0 }
+        let s = store.slots + slot
+        guard s.pointee.active, s.pointee.sessionID == entry.session, let client = s.pointee.clientFlow,
+            client == entry.flow, !isOwnEndpoint(client.remoteAddress, client.remotePort)
+        else { return 0 }
+        let c = configuration
+        let addresses = FrameAddresses(
+            destinationMAC: s.pointee.clientMAC, sourceMAC: c.edgeMAC, source: client.localAddress,
+            sourcePort: client.localPort, destination: client.remoteAddress, destinationPort: client.remotePort)
+        let start = addresses.headerLength
+        guard start + bytes.count <= frameSize else { return 0 }
+        let frame = umem + Int(address)
+        (frame + start).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
+        _ = FrameBuilder.write(frame, addresses, payloadLength: bytes.count)
+        return start + bytes.count
     }
 
     /// Starts a session in `slot` from its create command (from the command ring, or held
     /// for this worker's claim).
     mutating func start(_ slot: Int, _ command: UnsafeMutablePointer<WorkerCommand>, now: UInt64) {
         let s = store.slots + slot
-        let profile = command.pointee.profile
-        var ok = command.pointee.clientKey.withKeyAndSalt { key, salt in
-            s.pointee.inbound.rekey(profile: profile, masterKey: key, masterSalt: salt, deriver: deriver)
-        }
-        ok = ok && command.pointee.edgeKey.withKeyAndSalt { key, salt in
-            s.pointee.outbound.rekey(profile: profile, masterKey: key, masterSalt: salt, deriver: deriver)
-        }
-        if !ok {
-            // Another cipher family than this slot's contexts: new contexts (the one case
-            // that allocates; a slot keeps the family of its last session).
-            command.pointee.clientKey.withKeyAndSalt { key, salt in
-                if let ctx = try? SRTPContext(profile: profile, masterKey: Array(key), masterSalt: Array(salt)) {
-                    s.pointee.inbound = ctx
-                }
-            }
-            command.pointee.edgeKey.withKeyAndSalt { key, salt in
-                if let ctx = try? SRTPContext(profile: profile, masterKey: Array(key), masterSalt: Array(salt)) {
-                    s.pointee.outbound = ctx
-                }
-            }
+        s.pointee.usesHandshake = command.pointee.keysFromHandshake
+        if command.pointee.keysFromHandshake {
+            // Keys come from the handshake, by its deadline; until then no media passes.
+            s.pointee.keyed = false
+            s.pointee.keyDeadline = command.pointee.connectDeadline
+        } else {
+            installKeys(slot, command)
+            s.pointee.keyed = true
+            s.pointee.keyDeadline = .max
         }
         s.pointee.ice.close()
         if !command.pointee.ufrag.isEmpty {
@@ -646,8 +732,8 @@ public struct Worker: ~Copyable {
                     localUfrag: command.pointee.ufrag, password: $0, remoteUfrag: command.pointee.remoteUfrag, now: now,
                     configuration: configuration)
             }
-            armTimer(slot)
         }
+        armTimer(slot)
         s.pointee.sessionID = command.pointee.sessionID
         s.pointee.backendIndex = command.pointee.backend
         s.pointee.clientLeg = ClientLegStream(
@@ -675,6 +761,9 @@ public struct Worker: ~Copyable {
         s.pointee.clientFlow = nil
         s.pointee.clientSSRC = nil
         s.pointee.active = false
+        s.pointee.keyed = true
+        s.pointee.usesHandshake = false
+        s.pointee.keyDeadline = .max
         s.pointee.inbound.wipeKeys()
         s.pointee.outbound.wipeKeys()
         s.pointee.inbound.resetStreams()
@@ -687,9 +776,11 @@ public struct Worker: ~Copyable {
 
     // MARK: - Timers
 
-    /// Schedules `slot`'s timer at its agent's deadline (none once the agent has failed).
+    /// Schedules `slot`'s timer at its agent's deadline, or its key deadline if that comes
+    /// first (none once the agent has failed and the keys are in).
     mutating func armTimer(_ slot: Int) {
-        let deadline = store.slots[slot].ice.deadline
+        let s = store.slots + slot
+        let deadline = min(s.pointee.ice.deadline, s.pointee.keyDeadline)
         if deadline == .max { timers.cancel(slot) } else { timers.schedule(slot, at: deadline) }
     }
 
@@ -706,7 +797,11 @@ public struct Worker: ~Copyable {
                 _ = s.pointee.ice.poll(now: now)
                 // A check may have found the agent failed first (it then answers nothing).
                 if case .failed(let failure) = s.pointee.ice.state {
-                    counters.countEnded(failure)
+                    counters.countEnded(failure == .consentExpired ? .consentExpired : .connectTimeout)
+                    end(slot)
+                } else if now >= s.pointee.keyDeadline {
+                    // ICE connected, but no handshake finished within the connect deadline.
+                    counters.countEnded(.connectTimeout)
                     end(slot)
                 } else {
                     armTimer(slot)

@@ -237,6 +237,16 @@ public struct ICELiteAgent {
         return events
     }
 
+    /// Authenticated SRTP or SRTCP from the client at `now` renews consent like a valid
+    /// check: Debian 12's libnice (GStreamer) keeps a call alive with Binding Indications
+    /// and media only, so a check-only rule would cut its calls at `consentTimeout`. The
+    /// packet's authentication tag is the proof of consent here. Called per packet: a
+    /// compare and a store.
+    @inline(__always)
+    public mutating func mediaReceived(now: UInt64) {
+        if case .connected = state { deadline = now &+ configuration.consentTimeout }
+    }
+
     /// Applies the timers up to `now`; returns the failure when it happens at this call.
     public mutating func poll(now: UInt64) -> ICEFailure? {
         guard now >= deadline else { return nil }
