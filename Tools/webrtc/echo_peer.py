@@ -27,6 +27,7 @@ import shutil
 import ssl
 import sys
 import tempfile
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import voxwebrtc  # noqa: E402
@@ -100,6 +101,40 @@ class EchoPeer:
                 self.seconds += frame.samples / frame.sample_rate
                 return frame
 
+        class Delay(MediaStreamTrack):
+            """The source's frames, each handed on `delay` seconds after it arrived."""
+
+            kind = "audio"
+
+            def __init__(self, source, delay: float) -> None:  # noqa: ANN001
+                super().__init__()
+                self.delay = delay
+                self.queue: asyncio.Queue = asyncio.Queue()
+                self.task = asyncio.ensure_future(self.pump(source))
+
+            async def pump(self, source) -> None:  # noqa: ANN001
+                from aiortc.mediastreams import MediaStreamError
+
+                try:
+                    while True:
+                        self.queue.put_nowait((time.monotonic() + self.delay,
+                                               await source.recv()))
+                except MediaStreamError:
+                    self.queue.put_nowait((0.0, None))
+
+            async def recv(self):  # noqa: ANN202
+                from aiortc.mediastreams import MediaStreamError
+
+                due, frame = await self.queue.get()
+                if frame is None:
+                    raise MediaStreamError
+                await asyncio.sleep(max(0.0, due - time.monotonic()))
+                return frame
+
+            def stop(self) -> None:
+                self.task.cancel()
+                super().stop()
+
         @pc.on("track")
         def on_track(track) -> None:  # noqa: ANN001
             if track.kind != "audio" or brk == "media":
@@ -109,6 +144,8 @@ class EchoPeer:
             elif brk == "beep3":
                 # voxcall's third beep, by default 2.0–2.1 s into its audio
                 track = Silence(track, 1.9, 2.3)
+            if self.args.delay_ms:
+                track = Delay(track, self.args.delay_ms / 1000)
             pc.addTrack(track)
 
         @pc.on("connectionstatechange")
@@ -124,6 +161,11 @@ class EchoPeer:
             t.receiver.transport._set_role("server")
         await pc.setLocalDescription(await pc.createAnswer())
         sdp = pc.localDescription.sdp
+        # Say ICE-lite, as the engine does, so the client behaves as it will against it:
+        # aioice then nominates by a second check with USE-CANDIDATE (regular nomination)
+        # instead of on the first. (This peer still runs full ICE underneath; the client
+        # answers its checks, which an engine would not send.)
+        sdp = sdp.replace("\r\nt=0 0\r\n", "\r\nt=0 0\r\na=ice-lite\r\n", 1)
         if brk == "ice":
             # A password the peer does not use: every check fails its MESSAGE-INTEGRITY.
             # (A dead candidate port would not do: the peer's own checks reach the client,
@@ -208,7 +250,8 @@ async def serve(args: argparse.Namespace) -> None:
     server = await asyncio.start_server(peer.handle, args.host, args.port, ssl=ctx)
     scheme = "http" if args.plain_http else "https"
     peer.log(f"listening {scheme}://{args.host}:{args.port}/v1/sessions"
-             + (f" (break {args.break_stage})" if args.break_stage else ""))
+             + (f" (break {args.break_stage})" if args.break_stage else "")
+             + (f" (echo delayed {args.delay_ms:g} ms)" if args.delay_ms else ""))
     async with server:
         await server.serve_forever()
 
@@ -220,6 +263,8 @@ def main() -> None:
     ap.add_argument("--bind", help="the only address to gather an ICE candidate on")
     ap.add_argument("--token", help="require `Authorization: Bearer TOKEN`")
     ap.add_argument("--plain-http", action="store_true")
+    ap.add_argument("--delay-ms", type=float, default=0,
+                    help="hold each echoed frame this long (checks voxcall's latency figures)")
     ap.add_argument("--break", dest="break_stage", choices=["ice", "media", "beeps", "beep3", "delete"])
     args = ap.parse_args()
     voxwebrtc.ensure_aiortc()

@@ -52,11 +52,19 @@ done
 ip -n "$srv" link set "$vs" up
 ip -n "$cli" link set "$vc" up
 
-# One echo peer per behaviour, each on its own port: 8443 behaves, the others break a stage.
-declare -A port=([ok]=8443 [ice]=8444 [media]=8445 [beeps]=8446 [beep3]=8447 [delete]=8448)
+# One echo peer per behaviour, each on its own port: 8443 behaves, the others break a stage,
+# delay50 and delay150 echo 50 and 150 ms late (the kernel here has no netem to delay the
+# veth instead; and the peer's undelayed path is not the delayed one with 0 ms, so the two
+# calls compared both go through the delay).
+declare -A port=([ok]=8443 [ice]=8444 [media]=8445 [beeps]=8446 [beep3]=8447 [delete]=8448
+                 [delay50]=8449 [delay150]=8450)
 for mode in "${!port[@]}"; do
     args=(--host "$server" --port "${port[$mode]}" --token secret)
-    [[ $mode == ok ]] || args+=(--break "$mode")
+    case $mode in
+        ok) ;;
+        delay*) args+=(--delay-ms "${mode#delay}") ;;
+        *) args+=(--break "$mode") ;;
+    esac
     ip netns exec "$srv" "$py" Tools/webrtc/echo_peer.py "${args[@]}" >"$tmp/peer-$mode.log" 2>&1 &
     pids+=($!)
 done
@@ -129,6 +137,18 @@ cat "$tmp/out" "$tmp/err"
 check "call succeeds, every beep found" all_beeps_found 8
 check "no STUN request on the wire after ICE connected ($after)" test "$after" = 0
 check "aioice sent no STUN after ICE connected" test "$(json "r['stun_sent']['after_ice_connected']")" = 0
+
+echo "== echoes 50 and 150 ms late: the beeps' round trip grows by the difference"
+voxcall delay50 --beeps 8 --insecure || true
+base=$(json "r['beep_rtt_ms']['median']")
+sed -n '/^beeps /p' "$tmp/out"
+voxcall delay150 --beeps 8 --insecure || true
+late=$(json "r['beep_rtt_ms']['median']")
+sed -n '/^beeps /p' "$tmp/out"
+added=$("$py" -c "print(round($late - $base))" 2>/dev/null || echo none)
+# The latency figure is what is under test here; the bounds only catch a wrong measurement.
+check "median beep RTT $base → $late ms: +$added ms for 100 ms more delay" \
+    "$py" -c "import sys; sys.exit(not 60 <= $added <= 140)"
 
 echo "== failures, each named by its stage"
 voxcall ok --beeps 2 --fingerprint "$(printf '%064d' 0)" || true

@@ -575,10 +575,19 @@ def print_human(result: dict) -> None:
     p("OK" if result.get("ok") else f"FAILED at {result.get('failed_stage')}: {result.get('error')}")
 
 
+class _Help(argparse.HelpFormatter):
+    """Appends a flag's default to its help when it has a value worth saying."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        h = action.help or ""
+        if action.default not in (None, False, argparse.SUPPRESS) and "default" not in h:
+            h += " (default: %(default)s)"
+        return h
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     ap = argparse.ArgumentParser(
-        prog="voxcall", description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        prog="voxcall", description=__doc__.split("\n\n")[0], formatter_class=_Help)
     ap.add_argument("--url", required=True, help="the sessions endpoint, e.g. "
                     "https://198.18.0.1:8443/v1/sessions")
     ap.add_argument("--token", help="bearer token (JWT); or $VOXCALL_TOKEN",
@@ -606,7 +615,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                     help="seconds from the POST to ICE and DTLS connected")
     ap.add_argument("--media-timeout", type=float, default=5.0,
                     help="seconds from DTLS connected to the first audio back")
-    ap.add_argument("--http-timeout", type=float, default=10.0)
+    ap.add_argument("--http-timeout", type=float, default=10.0, help="seconds for each HTTP exchange")
     ap.add_argument("--no-consent", action="store_true", help="send no ICE consent checks "
                     "(RFC 7675) after connecting: media only, like libnice's clients")
     ap.add_argument("--bind", help="local address for ICE and HTTP (default: every non-loopback "
