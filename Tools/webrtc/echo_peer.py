@@ -8,7 +8,9 @@ aiortc peer that answers like the engine (DTLS server: `a=setup:passive`; no con
 of its own, as an ICE-lite agent sends none) and sends the received audio back.
 
 --break makes it fail one stage on purpose, so the client's failure reports can be tested:
+  answer answer 201 with an SDP of one line
   ice    answer with an ICE password it does not use
+  dtls   answer with another certificate's fingerprint
   media  answer but send nothing back
   beeps  send back frames of silence instead of the audio
   beep3  silence 1.9–2.3 s of the audio sent back: voxcall's third beep by default
@@ -166,6 +168,10 @@ class EchoPeer:
         # instead of on the first. (This peer still runs full ICE underneath; the client
         # answers its checks, which an engine would not send.)
         sdp = sdp.replace("\r\nt=0 0\r\n", "\r\nt=0 0\r\na=ice-lite\r\n", 1)
+        if brk == "dtls":
+            # Another certificate's fingerprint: ICE connects, DTLS fails its check.
+            sdp = re.sub(r"a=fingerprint:sha-256 (\S+)",
+                         lambda m: "a=fingerprint:sha-256 " + ":".join(["00"] * 32), sdp)
         if brk == "ice":
             # A password the peer does not use: every check fails its MESSAGE-INTEGRITY.
             # (A dead candidate port would not do: the peer's own checks reach the client,
@@ -218,6 +224,9 @@ class EchoPeer:
                 return 405, text, b"POST only\n"
             if headers.get("content-type", "").split(";")[0].strip() != "application/sdp":
                 return 415, text, b"not application/sdp\n"
+            if self.args.break_stage == "answer":
+                return 201, {"Content-Type": "application/sdp",
+                             "Location": "/v1/sessions/none"}, b"v=0\r\n"
             sid, sdp = await self.answer(body.decode())
             self.log(f"session {sid[:8]}… answered")
             return 201, {"Content-Type": "application/sdp",
@@ -265,7 +274,7 @@ def main() -> None:
     ap.add_argument("--plain-http", action="store_true")
     ap.add_argument("--delay-ms", type=float, default=0,
                     help="hold each echoed frame this long (checks voxcall's latency figures)")
-    ap.add_argument("--break", dest="break_stage", choices=["ice", "media", "beeps", "beep3", "delete"])
+    ap.add_argument("--break", dest="break_stage", choices=["answer", "ice", "dtls", "media", "beeps", "beep3", "delete"])
     args = ap.parse_args()
     voxwebrtc.ensure_aiortc()
     try:

@@ -57,7 +57,7 @@ ip -n "$cli" link set "$vc" up
 # veth instead; and the peer's undelayed path is not the delayed one with 0 ms, so the two
 # calls compared both go through the delay).
 declare -A port=([ok]=8443 [ice]=8444 [media]=8445 [beeps]=8446 [beep3]=8447 [delete]=8448
-                 [delay50]=8449 [delay150]=8450)
+                 [delay50]=8449 [delay150]=8450 [answer]=8451 [dtls]=8452)
 for mode in "${!port[@]}"; do
     args=(--host "$server" --port "${port[$mode]}" --token secret)
     case $mode in
@@ -140,10 +140,10 @@ check "aioice sent no STUN after ICE connected" test "$(json "r['stun_sent']['af
 
 echo "== echoes 50 and 150 ms late: the beeps' round trip grows by the difference"
 voxcall delay50 --beeps 8 --insecure || true
-base=$(json "r['beep_rtt_ms']['median']")
+base=$(json "round(r['beep_rtt_ms']['median'], 1)")
 sed -n '/^beeps /p' "$tmp/out"
 voxcall delay150 --beeps 8 --insecure || true
-late=$(json "r['beep_rtt_ms']['median']")
+late=$(json "round(r['beep_rtt_ms']['median'], 1)")
 sed -n '/^beeps /p' "$tmp/out"
 added=$("$py" -c "print(round($late - $base))" 2>/dev/null || echo none)
 # The latency figure is what is under test here; the bounds only catch a wrong measurement.
@@ -157,8 +157,12 @@ voxcall ok --beeps 2 --insecure --token wrong || true
 check "wrong token → POST 401" fails_at POST "HTTP 401"
 voxcall ok --beeps 2 || true
 check "self-signed certificate, neither pinned nor --insecure → POST" fails_at POST CERTIFICATE_VERIFY_FAILED
+voxcall answer --beeps 2 --insecure || true
+check "201 with an SDP of one line → POST" fails_at POST "answer refused by aiortc"
 voxcall ice --beeps 2 --insecure --connect-timeout 3 || true
 check "answer with a wrong ICE password → ICE" fails_at ICE "not connected 3 s"
+voxcall dtls --beeps 2 --insecure --connect-timeout 5 || true
+check "answer with another certificate's fingerprint → DTLS" fails_at DTLS ""
 voxcall media --beeps 2 --insecure --media-timeout 2 || true
 check "peer sends nothing back → media" fails_at media "no audio back"
 voxcall beeps --beeps 4 --insecure || true
