@@ -550,7 +550,8 @@ def print_human(result: dict) -> None:
     if pk:
         p(f"packets      sent {pk.get('packets_sent')}, received {pk.get('packets_received')}, "
           f"lost {pk.get('packets_lost')} (peer reports {pk.get('peer_reported_lost')} lost), "
-          f"jitter {pk.get('jitter_ms')} ms, RTCP RTT {pk.get('rtcp_rtt_ms')} ms")
+          f"jitter {pk.get('jitter_ms')} ms, RTCP RTT "
+          + ("-" if pk.get("rtcp_rtt_ms") is None else f"{pk['rtcp_rtt_ms']} ms"))
     if "max_gap_ms" in result:
         p(f"audio        {result['frames_sent']} frames sent, {result['frames_received']} "
           f"received, longest gap {result['max_gap_ms']} ms")
@@ -630,6 +631,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         ap.error("beep frequencies must lie in 200..16000 Hz, at least 150 Hz apart")
     if a.beep_interval < 0.2:
         ap.error("--beep-interval must be ≥ 0.2 s (a beep is 100 ms long)")
+    u = urllib.parse.urlsplit(a.url)
+    if u.scheme not in ("http", "https") or not u.hostname:
+        ap.error(f"--url must be http:// or https://host[:port]/path, got {a.url!r}")
+    try:
+        u.port
+    except ValueError as e:
+        ap.error(f"--url: {e}")
+    if a.fingerprint:
+        try:
+            voxwebrtc.normalize_fingerprint(a.fingerprint)
+        except ValueError as e:
+            ap.error(f"--fingerprint: {e}")
     if a.bind:
         try:
             socket.inet_pton(socket.AF_INET6 if ":" in a.bind else socket.AF_INET, a.bind)
