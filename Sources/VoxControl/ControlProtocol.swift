@@ -136,7 +136,8 @@ public enum ControlWire {
     }
 
     /// The reply line, newline included. `revealSecrets` is true only for the reply that hands
-    /// a created session's edge key to its caller; every other reply is redacted.
+    /// a created session's edge key (or a WebRTC session's answer) to its caller; every other
+    /// reply is redacted.
     public static func encode(id: Any, _ reply: ControlReply, revealSecrets: Bool = false) -> [UInt8] {
         var object = revealSecrets ? reply.fields : (redacted(reply.fields) as? [String: Any] ?? [:])
         object["id"] = id
@@ -164,7 +165,9 @@ public enum ControlWire {
     /// `…_key`), and anything named like a secret, token or password.
     public static func isSecret(_ name: String) -> Bool {
         let n = name.lowercased()
+        // SDP carries ICE passwords: an offer's and our answer's.
         return n == "key" || n.hasSuffix("_key") || n.contains("secret") || n.contains("token") || n.contains("password")
+            || n == "sdp" || n == "answer"
     }
 
     /// `value` with every secret field (at any depth) replaced by "<redacted>": what logs and

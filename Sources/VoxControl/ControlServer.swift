@@ -204,7 +204,7 @@ public final class ControlServer: @unchecked Sendable {
             if failed { errors += 1 }
             metrics?.controlRequest(failed: failed)
             log(request, reply, peer: peer, connection: connection)
-            let reveal = request.command == "session.create" && !failed
+            let reveal = (request.command == "session.create" || request.command == "session.offer") && !failed
             return ControlWire.encode(id: request.id, reply, revealSecrets: reveal)
         }
     }

@@ -55,6 +55,7 @@ public final class EngineController {
         do {
             switch request.command {
             case "session.create": return try create(request)
+            case "session.offer": return try offer(request)
             case "session.drop": return try drop(request)
             case "session.list": return .ok(["sessions": sessions.values.sorted { $0.id < $1.id }.map(describe)])
             case "session.show": return try show(request)
@@ -272,6 +273,25 @@ public final class EngineController {
     }
     var nextBackend = 0
 
+    /// The largest SDP offer taken (signaling's limit too).
+    public static let maxOffer = 64 * 1024
+
+    /// `session.offer`: a WebRTC session from an SDP offer given over the control socket (an
+    /// operator's own signaling server), answered in the reply.
+    func offer(_ r: ControlRequest) throws(ControlError) -> ControlReply {
+        let sdp = try r.string("sdp")
+        guard sdp.utf8.count <= EngineController.maxOffer else {
+            throw ControlError(code: "bad_argument", message: "'sdp' is over \(EngineController.maxOffer) bytes")
+        }
+        let subject = try r.optionalString("subject") ?? "control"
+        let model = try r.optionalString("model") ?? ""
+        let (id, answer) = try createWebRTC(offer: sdp, subject: subject, model: model, source: "control")
+        guard let record = sessions[Int32(truncatingIfNeeded: id >> 32)] else {
+            throw ControlError(code: "internal", message: "the session vanished")
+        }
+        return .ok(["session": describe(record), "answer": answer])
+    }
+
     /// Ends the session `id` (signaling's DELETE): false when it is not live.
     public func end(session id: UInt64) -> Bool {
         guard let record = sessions.values.first(where: { $0.id == id }) else { return false }
@@ -403,7 +423,13 @@ public final class EngineController {
             let b = table[i]
             return ["index": i, "address": EngineController.format(b.address, b.port), "mac": "\(b.mac)", "state": "\(b.state)"]
         }
+        let h = runtime.handshakes.snapshot
         var reply: [String: Any] = [
+            "handshakes": [
+                "started": NSNumber(value: h.started), "succeeded": NSNumber(value: h.succeeded),
+                "failed": h.failed.mapValues { NSNumber(value: $0) }, "closed_by_client": NSNumber(value: h.closedByClient),
+                "unexpected": NSNumber(value: h.unexpected), "cpu_ns": NSNumber(value: h.cpuNanoseconds),
+            ] as [String: Any],
             "backends": backendList,
             "sessions": sessions.count, "capacity": runtime.store.capacity, "workers": workers, "io": runtime.io,
             "control": ["requests": server?.requests ?? 0, "errors": server?.errors ?? 0, "clients": server?.connectedClients ?? 0],

@@ -12,18 +12,30 @@ import VoxSRTPReference
 public struct DemoCommand: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "demo",
-        abstract: "Show the engine working: namespaces, engine, echo backend, SRTP callers; then clean up.",
+        abstract: "Show the engine working: a real WebRTC call through it (or static-key callers); then clean up.",
         discussion: """
             Two network namespaces joined by a veth pair: the edge's (198.18.0.1) runs \
-            `voxedge run`, on AF_XDP when it can; the far one holds the callers (198.18.0.2) and \
-            an echoing `voxedge backend-sim` (198.18.0.3), so both legs cross the veth as they \
-            would cross a NIC. The callers set up static-key sessions over the control socket, \
-            send SRTP (libsrtp2) for --seconds and check every echo the edge sends back. Needs root.
+            `voxedge run`, on AF_XDP when it can, with its HTTPS signaling listener on :8443; the \
+            far one holds the caller (198.18.0.2) and an echoing `voxedge backend-sim` \
+            (198.18.0.3), so both legs cross the veth as they would cross a NIC. By default the \
+            caller is aiortc (Tools/webrtc/voxcall.py, in the virtual environment \
+            scripts/install-deps makes): it POSTs its offer with a token from `voxedge token`, \
+            pins the listener's certificate by the fingerprint the engine prints, does ICE and \
+            DTLS, speaks a signal with --beeps beeps and finds each in the echo, and prints the \
+            set-up times and the round trip. With --static-keys the callers set up static-key \
+            sessions over the control socket, send SRTP (libsrtp2) for --seconds and check every \
+            echo. Needs root.
             """
     )
 
-    @Option(help: "Calls.") var sessions = 20
-    @Option(help: "Seconds of audio.") var seconds = 5
+    @Flag(help: "Static-key (SDES-style) callers over the control socket instead of a WebRTC call.") var staticKeys = false
+    @Option(help: "WebRTC: beeps in the caller's signal.") var beeps = 8
+    @Flag(help: "WebRTC: the caller sends no ICE consent checks after connecting (media alone keeps the call).")
+    var noConsent = false
+    @Option(help: "WebRTC: the repository checkout holding Tools/webrtc and .build/venv (default: found from the executable or the working directory).")
+    var checkout: String?
+    @Option(help: "Static keys: calls.") var sessions = 20
+    @Option(help: "Seconds of audio (WebRTC: the call lasts at least this long).") var seconds = 5
     @Option(help: "SRTP profile.") var profile = "AES_CM_128_HMAC_SHA1_80"
     @Option(help: "Packet I/O of the engine: auto (AF_XDP, else kernel sockets), xdp or socket.") var io = "auto"
     @Option(help: "Queues of the veth pair, and engine workers (one per queue).") var queues = 1
@@ -58,9 +70,19 @@ public struct DemoCommand: ParsableCommand {
         let pinBackend = crossQueueBackend ? ["taskset", "-c", "1"] : (queues > 1 ? ["taskset", "-c", "0"] : [])
         let pinCallers = queues > 1 ? ["taskset", "-c", "0"] : []
         session.children.append(try demo.spawn(in: demo.far, pinBackend + [resolved, "backend-sim", "--listen", "198.18.0.3:5004"], quiet: true))
+        // WebRTC: the signaling listener on the edge's address, tokens signed with a secret
+        // made for this run; the listener's certificate is generated at start.
+        let configPath = "/tmp/\(tag).yaml"
+        let secretPath = "/tmp/\(tag).secret"
+        var rng = SystemRandomNumberGenerator()
+        let secret = (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &rng)) }.joined()
+        try DemoCommand.writePrivate(secretPath, secret)
+        try DemoCommand.writePrivate(
+            configPath,
+            "signaling:\n  address: 198.18.0.1\n  port: 8443\n  token_hs256_secret_file: \(secretPath)\n")
         let engine = try demo.spawn(
             in: demo.edge,
-            [resolved, "run", "--io", io, "--workers", "\(queues)", "--media-address", "198.18.0.1", "--media-port", "40000",
+            [resolved, "run", "--config", configPath, "--io", io, "--workers", "\(queues)", "--media-address", "198.18.0.1", "--media-port", "40000",
                 "--backend", "198.18.0.3:5004",  // backend legs: 198.18.0.1 (the media address), ports 20000+
                 "--control-socket", socketPath, "--metrics", "127.0.0.1:0", "--max-sessions", "\(max(64, sessions + 1))",
                 "--log-level", "warning"],
@@ -87,6 +109,24 @@ public struct DemoCommand: ParsableCommand {
         if io == "xdp" && running != "xdp" { throw ValidationError("asked for --io xdp, the engine runs \(running)") }
         // `ip netns exec` execs the engine: this pid is the engine's, its schedstat its CPU.
         let cpuBefore = DemoCommand.cpuNanoseconds(engine.processIdentifier)
+        guard staticKeys else {
+            var status = try webRTCCall(demo, session, first, resolved: resolved, configPath: configPath, pin: pinCallers)
+            if let stats = try? ControlClient.call(socketPath, ["cmd": "stats"]) {
+                let cpu = DemoCommand.cpuNanoseconds(engine.processIdentifier) - cpuBefore
+                DemoCommand.printEngineSide(stats, cpu: cpu)
+            }
+            engine.terminate()
+            engine.waitUntilExit()
+            if running == "xdp" {
+                let attached = demo.output(["ip", "-n", demo.edge, "link", "show", demo.edgeInterface]).contains(" xdp")
+                print("after shutdown: \(attached ? "an XDP program is still attached" : "no XDP program") on \(demo.edgeInterface)")
+                if attached { status = 1 }
+            }
+            session.end()
+            print(status == 0 ? "demo passed; namespaces and processes removed" : "demo FAILED (status \(status)); namespaces and processes removed")
+            if status != 0 { throw ExitCode(status) }
+            return
+        }
         let client = try demo.spawn(
             in: demo.far,
             pinCallers + [resolved, "demo-callers", "--socket", socketPath, "--sessions", "\(sessions)", "--seconds", "\(seconds)",
@@ -146,6 +186,77 @@ public struct DemoCommand: ParsableCommand {
 }
 
 extension DemoCommand {
+    /// The WebRTC caller: a token from `voxedge token`, the listener's fingerprint from the
+    /// engine, then aiortc (voxcall.py) in the far namespace. Returns its exit status.
+    func webRTCCall(
+        _ demo: DemoNetwork, _ session: DemoSession, _ stats: [String: Any], resolved: String, configPath: String,
+        pin: [String]
+    ) throws -> Int32 {
+        guard let signaling = stats["signaling"] as? [String: Any], let url = signaling["url"] as? String else {
+            throw ValidationError("the engine runs no signaling listener")
+        }
+        let root = try checkoutRoot(executable: resolved)
+        let python = root + "/.build/venv/bin/python3"
+        guard FileManager.default.isExecutableFile(atPath: python) else {
+            throw ValidationError("no aiortc environment at \(python): run scripts/install-deps")
+        }
+        let token = demo.output([resolved, "token", "--config", configPath, "--subject", "demo", "--model", "echo", "--ttl", "600"])
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !token.isEmpty else { throw ValidationError("voxedge token printed nothing") }
+        var arguments = [
+            python, root + "/Tools/webrtc/voxcall.py", "--url", url.replacingOccurrences(of: "0.0.0.0", with: "198.18.0.1"),
+            "--token", token, "--bind", "198.18.0.2", "--beeps", "\(beeps)",
+            "--duration", "\(max(seconds, Int((Double(beeps) * 0.5).rounded(.up)) + 2))",
+        ]
+        if let fingerprint = signaling["fingerprint"] as? String { arguments += ["--fingerprint", fingerprint] }
+        if noConsent { arguments += ["--no-consent", "--max-gap", "0.5"] }
+        print("caller: aiortc in \(demo.far) (198.18.0.2) → POST \(url)")
+        fflush(nil)
+        let client = try demo.spawn(in: demo.far, pin + arguments, quiet: false)
+        session.children.append(client)
+        client.waitUntilExit()
+        return client.terminationStatus
+    }
+
+    /// The checkout whose Tools/webrtc and .build/venv the demo uses: --checkout, else the
+    /// working directory, else the one the executable was built in (.build/<config>/voxedge).
+    func checkoutRoot(executable: String) throws -> String {
+        let built = URL(fileURLWithPath: executable).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().path
+        let candidates: [String?] = [checkout, FileManager.default.currentDirectoryPath, built]
+        for case let root? in candidates where FileManager.default.fileExists(atPath: root + "/Tools/webrtc/voxcall.py") {
+            return root
+        }
+        throw ValidationError("no Tools/webrtc/voxcall.py found: run the demo from the repository (or give --checkout)")
+    }
+
+    /// What the engine saw of the call: handshakes, set-up, CPU.
+    static func printEngineSide(_ stats: [String: Any], cpu: Int) {
+        if let h = stats["handshakes"] as? [String: Any] {
+            let succeeded = (h["succeeded"] as? Int) ?? 0
+            let cpuNs = (h["cpu_ns"] as? Int) ?? 0
+            print("engine: handshakes started=\(h["started"] ?? 0) succeeded=\(succeeded) failed=\(h["failed"] ?? [:])"
+                + (succeeded > 0 ? String(format: ", %.0f µs of handshake-thread CPU each", Double(cpuNs) / 1e3 / Double(succeeded)) : ""))
+        }
+        if let workers = stats["workers"] as? [[String: Any]] {
+            let verdicts = workers.map { ($0["verdicts"] as? [String: Any]) ?? [:] }
+            let sum = { (k: String) in verdicts.reduce(0) { $0 + (($1[k] as? Int) ?? 0) } }
+            print("engine: \(sum("toBackend")) packets to the backend, \(sum("toClient")) to the client, \(sum("answered")) checks answered, \(sum("dropped")) dropped"
+                + String(format: "; %.1f ms of CPU (all its threads)", Double(cpu) / 1e6))
+        }
+        fflush(nil)
+    }
+
+    /// Writes `text` to `path`, readable by root only (a token secret, the config naming it).
+    static func writePrivate(_ path: String, _ text: String) throws {
+        unlink(path)
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0o600)
+        guard fd >= 0 else { throw ValidationError("cannot write \(path)") }
+        defer { close(fd) }
+        let bytes = Array(text.utf8)
+        guard write(fd, bytes, bytes.count) == bytes.count else { throw ValidationError("cannot write \(path)") }
+    }
+
     /// CPU time of every thread of `pid` (the sum of /proc/PID/task/*/schedstat's first
     /// field: exact, unlike tick-sampled /proc/stat; FINDINGS).
     static func cpuNanoseconds(_ pid: Int32) -> Int {
@@ -259,7 +370,7 @@ struct DemoNetwork {
     func remove() {
         sh(["ip", "netns", "del", far])
         sh(["ip", "netns", "del", edge])
-        unlink("/tmp/\(tag).sock")
+        for suffix in ["sock", "yaml", "secret"] { unlink("/tmp/\(tag).\(suffix)") }
     }
 
     /// Namespaces of earlier demos whose process is gone.
