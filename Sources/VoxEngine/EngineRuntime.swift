@@ -182,6 +182,7 @@ public final class EngineRuntime: @unchecked Sendable {
                 links: links[w]
             )
             worker.portBinding = .socket(sockets)
+            sockets.wake(on: worker.doorbellFD)
             socketQueues.append(sockets)
             counters.append(worker.counters)
             runners.append(SocketWorkerRunner(worker: worker, sockets: sockets, port: port, core: c.cores?[w]))
@@ -291,7 +292,8 @@ class WorkerRunner: @unchecked Sendable {
     func loop(isStopping: () -> Bool) {}
 }
 
-/// Kernel sockets: read them (sleeping in epoll up to 10 ms when idle), run a burst, send.
+/// Kernel sockets: read them (sleeping in epoll up to 10 ms when idle, woken by the doorbell
+/// too), run a burst, send.
 final class SocketWorkerRunner: WorkerRunner, @unchecked Sendable {
     var worker: Worker
     let sockets: SocketQueue
@@ -312,7 +314,14 @@ final class SocketWorkerRunner: WorkerRunner, @unchecked Sendable {
         var last = MonotonicClock.now()
         var sampled = last
         while !isStopping() {
-            _ = sockets.receive(timeout: idle ? 10 : 0)
+            // Idle: sleep on the sockets and the doorbell (commands, handshake flights), at
+            // most 10 ms; busy: just look.
+            if idle && worker.prepareToSleep() {
+                _ = sockets.receive(timeout: 10)
+                worker.wokeUp()
+            } else {
+                _ = sockets.receive(timeout: 0)
+            }
             let now = MonotonicClock.now()
             let handled = worker.runOnce(now: now)
             let sent = sockets.transmit()

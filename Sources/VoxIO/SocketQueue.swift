@@ -194,6 +194,11 @@ public final class SocketQueue: @unchecked Sendable {
         _ = vox_epoll_add(epoll, fd, token)
     }
 
+    /// Makes `receive` return when `fd` (the worker's doorbell) becomes readable: commands
+    /// and the handshake thread's flights wake a worker that sleeps on its sockets.
+    public func wake(on fd: Int32) { watch(fd, token: SocketQueue.doorbellToken) }
+    static let doorbellToken = UInt64.max - 1
+
     // MARK: - Backend-leg ports
 
     /// The index of backend-leg `port` in this queue's range, if it is in it.
@@ -285,7 +290,7 @@ public final class SocketQueue: @unchecked Sendable {
             let token = tokens[i]
             if token == UInt64.max {
                 total += drain(media, localAddress: mediaAddress, localPort: mediaPort)
-            } else if Int(token) < backendPortCount, backendSockets[Int(token)] >= 0 {
+            } else if token < UInt64(backendPortCount), backendSockets[Int(token)] >= 0 {
                 total += drain(
                     backendSockets[Int(token)], localAddress: backendAddress,
                     localPort: UDPPort(backendPortBase &+ UInt16(token)))

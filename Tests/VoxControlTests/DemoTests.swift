@@ -30,7 +30,7 @@ import Testing
         let out = Pipe()
         p.executableURL = URL(fileURLWithPath: Self.voxedge)
         p.arguments = [
-            "demo", "--io", "socket", "--sessions", "8", "--seconds", "3", "--profile", "AEAD_AES_128_GCM",
+            "demo", "--static-keys", "--io", "socket", "--sessions", "8", "--seconds", "3", "--profile", "AEAD_AES_128_GCM",
             "--mid-stream-changes",
         ]
         p.standardOutput = out
@@ -76,7 +76,7 @@ import Testing
         let p = Process()
         let out = Pipe()
         p.executableURL = URL(fileURLWithPath: Self.voxedge)
-        p.arguments = ["demo"] + arguments
+        p.arguments = ["demo", "--static-keys"] + arguments
         p.standardOutput = out
         try p.run()
         let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)

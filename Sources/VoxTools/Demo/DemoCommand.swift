@@ -206,10 +206,15 @@ extension DemoCommand {
         var arguments = [
             python, root + "/Tools/webrtc/voxcall.py", "--url", url.replacingOccurrences(of: "0.0.0.0", with: "198.18.0.1"),
             "--token", token, "--bind", "198.18.0.2", "--beeps", "\(beeps)",
-            "--duration", "\(max(seconds, Int((Double(beeps) * 0.5).rounded(.up)) + 2))",
         ]
         if let fingerprint = signaling["fingerprint"] as? String { arguments += ["--fingerprint", fingerprint] }
-        if noConsent { arguments += ["--no-consent", "--max-gap", "0.5"] }
+        if noConsent {
+            // Beeps spread over the whole call, the last past the 30 s consent intervals.
+            let interval = max(0.5, Double(seconds - 4) / Double(max(1, beeps - 1)))
+            arguments += [
+                "--no-consent", "--max-gap", "0.5", "--beep-interval", String(format: "%.2f", interval), "--duration", "\(seconds)",
+            ]
+        }
         print("caller: aiortc in \(demo.far) (198.18.0.2) → POST \(url)")
         fflush(nil)
         let client = try demo.spawn(in: demo.far, pin + arguments, quiet: false)
