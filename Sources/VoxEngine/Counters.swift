@@ -42,6 +42,9 @@ public enum DropReason: Int, CaseIterable, Sendable {
     /// A packet the engine would have sent to one of its own endpoints (its media address and
     /// port, or a backend-leg port): refused rather than looped back into itself.
     case ownAddress
+    /// SRTP or SRTCP on a 5-tuple shared by SSRC-multiplexed sessions whose sender SSRC
+    /// (read in the clear, before unprotect) none of them claims.
+    case unknownSSRC
 }
 
 /// A worker's counters: one cache-aligned block, written only by its worker (plain
