@@ -161,11 +161,8 @@ public enum ControlWire {
                 if depth == 1 && expectKey {
                     expectKey = false
                     let token = Data(line[start..<min(i + 1, line.count)])
-                    if let name = (try? JSONSerialization.jsonObject(with: token, options: [.fragmentsAllowed])) as? String,
-                        !seen.insert(name).inserted
-                    {
-                        return name
-                    }
+                    let name = (try? JSONSerialization.jsonObject(with: token, options: [.fragmentsAllowed])) as? String
+                    if let name, !seen.insert(name).inserted { return name }
                 }
             case UInt8(ascii: "{"), UInt8(ascii: "["):
                 depth += 1

@@ -206,7 +206,8 @@ public final class EngineController {
         }
         let record = Record(
             id: UInt64(slot) << 32 | UInt64(nextWorker), slot: slot, worker: worker, profile: profile, client: flow,
-            clientSSRC: clientSSRC, backend: backend, edgeSSRC: ssrc, created: Date(), clientKey: clientKey, edgeKey: edgeKeyBytes)
+            clientSSRC: clientSSRC, backend: backend, edgeSSRC: ssrc, created: Date(), clientKey: clientKey,
+            edgeKey: edgeKeyBytes)
         sessions[slot] = record
         var fields = describe(record)
         fields["edge_key"] = Data(edgeKeyBytes).base64EncodedString()

@@ -139,8 +139,7 @@ public struct Worker: ~Copyable {
         clientIndex = FixedIndex(capacity: store.capacity, placeholder: FlowKey(
             remoteAddress: IPAddress(ipv4: 0), remotePort: UDPPort(0), localAddress: IPAddress(ipv4: 0), localPort: UDPPort(0)))
         ssrcIndex = FixedIndex(capacity: store.capacity, placeholder: 0)
-        sharedIndex = FixedIndex(capacity: store.capacity, placeholder: FlowSSRC(FlowKey(
-            remoteAddress: IPAddress(ipv4: 0), remotePort: UDPPort(0), localAddress: IPAddress(ipv4: 0), localPort: UDPPort(0)), 0))
+        sharedIndex = FixedIndex(capacity: store.capacity, placeholder: FlowSSRC(clientIndex.placeholder, 0))
         ownFrames = frames
         shareBytes = frames.upperBound - frames.lowerBound
         // Strays go home (`returnOut`); if a return ring is full they stay here meanwhile.
@@ -377,8 +376,10 @@ public struct Worker: ~Copyable {
                 // (RTP bytes 8..11, SRTCP 4..7), names the session.
                 guard parsed.payloadLength >= (isRTCP ? 8 : 12) else { return drop(address, .malformedRTP) }
                 let ssrc = payload.loadBE32(at: isRTCP ? 4 : 8)
-                guard let shared = sharedIndex.find(FlowSSRC(flow, ssrc), hash: FlowSSRC.hash(flowHash: flowHash, ssrc: ssrc))
-                else { return drop(address, .unknownSSRC) }
+                let key = FlowSSRC(flow, ssrc)
+                guard let shared = sharedIndex.find(key, hash: FlowSSRC.hash(flowHash: flowHash, ssrc: ssrc)) else {
+                    return drop(address, .unknownSSRC)
+                }
                 found = shared
             }
             media(address, frame, capacity, &parsed, slot: Int(found), isRTCP: isRTCP, now: now)

@@ -10,13 +10,17 @@ import VoxMedia
 @Suite(.serialized) struct SharedFlowControlTests {
     typealias Engine = DrainTests.Engine
 
-    /// An engine with no session yet; `tag` 0...3, ports apart from the other suites'.
-    static func engine(tag: Int) throws -> Engine {
-        try Engine(tag: tag, drainTimeout: 1, base: UInt16(26_000 + Int(getpid() % 40) * 50 + tag * 10))
+    /// An engine with no session yet (`more`: arguments for `voxedge run`); `tag` 0...3. Below
+    /// the ephemeral range, on ports no other suite of this process takes whatever its pid
+    /// (SocketPortTests' backend legs lie in 24100...32080, 8 of them per pid).
+    static func engine(tag: Int, _ more: [String] = []) throws -> Engine {
+        try Engine(tag: tag, drainTimeout: 1, base: UInt16(26_000 + Int(getpid() % 50) * 40 + tag * 10), arguments: more)
     }
 
     /// Session key `index` (key + salt, 30 bytes), base64.
-    static func key(_ index: Int) -> String { Data((0..<30).map { UInt8(truncatingIfNeeded: $0 * 7 + index) }).base64EncodedString() }
+    static func key(_ index: Int) -> String {
+        Data((0..<30).map { UInt8(truncatingIfNeeded: $0 * 7 + index) }).base64EncodedString()
+    }
 
     static func create(_ engine: Engine, port: UInt16? = nil, key: Int, extra: String) -> [String: Any]? {
         let client = "127.0.0.1:\(port ?? engine.clientPort)"
@@ -145,5 +149,27 @@ import VoxMedia
         #expect(HostileInputTests.sessionID(Self.create(engine, key: 0, extra: "")) == plain)
         #expect(try Self.audio(engine, ssrc: 9, key: 0, seq: 1), "any SSRC: the session holds the 5-tuple")
         #expect(HostileInputTests.listed(engine) == [plain])
+    }
+
+    /// With two workers, sessions are placed round-robin; those sharing a 5-tuple all go to
+    /// the worker holding it (one worker finds them all), and a create naming the other
+    /// worker is refused. Each forwards whichever worker's socket the kernel gives the packet.
+    @Test func aTrunksSessionsShareOneWorker() throws {
+        let engine = try Self.engine(tag: 3, ["--workers", "2"])
+        var workers: [Int] = []
+        for i in 0..<3 {
+            let reply = Self.create(engine, key: i, extra: Self.ssrc(2000 + UInt32(i)))
+            let worker = (reply?["session"] as? [String: Any])?["worker"] as? Int
+            workers.append(try #require(worker, "\(String(describing: reply))"))
+        }
+        #expect(Set(workers).count == 1, "\(workers)")
+        let other = 1 - workers[0]
+        let refused = Self.create(engine, key: 5, extra: Self.ssrc(2005) + #","worker":\#(other)"#)
+        #expect(errorCode(refused) == "bad_argument", "\(String(describing: refused))")
+        #expect(HostileInputTests.message(refused).contains("worker \(workers[0])"))
+        for i in 0..<3 { #expect(try Self.audio(engine, ssrc: 2000 + UInt32(i), key: i, seq: 1), "session \(i)") }
+        // Round-robin goes on for other clients.
+        let elsewhere = Self.create(engine, port: engine.clientPort + 2, key: 6, extra: "")
+        #expect((elsewhere?["session"] as? [String: Any])?["worker"] as? Int == other, "\(String(describing: elsewhere))")
     }
 }
