@@ -57,8 +57,6 @@ public struct FixedIndex<Key: IndexKey>: ~Copyable {
     /// -1: empty.
     @usableFromInline let values: UnsafeMutablePointer<Int32>
     @usableFromInline let mask: Int
-    /// The key every empty entry holds.
-    public let placeholder: Key
     public private(set) var count = 0
     public let capacity: Int
 
@@ -67,7 +65,6 @@ public struct FixedIndex<Key: IndexKey>: ~Copyable {
         var size = 2
         while size < capacity * 2 { size <<= 1 }
         self.capacity = capacity
-        self.placeholder = placeholder
         mask = size - 1
         keys = .allocate(capacity: size)
         keys.initialize(repeating: placeholder, count: size)

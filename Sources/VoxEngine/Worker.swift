@@ -139,7 +139,13 @@ public struct Worker: ~Copyable {
         clientIndex = FixedIndex(capacity: store.capacity, placeholder: FlowKey(
             remoteAddress: IPAddress(ipv4: 0), remotePort: UDPPort(0), localAddress: IPAddress(ipv4: 0), localPort: UDPPort(0)))
         ssrcIndex = FixedIndex(capacity: store.capacity, placeholder: 0)
-        sharedIndex = FixedIndex(capacity: store.capacity, placeholder: FlowSSRC(clientIndex.placeholder, 0))
+        sharedIndex = FixedIndex(
+            capacity: store.capacity,
+            placeholder: FlowSSRC(
+                FlowKey(
+                    remoteAddress: IPAddress(ipv4: 0), remotePort: UDPPort(0), localAddress: IPAddress(ipv4: 0),
+                    localPort: UDPPort(0)),
+                0))
         ownFrames = frames
         shareBytes = frames.upperBound - frames.lowerBound
         // Strays go home (`returnOut`); if a return ring is full they stay here meanwhile.
