@@ -134,7 +134,12 @@ let package = Package(
         ),
         // Privileged: BPF_PROG_TEST_RUN, veth/netns attach tests, and VoxIO's netlink next-hop
         // resolution over the same namespaces (root; CI=true fails without it).
-        .testTarget(name: "VoxXDPTests", dependencies: ["VoxXDP", "VoxIO", "VoxWire", "CVoxBPF", "CVoxLinux", "CXDP"]),
+        .testTarget(
+            name: "VoxXDPTests",
+            dependencies: [
+                "VoxXDP", "VoxIO", "VoxWire", "CVoxBPF", "CVoxLinux", "CXDP", "VoxEngine", "VoxMedia", "VoxRouting",
+            ]
+        ),
         // Reads the sources' imports against docs/architecture.md and this file.
         .testTarget(name: "ArchitectureTests"),
         .testTarget(name: "SystemLibrariesTests", dependencies: ["CXDP", "COpenSSL", "CSRTP", "COpus"]),

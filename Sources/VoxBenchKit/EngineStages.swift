@@ -99,19 +99,58 @@ extension MicroBench {
             backendFrames.lengths[i] = Int32(fromBackend.headerLength + rtpLength)
         }
 
-        func pass(_ frames: PacketSet) -> Int {
+        func pass(_ frames: PacketSet, through target: EngineRig) -> Int {
             var forwarded = 0
             var i = 0
             while i < n {
                 let end = min(i + 64, n)
                 while i < end {
-                    rig.port.deliver(frames.packet(i), length: Int(frames.lengths[i]), queue: 0)
+                    target.port.deliver(frames.packet(i), length: Int(frames.lengths[i]), queue: 0)
                     i += 1
                 }
-                _ = rig.worker.runOnce(now: 0)
-                forwarded += rig.port.discardTransmitted(queue: 0)
+                _ = target.worker.runOnce(now: 0)
+                forwarded += target.port.discardTransmitted(queue: 0)
             }
             return forwarded
+        }
+
+        // The same sessions, keys and packets, multiplexed on one client 5-tuple (a SIP trunk):
+        // each session named its client's SSRC, and the worker finds it by (5-tuple, SSRC).
+        let shared = try EngineRig(sessions: sessions)
+        let sharedFlow = FlowKey(
+            remoteAddress: client, remotePort: UDPPort(5060), localAddress: IPAddress("198.18.0.1")!,
+            localPort: UDPPort(40000))
+        var sharedSlots: [Int32] = []
+        func recreateShared() {
+            for slot in sharedSlots { try? shared.control.drop(slot) }
+            _ = shared.worker.runOnce(now: 0)
+            sharedSlots.removeAll(keepingCapacity: true)
+            shared.control.reclaim()
+            for (s, k) in keys.enumerated() {
+                guard let slot = try? shared.control.create(on: 0, { command in
+                    command.profile = profile
+                    command.clientKey = KeyMaterial(key: k.key, salt: k.salt)!
+                    command.edgeKey = KeyMaterial(key: k.key, salt: k.salt)!
+                    command.backend = 0
+                    command.flow = sharedFlow
+                    command.clientSSRC = firstSSRC &+ UInt32(s)
+                    command.clientMAC = clientMAC
+                    command.edgeSSRC = 0xE000_0000 + UInt32(s)
+                }) else { continue }
+                sharedSlots.append(slot)
+            }
+            _ = shared.worker.runOnce(now: 0)
+        }
+        recreateShared()
+        let sharedFrames = PacketSet(count: n, sessions: sessions)
+        for i in 0..<n {
+            // SRTP does not cover the UDP header: the same protected packets, from one port.
+            let length = Int(clientFrames.lengths[i])
+            sharedFrames.packet(i).copyMemory(from: clientFrames.packet(i), byteCount: length)
+            var a = toEdge
+            a.sourcePort = sharedFlow.remotePort
+            _ = FrameBuilder.write(sharedFrames.packet(i), a, payloadLength: length - toEdge.headerLength)
+            sharedFrames.lengths[i] = Int32(length)
         }
 
         // Session lookup over 10,000 client 5-tuples, in random order.
@@ -137,11 +176,16 @@ extension MicroBench {
                 name: "pipeline.client→backend \(profile)", perPacketPath: true, packets: n,
                 srtpTwin: "srtp.unprotect \(profile)",
                 setup: { recreate() },
-                body: { pass(clientFrames) }),
+                body: { pass(clientFrames, through: rig) }),
+            Stage(
+                name: "pipeline.client→backend \(profile), \(sessions) SSRCs on one 5-tuple", perPacketPath: true,
+                packets: n, srtpTwin: "srtp.unprotect \(profile)",
+                setup: { recreateShared() },
+                body: { pass(sharedFrames, through: shared) }),
             Stage(
                 name: "pipeline.backend→client \(profile)", perPacketPath: true, packets: n,
                 srtpTwin: "srtp.protect \(profile)",
-                body: { pass(backendFrames) }),
+                body: { pass(backendFrames, through: rig) }),
         ]
     }
 }

@@ -128,11 +128,55 @@ public enum ControlWire {
         guard var dictionary = object as? [String: Any] else {
             return .invalid(id: NSNull(), .failure("bad_request", "a request is a JSON object"))
         }
+        // JSONSerialization keeps the last of a repeated field silently; whatever else reads
+        // the line (a proxy, an audit) may take the first. Ambiguous: refused.
+        if let key = duplicateKey(Array(line)) {
+            let shown = key.count > 40 ? key.prefix(40) + "…" : Substring(key)
+            return .invalid(
+                id: dictionary["id"] ?? NSNull(), .failure("bad_request", "field '\(shown)' is given more than once"))
+        }
         let id = dictionary.removeValue(forKey: "id") ?? NSNull()
         guard let command = dictionary.removeValue(forKey: "cmd") as? String else {
             return .invalid(id: id, .failure("bad_request", "missing string 'cmd'"))
         }
         return .request(ControlRequest(id: id, command: command, arguments: dictionary))
+    }
+
+    /// The first member name the top-level object in `line` (valid JSON, an object) repeats,
+    /// decoded as JSON decodes it (so `"a"` and `"\u0061"` are the same name); nil if none.
+    static func duplicateKey(_ line: [UInt8]) -> String? {
+        var seen = Set<String>()
+        var depth = 0
+        var expectKey = false
+        var i = 0
+        while i < line.count {
+            switch line[i] {
+            case UInt8(ascii: "\""):
+                let start = i
+                i += 1
+                while i < line.count && line[i] != UInt8(ascii: "\"") {
+                    if line[i] == UInt8(ascii: "\\") { i += 1 }
+                    i += 1
+                }
+                if depth == 1 && expectKey {
+                    expectKey = false
+                    let token = Data(line[start..<min(i + 1, line.count)])
+                    let name = (try? JSONSerialization.jsonObject(with: token, options: [.fragmentsAllowed])) as? String
+                    if let name, !seen.insert(name).inserted { return name }
+                }
+            case UInt8(ascii: "{"), UInt8(ascii: "["):
+                depth += 1
+                expectKey = depth == 1
+            case UInt8(ascii: "}"), UInt8(ascii: "]"):
+                depth -= 1
+            case UInt8(ascii: ","):
+                if depth == 1 { expectKey = true }
+            default:
+                break
+            }
+            i += 1
+        }
+        return nil
     }
 
     /// The reply line, newline included. `revealSecrets` is true only for the reply that hands

@@ -19,6 +19,8 @@ public final class EngineController {
         var profile: SRTPProfile
         /// The client's 5-tuple: given (static keys), or learned from checks (WebRTC).
         var client: FlowKey?
+        /// The SSRC the create named: the session may share its 5-tuple with others that did.
+        var clientSSRC: UInt32? = nil
         var backend: Int
         var edgeSSRC: UInt32
         var created: Date
@@ -95,34 +97,71 @@ public final class EngineController {
         guard table.count > 0 else { throw ControlError(code: "bad_argument", message: "no backends are configured") }
         let givenBackend = try r.optionalInteger("backend", in: 0..<table.count)
         let givenWorker = try r.optionalInteger("worker", in: 0..<c.workers)
+        let clientSSRC = try r.optionalInteger("client_ssrc", in: UInt32.min...UInt32.max)
         let flow = FlowKey(
             remoteAddress: address, remotePort: UDPPort(clientPort), localAddress: c.mediaAddress,
             localPort: UDPPort(c.mediaPort))
-        // A client 5-tuple belongs to one session: a second would take its packets (they would
-        // fail its keys) and, dropped, take the flow from the first. The same request again (a
-        // retry after a lost reply) gets the session it made.
-        if let held = runtime.control.slot(ofClient: flow) {
-            guard let holder = sessions[held] else {
+        // A client 5-tuple belongs to one session, or to sessions that each name their client's
+        // SSRC (found by 5-tuple and SSRC): any other second session would take the first's
+        // packets (they would fail its keys) and, dropped, take the flow from the first. The same
+        // request again (a retry after a lost reply) gets the session it made.
+        var sharedWorker: Int? = nil
+        let holders = runtime.control.slots(ofClient: flow)
+        if !holders.isEmpty {
+            let shown = EngineController.format(address, UDPPort(clientPort))
+            let records = holders.compactMap { sessions[$0] }
+            guard records.count == holders.count else {
+                let held = holders.first { sessions[$0] == nil } ?? holders[0]
                 throw ControlError(
                     code: "flow_in_use",
-                    message: "client \(EngineController.format(address, UDPPort(clientPort))) is held by the session "
-                        + "in slot \(held); use another address:port")
+                    message: "client \(shown) is held by the session in slot \(held); use another address:port")
             }
-            let retried = EngineController.same(holder.clientKey, clientKey) && holder.profile == profile
-                && (givenEdgeKey.map { EngineController.same($0, holder.edgeKey) } ?? true)
-                && (givenBackend ?? 0) == holder.backend && (givenWorker ?? holder.worker) == holder.worker
-            guard retried else {
+            if let holder = records.first(where: { $0.clientSSRC == clientSSRC }) {
+                let retried = EngineController.same(holder.clientKey, clientKey) && holder.profile == profile
+                    && (givenEdgeKey.map { EngineController.same($0, holder.edgeKey) } ?? true)
+                    && (givenBackend ?? 0) == holder.backend && (givenWorker ?? holder.worker) == holder.worker
+                guard retried else {
+                    if let clientSSRC {
+                        throw ControlError(
+                            code: "ssrc_in_use",
+                            message: "client \(shown) already sends client_ssrc \(clientSSRC) for session \(holder.id) "
+                                + "(slot \(holder.slot)); drop that session first or use another SSRC")
+                    }
+                    throw ControlError(
+                        code: "flow_in_use",
+                        message: "client \(shown) is held by session \(holder.id) (slot \(holder.slot)); drop that "
+                            + "session first or use another address:port")
+                }
+                var fields = describe(holder)
+                fields["edge_key"] = Data(holder.edgeKey).base64EncodedString()
+                return .ok(["session": fields])
+            }
+            if let plain = records.first(where: { $0.clientSSRC == nil }) {
                 throw ControlError(
                     code: "flow_in_use",
-                    message: "client \(EngineController.format(address, UDPPort(clientPort))) is held by session "
-                        + "\(holder.id) (slot \(holder.slot)); drop that session first or use another address:port")
+                    message: "client \(shown) is held by session \(plain.id) (slot \(plain.slot)), which names no "
+                        + "client_ssrc: only sessions that each name their client_ssrc share a 5-tuple; drop that "
+                        + "session first or use another address:port")
             }
-            var fields = describe(holder)
-            fields["edge_key"] = Data(holder.edgeKey).base64EncodedString()
-            return .ok(["session": fields])
+            let first = records[0]
+            guard clientSSRC != nil else {
+                throw ControlError(
+                    code: "flow_in_use",
+                    message: "client \(shown) is shared by \(records.count) session(s) multiplexed by SSRC, session "
+                        + "\(first.id) (slot \(first.slot), client_ssrc \(first.clientSSRC ?? 0)) the first: a session "
+                        + "on it must name its client_ssrc too")
+            }
+            // Sessions sharing a 5-tuple share its owner: one worker finds them all.
+            if let givenWorker, givenWorker != first.worker {
+                throw ControlError(
+                    code: "bad_argument",
+                    message: "'worker' \(givenWorker): client \(shown)'s sessions are on worker \(first.worker), and "
+                        + "sessions sharing a 5-tuple share its worker")
+            }
+            sharedWorker = first.worker
         }
         let backend = givenBackend ?? 0
-        let worker = givenWorker ?? (nextWorker % c.workers)
+        let worker = sharedWorker ?? givenWorker ?? (nextWorker % c.workers)
         var rng = SystemRandomNumberGenerator()
         let edgeKeyBytes = givenEdgeKey ?? (0..<(profile.masterKeyLength + profile.masterSaltLength)).map { _ in
             UInt8.random(in: 0...255, using: &rng)
@@ -140,6 +179,7 @@ public final class EngineController {
                 command.clientKey = EngineController.material(clientKey, profile)
                 command.edgeKey = EngineController.material(edgeKeyBytes, profile)
                 command.flow = flow
+                command.clientSSRC = clientSSRC
                 command.backend = Int32(backend)
                 command.edgeSSRC = ssrc
                 command.firstSequence = UInt16.random(in: 0...UInt16.max, using: &rng)
@@ -164,7 +204,8 @@ public final class EngineController {
         }
         let record = Record(
             id: newID(slot: slot), slot: slot, worker: worker, profile: profile, client: flow,
-            backend: backend, edgeSSRC: ssrc, created: Date(), clientKey: clientKey, edgeKey: edgeKeyBytes)
+            clientSSRC: clientSSRC, backend: backend, edgeSSRC: ssrc, created: Date(), clientKey: clientKey,
+            edgeKey: edgeKeyBytes)
         sessions[slot] = record
         var fields = describe(record)
         fields["edge_key"] = Data(edgeKeyBytes).base64EncodedString()
@@ -390,6 +431,7 @@ public final class EngineController {
             fields["kind"] = "static"
             fields["state"] = "connected"
         }
+        if let ssrc = r.clientSSRC { fields["client_ssrc"] = NSNumber(value: ssrc) }
         return fields
     }
 

@@ -86,6 +86,9 @@ public struct WorkerCommand: Sendable, BitwiseCopyable {
     public var endReason = EndReason.none
     public var flow: FlowKey? = nil
     public var clientMAC = MACAddress.zero
+    /// `create`: the SSRC the client sends with, when the session may share its 5-tuple with
+    /// others (SSRC-multiplexed trunks): its packets are then found by 5-tuple and SSRC.
+    public var clientSSRC: UInt32? = nil
     public var backend: Int32 = -1
     public var profile = SRTPProfile.aes128CmHmacSha1_80
     /// The client's master key (what we unprotect with) and ours (what we protect with).

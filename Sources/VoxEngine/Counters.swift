@@ -46,6 +46,9 @@ public enum DropReason: Int, CaseIterable, Sendable {
     case ownAddress
     /// Media of a WebRTC session whose DTLS handshake has not given it keys yet.
     case notKeyed
+    /// SRTP or SRTCP on a 5-tuple shared by SSRC-multiplexed sessions whose sender SSRC
+    /// (read in the clear, before unprotect) none of them claims.
+    case unknownSSRC
 }
 
 /// Why a worker ended a session itself.

@@ -28,6 +28,26 @@ extension UInt32: IndexKey {
     @inlinable public var indexHash: UInt64 { mix(UInt64(self)) }
 }
 
+/// A client 5-tuple and an SSRC sent on it: how a packet on a 5-tuple shared by
+/// SSRC-multiplexed sessions finds its session.
+public struct FlowSSRC: IndexKey {
+    public var flow: FlowKey
+    public var ssrc: UInt32
+
+    @inlinable
+    public init(_ flow: FlowKey, _ ssrc: UInt32) {
+        self.flow = flow
+        self.ssrc = ssrc
+    }
+
+    /// From the flow's own hash, so a packet that has hashed its 5-tuple once pays one more mix.
+    @inlinable
+    public static func hash(flowHash: UInt64, ssrc: UInt32) -> UInt64 { mix(flowHash ^ UInt64(ssrc)) }
+
+    @inlinable
+    public var indexHash: UInt64 { FlowSSRC.hash(flowHash: flow.indexHash, ssrc: ssrc) }
+}
+
 /// An open-addressing map from keys to session slots with a fixed capacity, allocated
 /// once: lookups and updates never allocate. Linear probing; removal shifts the following
 /// entries back (no tombstones), so a million creates and drops leave it as fast as new.
@@ -58,8 +78,12 @@ public struct FixedIndex<Key: IndexKey>: ~Copyable {
     }
 
     @inlinable
-    public func find(_ key: Key) -> Int32? {
-        var i = Int(truncatingIfNeeded: key.indexHash) & mask
+    public func find(_ key: Key) -> Int32? { find(key, hash: key.indexHash) }
+
+    /// `find` with the key's `indexHash` already computed (it must be that hash).
+    @inlinable
+    public func find(_ key: Key, hash: UInt64) -> Int32? {
+        var i = Int(truncatingIfNeeded: hash) & mask
         while true {
             let v = values[i]
             if v < 0 { return nil }

@@ -43,6 +43,14 @@ public struct ClientLegStream: Sendable {
 /// One session's state in a worker-owned slot. Only the owning worker writes it.
 public struct SessionSlot: ~Copyable {
     public internal(set) var active = false
+    /// The SSRC its create named (nil: none): its client 5-tuple may be shared with other such
+    /// sessions of this worker, and its packets are found by (5-tuple, SSRC). Beside `active`:
+    /// the packet path reads it for every session.
+    public internal(set) var demuxSSRC: UInt32? = nil
+    /// The other sessions sharing its 5-tuple, as a list through their slots (-1: none). The
+    /// first is the one the 5-tuple's index entry and `vox_flows` name.
+    var previousSharing: Int32 = -1
+    var nextSharing: Int32 = -1
     public internal(set) var sessionID: UInt64 = 0
     public internal(set) var clientFlow: FlowKey? = nil
     public internal(set) var clientMAC = MACAddress.zero

@@ -8,8 +8,11 @@ public final class SessionControl {
     let links: [WorkerLinks]
     var freeSlots: [Int32]
     var nextSessionID: UInt64 = 1
-    /// Client flows placed by commands, for the workers' shared directory.
+    /// Client flows placed by commands, for the workers' shared directory: each names one of
+    /// the slots holding it (the last placed), `sharers` all of them (several when sessions
+    /// share a 5-tuple by SSRC; they share its owner too).
     var flows: [FlowKey: Int32] = [:]
+    var sharers: [FlowKey: [Int32]] = [:]
     var flowOfSlot: [Int32: FlowKey] = [:]
     var flowsChanged = false
     /// Sessions held for a worker to claim (`hold`): the owner value claim and reap race
@@ -129,14 +132,22 @@ public final class SessionControl {
 
     /// The client 5-tuple of the session in `slot`, as given or as its worker bound it.
     public func clientFlow(ofSlot slot: Int32) -> FlowKey? { flowOfSlot[slot] }
+    /// Every slot holding client 5-tuple `flow`, oldest first.
+    public func slots(ofClient flow: FlowKey) -> [Int32] { sharers[flow] ?? [] }
 
     func place(_ slot: Int32, _ flow: FlowKey?) {
-        if let old = flowOfSlot[slot] {
-            flows[old] = nil
-            flowOfSlot[slot] = nil
+        if let old = flowOfSlot.removeValue(forKey: slot) {
+            sharers[old]?.removeAll { $0 == slot }
+            if let rest = sharers[old], let last = rest.last {
+                flows[old] = last
+            } else {
+                sharers[old] = nil
+                flows[old] = nil
+            }
         }
         if let flow {
             flows[flow] = slot
+            sharers[flow, default: []].append(slot)
             flowOfSlot[slot] = flow
         }
         flowsChanged = true

@@ -108,6 +108,9 @@ public struct Worker: ~Copyable {
     /// socket port opens their backend-leg ports.
     public var portBinding: PortBinding = .none
     var clientIndex: FixedIndex<FlowKey>
+    /// (5-tuple, SSRC) → slot, for the sessions that named their client's SSRC (`demuxSSRC`):
+    /// several may share one 5-tuple, whose `clientIndex` entry names the first of them.
+    var sharedIndex: FixedIndex<FlowSSRC>
     /// The clients' RTP SSRCs (learned from their first authenticated packet) → slot: how
     /// RTCP feedback naming a media SSRC finds its session.
     var ssrcIndex: FixedIndex<UInt32>
@@ -147,6 +150,13 @@ public struct Worker: ~Copyable {
         clientIndex = FixedIndex(capacity: store.capacity, placeholder: FlowKey(
             remoteAddress: IPAddress(ipv4: 0), remotePort: UDPPort(0), localAddress: IPAddress(ipv4: 0), localPort: UDPPort(0)))
         ssrcIndex = FixedIndex(capacity: store.capacity, placeholder: 0)
+        sharedIndex = FixedIndex(
+            capacity: store.capacity,
+            placeholder: FlowSSRC(
+                FlowKey(
+                    remoteAddress: IPAddress(ipv4: 0), remotePort: UDPPort(0), localAddress: IPAddress(ipv4: 0),
+                    localPort: UDPPort(0)),
+                0))
         ownFrames = frames
         shareBytes = frames.upperBound - frames.lowerBound
         // Strays go home (`returnOut`); if a return ring is full they stay here meanwhile.
@@ -381,8 +391,22 @@ public struct Worker: ~Copyable {
                 drop(address, .handshakeFull)
             }
         case .rtp, .rtcp:
-            guard let found = clientIndex.find(parsed.flowKey) else { return strayClientFlow(address, &parsed) }
-            media(address, frame, capacity, &parsed, slot: Int(found), isRTCP: payloadClass == .rtcp, now: now)
+            let flow = parsed.flowKey
+            let flowHash = flow.indexHash
+            guard var found = clientIndex.find(flow, hash: flowHash) else { return strayClientFlow(address, &parsed) }
+            let isRTCP = payloadClass == .rtcp
+            if store.slots[Int(found)].demuxSSRC != nil {
+                // A 5-tuple shared by SSRC: the sender's SSRC, in the clear before unprotect
+                // (RTP bytes 8..11, SRTCP 4..7), names the session.
+                guard parsed.payloadLength >= (isRTCP ? 8 : 12) else { return drop(address, .malformedRTP) }
+                let ssrc = payload.loadBE32(at: isRTCP ? 4 : 8)
+                let key = FlowSSRC(flow, ssrc)
+                guard let shared = sharedIndex.find(key, hash: FlowSSRC.hash(flowHash: flowHash, ssrc: ssrc)) else {
+                    return drop(address, .unknownSSRC)
+                }
+                found = shared
+            }
+            media(address, frame, capacity, &parsed, slot: Int(found), isRTCP: isRTCP, now: now)
         default:
             drop(address, .unsupportedPayload)
         }
@@ -499,7 +523,7 @@ public struct Worker: ~Copyable {
         if !isRTCP {
             let ssrc = payload.loadBE32(at: 8)
             if s.pointee.clientSSRC != ssrc {
-                if let old = s.pointee.clientSSRC { ssrcIndex.remove(old) }
+                if let old = s.pointee.clientSSRC, ssrcIndex.find(old) == Int32(slot) { ssrcIndex.remove(old) }
                 _ = ssrcIndex.insert(ssrc, Int32(slot))
                 s.pointee.clientSSRC = ssrc
                 s.pointee.clientStats = RTPReceiveStatistics()
@@ -742,6 +766,7 @@ public struct Worker: ~Copyable {
         s.pointee.packetsFromClient = 0
         s.pointee.packetsToClient = 0
         s.pointee.clientFlow = nil
+        s.pointee.demuxSSRC = command.pointee.clientSSRC
         s.pointee.clientSSRC = nil
         s.pointee.clientStats = RTPReceiveStatistics()
         s.pointee.clientMAC = .zero  // a reused slot must not answer the last client's MAC
@@ -754,10 +779,9 @@ public struct Worker: ~Copyable {
     /// Ends the session in `slot` (a drop command, or its ICE failed) and gives the slot back.
     mutating func end(_ slot: Int) {
         let s = store.slots + slot
-        portBinding.flowChanged(slot: slot, from: s.pointee.clientFlow, to: nil)
+        if let flow = s.pointee.clientFlow { detach(slot, from: flow) }
         portBinding.flowChanged(slot: slot, from: backendFlow(slot, s.pointee.backendIndex), to: nil)
-        if let flow = s.pointee.clientFlow { clientIndex.remove(flow) }
-        if let ssrc = s.pointee.clientSSRC { ssrcIndex.remove(ssrc) }
+        if let ssrc = s.pointee.clientSSRC, ssrcIndex.find(ssrc) == Int32(slot) { ssrcIndex.remove(ssrc) }
         s.pointee.clientFlow = nil
         s.pointee.clientSSRC = nil
         s.pointee.active = false
@@ -814,11 +838,10 @@ public struct Worker: ~Copyable {
     mutating func bind(_ slot: Int, _ flow: FlowKey, _ mac: MACAddress) {
         let s = store.slots + slot
         let old = s.pointee.clientFlow
-        if let old { clientIndex.remove(old) }
-        _ = clientIndex.insert(flow, Int32(slot))
+        if let old, old != flow { detach(slot, from: old) }
+        attach(slot, to: flow, moved: old != flow)
         s.pointee.clientFlow = flow
         if mac != .zero { s.pointee.clientMAC = mac }
-        if old != flow { portBinding.flowChanged(slot: slot, from: old, to: flow) }
     }
 
     /// The edge's port on `slot`'s backend leg.
@@ -839,8 +862,12 @@ public struct Worker: ~Copyable {
     /// The slot of the session whose client sends RTP with `ssrc`.
     public func slot(forClientSSRC ssrc: UInt32) -> Int32? { ssrcIndex.find(ssrc) }
 
-    /// The slot of the session whose client is at `flow`.
+    /// The slot of the session whose client is at `flow` (of a 5-tuple shared by SSRC: the
+    /// first of its sessions, the one `vox_flows` names).
     public func slot(forClient flow: FlowKey) -> Int32? { clientIndex.find(flow) }
+
+    /// The slot of the session that named `ssrc` on the shared 5-tuple `flow`.
+    public func slot(forClient flow: FlowKey, ssrc: UInt32) -> Int32? { sharedIndex.find(FlowSSRC(flow, ssrc)) }
 
     /// The session in `slot` as this worker sees it (tests, `session show`).
     public func withSession<R>(_ slot: Int, _ body: (borrowing SessionSlot) -> R) -> R {

@@ -170,6 +170,14 @@ public final class XDPAdmission: @unchecked Sendable {
         self.logger = logger
     }
 
+    /// Worker `worker`'s admissions into `program`'s `vox_flows` (tests drive a worker over the
+    /// in-memory port against a loaded program this way).
+    public convenience init(program: borrowing XDPProgram, worker: Int, logger: Logger = Logger(label: "voxedge.xdp"))
+        throws(XDPError)
+    {
+        self.init(flows: try program.admittedFlows(), worker: UInt32(worker), logger: logger)
+    }
+
     func change(_ slot: Int, _ from: FlowKey?, _ to: FlowKey?) {
         do {
             if let from, from != to { try flows.forget(from) }
