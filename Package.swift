@@ -82,7 +82,7 @@ let package = Package(
         .target(
             name: "VoxControl",
             dependencies: [
-                "VoxEngine", "VoxRouting", "VoxIO", "VoxWire", "VoxMedia", "VoxXDP", .product(name: "Logging", package: "swift-log"),
+                "VoxEngine", "VoxSignaling", "VoxRouting", "VoxIO", "VoxWire", "VoxMedia", "VoxXDP", .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"), .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -130,7 +130,7 @@ let package = Package(
         .executableTarget(
             name: "voxedge",
             dependencies: [
-                "VoxTools", "VoxControl", "VoxEngine", "VoxXDP", "VoxWire", "CVoxLinux", "CVoxAllocCounter",
+                "VoxTools", "VoxControl", "VoxEngine", "VoxSignaling", "VoxXDP", "VoxWire", "CVoxLinux", "CVoxAllocCounter",
                 .product(name: "Logging", package: "swift-log"), .product(name: "Yams", package: "Yams"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
@@ -148,7 +148,7 @@ let package = Package(
         .testTarget(
             name: "VoxControlTests",
             dependencies: [
-                "VoxControl", "VoxEngine", "VoxMedia", "VoxWire", "VoxTestKit", .product(name: "Logging", package: "swift-log"),
+                "VoxControl", "VoxEngine", "VoxSignaling", "VoxMedia", "VoxWire", "VoxTestKit", .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(

@@ -14,15 +14,16 @@ public enum SignalingFuzz {
     public static let audience = "voxedge-fuzz"
 
     /// Feeds one input through the request path. Never throws; a crash or a hang is the finding.
+    /// Blocks its thread until the answer is there: call it from the fuzzer's own thread, never
+    /// from a Swift concurrency task (it waits for one).
     public static func fuzzOne(_ bytes: UnsafeRawBufferPointer) {
         let input = [UInt8](bytes)
-        let service = shared
-        _ = blocking { await respond(service, input) }
+        _ = blocking { await respond(await service(), input) }
     }
 
     /// Well-formed inputs to start a corpus from: a POST with a valid token, a DELETE, an OPTIONS.
     public static func seedInputs() -> [[UInt8]] {
-        let token = blocking { try? await shared.tokens.mint(subject: "fuzz", model: "m", lifetime: 3000) } ?? ""
+        let token = blocking { try? await service().tokens.mint(subject: "fuzz", model: "m", lifetime: 3000) } ?? ""
         let offer = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"
         return [
             "POST /v1/sessions HTTP/1.1\r\nAuthorization: Bearer \(token)\r\nContent-Type: application/sdp\r\nContent-Length: \(offer.utf8.count)\r\n\r\n\(offer)",
@@ -52,20 +53,26 @@ public enum SignalingFuzz {
         return await service.respond(to: request) { limit in body.count > limit ? nil : body }
     }
 
-    static let shared: SignalingService = {
+    /// The fuzz service, made once.
+    static func service() async -> SignalingService {
+        if let made = made.withLock({ $0 }) { return made }
         var c = SignalingConfiguration()
         c.audience = audience
         c.rateLimitPerSecond = 1e9
         c.rateLimitBurst = 1 << 30
         c.tokenMaxLifetimeSeconds = 3600
-        let configuration = c
-        let tokens: TokenAuthority = blocking {
-            var keys = TokenKeys()
-            keys.hs256 = await TokenKeys.hs256(Array(secret.utf8))
-            return TokenAuthority(configuration: configuration, keys: keys)
+        var keys = TokenKeys()
+        keys.hs256 = await TokenKeys.hs256(Array(secret.utf8))
+        let fresh = SignalingService(
+            configuration: c, tokens: TokenAuthority(configuration: c, keys: keys), engine: FuzzEngine(), logger: Logger(label: "fuzz"))
+        return made.withLock { m in
+            if let m { return m }
+            m = fresh
+            return fresh
         }
-        return SignalingService(configuration: c, tokens: tokens, engine: FuzzEngine(), logger: Logger(label: "fuzz"))
-    }()
+    }
+
+    private static let made = Mutex<SignalingService?>(nil)
 
     /// Runs `body` to completion from synchronous code (the fuzzer's thread, never a task's).
     static func blocking<T: Sendable>(_ body: @escaping @Sendable () async -> T) -> T {
