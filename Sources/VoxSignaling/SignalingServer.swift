@@ -107,6 +107,9 @@ public final class SignalingServer: Service, Sendable {
     /// Serves until `shutdown()` (or the ServiceGroup's graceful shutdown); forgets sessions
     /// the engine has ended every few seconds meanwhile.
     public func run() async throws {
+        // A listener that never bound (the port taken, the address not the host's) still
+        // releases whoever waits in `port()`: with 0.
+        defer { listening.bound(0, ifUnbound: true) }
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await self.server.run() }
             group.addTask {
@@ -125,7 +128,7 @@ public final class SignalingServer: Service, Sendable {
         try? await server.shutdownGracefully()
     }
 
-    /// The bound TCP port, once the listener is up (waits for it).
+    /// The bound TCP port, once the listener is up (waits for it); 0 when it stopped unbound.
     public func port() async -> Int { await listening.wait() }
 
     /// Re-reads the certificate and key files and the token keys: new connections get the new
@@ -212,8 +215,9 @@ final class TLSContextBox: Sendable {
 final class ListeningPort: Sendable {
     private let state = Mutex<(port: Int?, waiters: [CheckedContinuation<Int, Never>])>((nil, []))
 
-    func bound(_ port: Int) {
-        let waiters = state.withLock { s in
+    func bound(_ port: Int, ifUnbound: Bool = false) {
+        let waiters = state.withLock { s -> [CheckedContinuation<Int, Never>] in
+            if ifUnbound && s.port != nil { return [] }
             s.port = port
             defer { s.waiters = [] }
             return s.waiters

@@ -1,6 +1,7 @@
 import Foundation
 import JWTKit
 import NIOCore
+import NIOPosix
 import Testing
 
 @testable import VoxSignaling
@@ -219,6 +220,20 @@ import Testing
         try await c.send("DELETE \(location) HTTP/1.1\r\nAuthorization: Bearer \(token)\r\n\r\n")
         #expect(try await c.response()?.status == 204)
         await c.close()
+    }
+
+    /// A port already taken: `run` fails and `port()` does not wait for ever.
+    @Test func aTakenPortFailsTheRun() async throws {
+        let first = try await Listener.start()
+        defer { Task { await first.stop() } }
+        let keys = try KeyFiles()
+        defer { keys.remove() }
+        var c = keys.configuration()
+        c.port = first.port
+        let second = try await SignalingServer(
+            configuration: c, engine: TestEngine(), eventLoopGroup: MultiThreadedEventLoopGroup.singleton, logger: .init(label: "t"))
+        await #expect(throws: (any Error).self) { try await second.run() }
+        #expect(await second.port() == 0)
     }
 
     @Test func plainHTTPOnlyWhenConfigured() async throws {

@@ -89,7 +89,6 @@ import VoxMedia
         #expect(await c.waitForClose())
         #expect(l.engine.calls == 0)
         #expect(l.server.service.statistics[.requestTimeout] == 1)
-        #expect(l.server.service.statistics[.bodyFailed] == 1)
     }
 
     @Test func headLimits() async throws {
