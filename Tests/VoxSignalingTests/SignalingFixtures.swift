@@ -73,6 +73,11 @@ struct KeyFiles {
         c.tokenES256PublicKeyFile = es256 ? path("es256.pub.pem").path : nil
         c.rateLimitPerSecond = 1000
         c.rateLimitBurst = 1000
+        // Deadlines far beyond a loaded machine's slowness; the tests of deadlines set theirs.
+        c.tlsHandshakeTimeoutSeconds = 120
+        c.headerTimeoutSeconds = 120
+        c.bodyTimeoutSeconds = 120
+        c.idleTimeoutSeconds = 120
         return c
     }
 
