@@ -29,6 +29,11 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.0.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        // The public signaling listener: HTTP/1.1 on HummingbirdCore, TLS on swift-nio-ssl
+        // (a reloadable context per connection), JWT tokens (jwt-kit 5, HS256 and ES256).
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.2"),
+        .package(url: "https://github.com/apple/swift-nio-extras", from: "1.34.1"),
+        .package(url: "https://github.com/vapor/jwt-kit", from: "5.7.1"),
     ],
     targets: [
         // System libraries, each wrapped once: a module map plus a shim header with
@@ -77,12 +82,26 @@ let package = Package(
         .target(
             name: "VoxControl",
             dependencies: [
-                "VoxEngine", "VoxRouting", "VoxIO", "VoxWire", "VoxMedia", "VoxXDP", .product(name: "Logging", package: "swift-log"),
+                "VoxEngine", "VoxSignaling", "VoxRouting", "VoxIO", "VoxWire", "VoxMedia", "VoxXDP", .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"), .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
+            ]
+        ),
+        // The public signaling listener (WHIP-style POST of an SDP offer) over HTTPS with tokens.
+        // Knows the engine only through its `SignalingEngine` protocol; VoxControl implements it.
+        .target(
+            name: "VoxSignaling",
+            dependencies: [
+                "VoxMedia", .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOTLS", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"), .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "JWTKit", package: "jwt-kit"),
             ]
         ),
         // Reference peers: libsrtp2 behind a small Swift surface, and OpenSSL's own DTLS client.
@@ -111,7 +130,7 @@ let package = Package(
         .executableTarget(
             name: "voxedge",
             dependencies: [
-                "VoxTools", "VoxControl", "VoxEngine", "VoxXDP", "VoxWire", "CVoxLinux", "CVoxAllocCounter",
+                "VoxTools", "VoxControl", "VoxEngine", "VoxSignaling", "VoxXDP", "VoxWire", "CVoxLinux", "CVoxAllocCounter",
                 .product(name: "Logging", package: "swift-log"), .product(name: "Yams", package: "Yams"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
@@ -129,7 +148,16 @@ let package = Package(
         .testTarget(
             name: "VoxControlTests",
             dependencies: [
-                "VoxControl", "VoxEngine", "VoxMedia", "VoxWire", "VoxTestKit", .product(name: "Logging", package: "swift-log"),
+                "VoxControl", "VoxEngine", "VoxSignaling", "VoxMedia", "VoxWire", "VoxTestKit", .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
+            name: "VoxSignalingTests",
+            dependencies: [
+                "VoxSignaling", "VoxMedia", .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"), .product(name: "JWTKit", package: "jwt-kit"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
             ]
         ),
         // Privileged: BPF_PROG_TEST_RUN, veth/netns attach tests, and VoxIO's netlink next-hop

@@ -55,6 +55,89 @@ public struct EngineConfiguration: Codable, Sendable, Equatable {
     public var xdp = XDPSettings()
     /// Socket port: the receive buffer of each worker's media socket, in bytes.
     public var socketReceiveBuffer: Int = SocketQueue.defaultReceiveBuffer
+    /// The public signaling listener (`signaling:`); no listener when the section is absent.
+    public var signaling: SignalingSettings? = nil
+
+    /// The `signaling:` section as typed plain values. Each key is optional: absent means
+    /// VoxSignaling's default (`SignalingConfiguration`), which also judges the ranges
+    /// (VoxControl maps the one onto the other; VoxEngine does not import VoxSignaling).
+    public struct SignalingSettings: Codable, Sendable, Equatable {
+        public var address: IPAddress? = nil
+        public var port: UInt16? = nil
+        public var tlsCertificateFile: String? = nil
+        public var tlsKeyFile: String? = nil
+        public var plainHTTP: Bool? = nil
+        public var audience: String? = nil
+        public var tokenHS256SecretFile: String? = nil
+        public var tokenES256PublicKeyFile: String? = nil
+        public var tokenES256PrivateKeyFile: String? = nil
+        public var tokenMaxLifetimeSeconds: Int? = nil
+        public var maxSessionsPerSubject: Int? = nil
+        public var rateLimitPerSecond: Double? = nil
+        public var rateLimitBurst: Int? = nil
+        public var maxConnections: Int? = nil
+        public var maxConnectionsPerSource: Int? = nil
+        public var tlsHandshakeTimeoutSeconds: Double? = nil
+        public var headerTimeoutSeconds: Double? = nil
+        public var bodyTimeoutSeconds: Double? = nil
+        public var idleTimeoutSeconds: Double? = nil
+        public var maxHeaderBytes: Int? = nil
+        public var corsOrigins: [String]? = nil
+        public var retryAfterSeconds: Int? = nil
+
+        public init() {}
+
+        enum CodingKeys: String, CodingKey, CaseIterable {
+            case address, port
+            case tlsCertificateFile = "tls_certificate_file"
+            case tlsKeyFile = "tls_key_file"
+            case plainHTTP = "plain_http"
+            case audience
+            case tokenHS256SecretFile = "token_hs256_secret_file"
+            case tokenES256PublicKeyFile = "token_es256_public_key_file"
+            case tokenES256PrivateKeyFile = "token_es256_private_key_file"
+            case tokenMaxLifetimeSeconds = "token_max_lifetime_seconds"
+            case maxSessionsPerSubject = "max_sessions_per_subject"
+            case rateLimitPerSecond = "rate_limit_per_second"
+            case rateLimitBurst = "rate_limit_burst"
+            case maxConnections = "max_connections"
+            case maxConnectionsPerSource = "max_connections_per_source"
+            case tlsHandshakeTimeoutSeconds = "tls_handshake_timeout_seconds"
+            case headerTimeoutSeconds = "header_timeout_seconds"
+            case bodyTimeoutSeconds = "body_timeout_seconds"
+            case idleTimeoutSeconds = "idle_timeout_seconds"
+            case maxHeaderBytes = "max_header_bytes"
+            case corsOrigins = "cors_origins"
+            case retryAfterSeconds = "retry_after_seconds"
+        }
+
+        public init(from decoder: any Decoder) throws {
+            try decoder.refuseUnknownKeys(CodingKeys.self)
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            address = try c.decodeIfPresent(IPAddress.self, forKey: .address)
+            port = try c.decodeIfPresent(UInt16.self, forKey: .port)
+            tlsCertificateFile = try c.decodeIfPresent(String.self, forKey: .tlsCertificateFile)
+            tlsKeyFile = try c.decodeIfPresent(String.self, forKey: .tlsKeyFile)
+            plainHTTP = try c.decodeIfPresent(Bool.self, forKey: .plainHTTP)
+            audience = try c.decodeIfPresent(String.self, forKey: .audience)
+            tokenHS256SecretFile = try c.decodeIfPresent(String.self, forKey: .tokenHS256SecretFile)
+            tokenES256PublicKeyFile = try c.decodeIfPresent(String.self, forKey: .tokenES256PublicKeyFile)
+            tokenES256PrivateKeyFile = try c.decodeIfPresent(String.self, forKey: .tokenES256PrivateKeyFile)
+            tokenMaxLifetimeSeconds = try c.decodeIfPresent(Int.self, forKey: .tokenMaxLifetimeSeconds)
+            maxSessionsPerSubject = try c.decodeIfPresent(Int.self, forKey: .maxSessionsPerSubject)
+            rateLimitPerSecond = try c.decodeIfPresent(Double.self, forKey: .rateLimitPerSecond)
+            rateLimitBurst = try c.decodeIfPresent(Int.self, forKey: .rateLimitBurst)
+            maxConnections = try c.decodeIfPresent(Int.self, forKey: .maxConnections)
+            maxConnectionsPerSource = try c.decodeIfPresent(Int.self, forKey: .maxConnectionsPerSource)
+            tlsHandshakeTimeoutSeconds = try c.decodeIfPresent(Double.self, forKey: .tlsHandshakeTimeoutSeconds)
+            headerTimeoutSeconds = try c.decodeIfPresent(Double.self, forKey: .headerTimeoutSeconds)
+            bodyTimeoutSeconds = try c.decodeIfPresent(Double.self, forKey: .bodyTimeoutSeconds)
+            idleTimeoutSeconds = try c.decodeIfPresent(Double.self, forKey: .idleTimeoutSeconds)
+            maxHeaderBytes = try c.decodeIfPresent(Int.self, forKey: .maxHeaderBytes)
+            corsOrigins = try c.decodeIfPresent([String].self, forKey: .corsOrigins)
+            retryAfterSeconds = try c.decodeIfPresent(Int.self, forKey: .retryAfterSeconds)
+        }
+    }
 
     /// The AF_XDP port's settings (`xdp:` in the configuration file).
     public struct XDPSettings: Codable, Sendable, Equatable {
@@ -145,6 +228,7 @@ public struct EngineConfiguration: Codable, Sendable, Equatable {
         case metricsAddress = "metrics_address"
         case metricsPort = "metrics_port"
         case drainTimeoutSeconds = "drain_timeout_seconds"
+        case signaling
     }
 
     public init(from decoder: any Decoder) throws {
@@ -174,6 +258,7 @@ public struct EngineConfiguration: Codable, Sendable, Equatable {
         metricsAddress = try c.value(.metricsAddress, or: d.metricsAddress)
         metricsPort = try c.value(.metricsPort, or: d.metricsPort)
         drainTimeoutSeconds = try c.value(.drainTimeoutSeconds, or: d.drainTimeoutSeconds)
+        signaling = try c.decodeIfPresent(SignalingSettings.self, forKey: .signaling)
     }
 
     /// Every problem with this configuration, as sentences; empty when it can run.

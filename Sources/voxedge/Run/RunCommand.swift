@@ -26,7 +26,8 @@ struct RunCommand: ParsableCommand {
             metrics_address, metrics_port, drain_timeout_seconds, log_level, io, interface, \
             socket_receive_buffer, xdp (frame_count, frame_size, \
             ring_size, headroom, huge_pages, bind_mode, idle, attach, object, stun_rate, \
-            stun_burst). See docs/operations.md.
+            stun_burst), signaling (the public HTTPS listener: address, port, tls_certificate_file, \
+            tls_key_file, plain_http, audience, token_*; see docs/signaling.md). See docs/operations.md.
             """
     )
 
@@ -114,7 +115,7 @@ struct RunCommand: ParsableCommand {
             c.metricsAddress = address
             c.metricsPort = port
         }
-        let problems = c.problems()
+        let problems = c.problems() + c.signalingProblems
         guard problems.isEmpty else { throw ValidationError(problems.joined(separator: "\n")) }
         return c
     }
