@@ -4,6 +4,8 @@ import NIOCore
 import Synchronization
 import VoxEngine
 import VoxIO
+import VoxSignaling
+import Foundation
 
 /// The engine's control plane, put together: the control thread (the control socket's event
 /// loop, which also runs the runtime's periodic work), the commands over the engine, its
@@ -15,6 +17,9 @@ public final class ControlPlane: @unchecked Sendable {
     public let server: ControlServer
     public let metrics: EngineMetrics
     public let http: MetricsServer
+    /// The public signaling listener, when the configuration has a `signaling:` section.
+    public private(set) var signaling: SignalingListener?
+    let logger: Logger
 
     /// Periodic work of the control thread (slots released, old tables, next hops).
     public static let tickInterval = TimeAmount.milliseconds(10)
@@ -25,6 +30,7 @@ public final class ControlPlane: @unchecked Sendable {
     public init(runtime: EngineRuntime, logger: Logger, limits: ControlLimits? = nil, peers: PeerPolicy? = nil) {
         let c = runtime.configuration
         self.runtime = runtime
+        self.logger = logger
         controller = EngineController(runtime: runtime)
         metrics = EngineMetrics(runtime: runtime)
         let controller = controller
@@ -60,6 +66,34 @@ public final class ControlPlane: @unchecked Sendable {
         if c.metricsPort != 0 {
             try http.start(address: "\(c.metricsAddress)", port: c.metricsPort)
         }
+        if let section = c.signaling {
+            let listener = try SignalingListener(
+                configuration: SignalingConfiguration(section),
+                engine: EngineSignaling(controller: controller, server: server, runtime: runtime), logger: logger)
+            signaling = listener
+            let fingerprint = listener.server.certificateFingerprint
+            let controller = controller
+            server.onControlThread {
+                controller.signalingInfo = ["url": listener.url, "fingerprint": fingerprint ?? NSNull()]
+                controller.reloadSignaling = {
+                    do throws(ControlError) {
+                        try listener.reload()
+                        return .ok(["reloaded": true])
+                    } catch {
+                        return .failure(error.code, error.message)
+                    }
+                }
+            }
+            var metadata: Logger.Metadata = ["url": "\(listener.url)"]
+            if let fingerprint { metadata["certificate_sha256"] = "\(fingerprint)" }
+            logger.info("signaling ready", metadata: metadata)
+        }
+    }
+
+    /// Re-reads the signaling listener's certificate and token keys (SIGHUP).
+    public func reloadSignaling() throws(ControlError) {
+        guard let signaling else { throw ControlError(code: "signaling", message: "no signaling listener is configured") }
+        try signaling.reload()
     }
 
     /// From now on `/readyz` answers 503 and `session.create` is refused with `draining`;
@@ -94,8 +128,10 @@ public final class ControlPlane: @unchecked Sendable {
         }
     }
 
-    /// Closes the control socket and the metrics listener.
+    /// Closes the signaling listener, the control socket and the metrics listener.
     public func stop() {
+        signaling?.stop()
+        signaling = nil
         server.stop()
         http.stop()
     }

@@ -150,6 +150,13 @@ public final class ControlServer: @unchecked Sendable {
         tasks.append(task)
     }
 
+    /// Runs `body` on the control thread; the caller (a Swift concurrency task) is suspended,
+    /// not blocked, meanwhile.
+    public func perform<T: Sendable>(_ body: @escaping () -> T) async -> T {
+        let box = UnsafeTransfer(body)
+        return try! await loop.submit { UnsafeTransfer(box.value()) }.get().value
+    }
+
     /// Runs `body` on the control thread and waits for it.
     public func onControlThread<T>(_ body: () -> T) -> T {
         if loop.inEventLoop { return body() }

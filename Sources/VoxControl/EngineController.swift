@@ -43,6 +43,11 @@ public final class EngineController {
     public var sessionCount: Int { sessions.count }
     var nextWorker = 0
     public weak var server: ControlServer?
+    /// The signaling listener's URL and certificate fingerprint, for `stats` (set at start).
+    var signalingInfo: [String: Any]? = nil
+    /// Re-reads the listener's certificate and token keys, off the control thread (it waits
+    /// for the listener's own loop).
+    var reloadSignaling: (() -> ControlReply)? = nil
 
     public init(runtime: EngineRuntime) {
         self.runtime = runtime
@@ -62,6 +67,11 @@ public final class EngineController {
             case "session.list": return .ok(["sessions": sessions.values.sorted { $0.id < $1.id }.map(describe)])
             case "session.show": return try show(request)
             case "stats": return stats()
+            case "signaling.reload":
+                guard let reload = reloadSignaling else {
+                    return .failure("signaling", "no signaling listener is configured")
+                }
+                return reload()
             default:
                 return .failure("unknown_command", "unknown command '\(request.command)'")
             }
@@ -476,6 +486,7 @@ public final class EngineController {
             "sessions": sessions.count, "capacity": runtime.store.capacity, "workers": workers, "io": runtime.io,
             "control": ["requests": server?.requests ?? 0, "errors": server?.errors ?? 0, "clients": server?.connectedClients ?? 0],
         ]
+        if let signalingInfo { reply["signaling"] = signalingInfo }
         if let xdp = runtime.xdp {
             var counters: [String: Any] = [:]
             if let read = xdp.programCounters() {

@@ -11,6 +11,8 @@ import Yams
 /// SIGINT/SIGTERM received so far: the first drains, the second stops at once.
 enum Shutdown {
     static let signals = Atomic<Int>(0)
+    /// SIGHUPs not yet acted on: each re-reads the signaling listener's certificate and keys.
+    static let reloads = Atomic<Int>(0)
 }
 
 struct RunCommand: ParsableCommand {
@@ -178,6 +180,7 @@ struct RunCommand: ParsableCommand {
         signal(SIGINT) { _ in Shutdown.signals.add(1, ordering: .releasing) }
         signal(SIGTERM) { _ in Shutdown.signals.add(1, ordering: .releasing) }
         signal(SIGPIPE, SIG_IGN)
+        signal(SIGHUP) { _ in Shutdown.reloads.add(1, ordering: .releasing) }
         let c = try resolvedConfiguration()
         LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
         var logger = Logger(label: "voxedge")
@@ -207,6 +210,14 @@ struct RunCommand: ParsableCommand {
         logger.info("control socket ready", metadata: ["path": "\(c.controlSocket)"])
         while Shutdown.signals.load(ordering: .acquiring) == 0 {
             usleep(20_000)
+            if Shutdown.reloads.exchange(0, ordering: .acquiringAndReleasing) > 0 {
+                do {
+                    try plane.reloadSignaling()
+                    logger.info("SIGHUP: signaling certificate and token keys reloaded")
+                } catch {
+                    logger.error("SIGHUP: reload failed; the old keys stay", metadata: ["error": "\(error.message)"])
+                }
+            }
         }
         // Drain: no new sessions, /readyz 503, live calls go on until they end or the
         // deadline; a second signal stops at once.

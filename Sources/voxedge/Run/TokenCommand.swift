@@ -35,7 +35,7 @@ struct TokenCommand: ParsableCommand {
             throw ValidationError("--ttl must be 1...\(signaling.tokenMaxLifetimeSeconds) (signaling.token_max_lifetime_seconds)")
         }
         let (subject, model, ttl, audience) = (subject, model, ttl, audience)
-        let outcome = Self.blocking { () async -> Result<String, SignalingSetupError> in
+        let outcome = runBlocking { () async -> Result<String, SignalingSetupError> in
             do throws(SignalingSetupError) {
                 let authority = try await TokenAuthority.load(signaling)
                 return .success(try await authority.mint(subject: subject, model: model, lifetime: ttl, audience: audience))
@@ -47,17 +47,5 @@ struct TokenCommand: ParsableCommand {
         case .success(let token): print(token)
         case .failure(let error): throw ValidationError("\(config): \(error.message)")
         }
-    }
-
-    static func blocking<T: Sendable>(_ body: @escaping @Sendable () async -> T) -> T {
-        let result = Mutex<T?>(nil)
-        let done = DispatchSemaphore(value: 0)
-        Task {
-            let value = await body()
-            result.withLock { $0 = value }
-            done.signal()
-        }
-        done.wait()
-        return result.withLock { $0! }
     }
 }
