@@ -9,6 +9,7 @@ let package = Package(
     name: "voxedge",
     products: [
         .executable(name: "voxedge", targets: ["voxedge"]),
+        .executable(name: "voxedge-fuzz", targets: ["VoxFuzzRunner"]),
         .library(name: "VoxWire", targets: ["VoxWire"]),
         .library(name: "VoxMedia", targets: ["VoxMedia"]),
         .library(name: "VoxXDP", targets: ["VoxXDP"]),
@@ -136,6 +137,20 @@ let package = Package(
             ]
         ),
 
+        // The fuzz targets: one entry point per parser that sees outside bytes, run by the
+        // libFuzzer binary (`scripts/fuzz`) and replayed over the committed corpora by
+        // VoxFuzzTests in the ordinary build (docs/reliability.md).
+        .target(
+            name: "VoxFuzz",
+            dependencies: [
+                "VoxWire", "VoxMedia", "VoxEngine", "VoxControl", .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "Yams", package: "Yams"),
+            ]
+        ),
+        // The fuzz binary: libFuzzer's main under `scripts/fuzz`, a corpus replayer otherwise.
+        .executableTarget(name: "VoxFuzzRunner", dependencies: ["VoxFuzz"]),
+
         .testTarget(name: "VoxWireTests", dependencies: ["VoxWire", "VoxTestKit"]),
         .testTarget(name: "VoxMediaTests", dependencies: ["VoxMedia", "VoxWire", "VoxSRTPReference", "COpenSSL", "VoxTestKit"]),
         // Links the counting allocator too, so the churn test can prove it allocates nothing.
@@ -169,6 +184,8 @@ let package = Package(
             ]
         ),
         // Reads the sources' imports against docs/architecture.md and this file.
+        // Replays every committed fuzz corpus through the targets (no fuzzing build needed).
+        .testTarget(name: "VoxFuzzTests", dependencies: ["VoxFuzz"]),
         .testTarget(name: "ArchitectureTests"),
         .testTarget(name: "SystemLibrariesTests", dependencies: ["CXDP", "COpenSSL", "CSRTP", "COpus"]),
     ],
