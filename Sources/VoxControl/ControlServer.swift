@@ -157,14 +157,12 @@ public final class ControlServer: @unchecked Sendable {
         return try! await loop.submit { UnsafeTransfer(box.value()) }.get().value
     }
 
-    /// Runs `body` on the control thread and waits for it.
-    public func onControlThread<T>(_ body: () -> T) -> T {
+    /// Runs `body` on the control thread and waits for it. (Escaping: the loop may still
+    /// hold the task a moment after it ran.)
+    public func onControlThread<T>(_ body: @escaping () -> T) -> T {
         if loop.inEventLoop { return body() }
-        return withoutActuallyEscaping(body) { escapable in
-            let box = UnsafeTransfer(escapable)
-            let result = try! loop.submit { UnsafeTransfer(box.value()) }.wait()
-            return result.value
-        }
+        let box = UnsafeTransfer(body)
+        return try! loop.submit { UnsafeTransfer(box.value()) }.wait().value
     }
 
     /// Closes the listener and every connection, stops the periodic work and the control

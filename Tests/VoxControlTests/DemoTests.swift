@@ -78,6 +78,7 @@ import Testing
         p.executableURL = URL(fileURLWithPath: Self.voxedge)
         p.arguments = ["demo", "--static-keys"] + arguments
         p.standardOutput = out
+        p.standardError = out
         try p.run()
         let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         p.waitUntilExit()

@@ -149,7 +149,14 @@ import VoxMedia
         #expect(created["ok"] as? Bool == true, "\(created)")
         let session = try #require((created["session"] as? [String: Any])?["id"] as? Int)
         #expect(engine.audioGoesThrough())
-        #expect(HTTP.get(engine.metricsPort, "/readyz").status == 200)
+        // Ready before the signal (the metrics listener may come up a moment after the control
+        // socket on a loaded machine: asked again for up to 10 s).
+        var ready = HTTP.get(engine.metricsPort, "/readyz").status
+        for _ in 0..<50 where ready != 200 {
+            usleep(200_000)
+            ready = HTTP.get(engine.metricsPort, "/readyz").status
+        }
+        #expect(ready == 200)
 
         kill(engine.process.processIdentifier, SIGTERM)
         #expect(engine.exitStatus(within: 1) == nil, "the engine stopped with a call up")

@@ -9,9 +9,10 @@ import Testing
 /// port and on kernel sockets, and a 75 s call whose client sends no consent check after
 /// connecting (only media keeps it up). Needs root; skipped with the reason without it,
 /// except under CI=true, where it fails.
-@Suite(.serialized) struct WebRTCCallTests {
+/// Part of `DemoTests`, so no two demos (namespaces, XDP programs, 198.18.0.0/24) run at once.
+extension DemoTests {
     /// Runs `voxedge demo` (the WebRTC caller) with `arguments`: its status and output.
-    func call(_ arguments: [String]) throws -> (status: Int32, text: String)? {
+    func webRTCCall(_ arguments: [String]) throws -> (status: Int32, text: String)? {
         guard getuid() == 0 else {
             if ProcessInfo.processInfo.environment["CI"] == "true" {
                 Issue.record("a WebRTC call needs root (network namespaces), and CI runs as root")
@@ -33,11 +34,9 @@ import Testing
         return (p.terminationStatus, text)
     }
 
-    static func line(_ text: String, _ prefix: String) -> String { DemoTests.line(text, prefix) }
-
     @Test(arguments: ["xdp", "socket"])
     func aiortcCallsAndHearsEveryBeep(io: String) throws {
-        guard let (status, text) = try call(["--io", io, "--beeps", "6"]) else { return }
+        guard let (status, text) = try webRTCCall(["--io", io, "--beeps", "6"]) else { return }
         print(text)
         #expect(status == 0, "\(text)")
         #expect(Self.line(text, "engine up:").contains("io \(io)"), "\(text)")
@@ -51,7 +50,7 @@ import Testing
     /// Past the 30 s consent interval with no check from the client: authenticated media
     /// renews consent (libnice under GStreamer keeps calls up that way).
     @Test func aCallWithoutConsentChecksStaysUpPast70Seconds() throws {
-        guard let (status, text) = try call(["--io", "socket", "--no-consent", "--seconds", "75", "--beeps", "8"]) else {
+        guard let (status, text) = try webRTCCall(["--io", "socket", "--no-consent", "--seconds", "75", "--beeps", "8"]) else {
             return
         }
         print(text)
