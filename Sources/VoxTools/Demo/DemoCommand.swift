@@ -110,7 +110,8 @@ public struct DemoCommand: ParsableCommand {
         // `ip netns exec` execs the engine: this pid is the engine's, its schedstat its CPU.
         let cpuBefore = DemoCommand.cpuNanoseconds(engine.processIdentifier)
         guard staticKeys else {
-            var status = try webRTCCall(demo, session, first, resolved: resolved, configPath: configPath, pin: pinCallers)
+            var status = try webRTCCall(
+                demo, session, first, resolved: resolved, configPath: configPath, socketPath: socketPath, pin: pinCallers)
             if let stats = try? ControlClient.call(socketPath, ["cmd": "stats"]) {
                 let cpu = DemoCommand.cpuNanoseconds(engine.processIdentifier) - cpuBefore
                 DemoCommand.printEngineSide(stats, cpu: cpu)
@@ -190,10 +191,18 @@ extension DemoCommand {
     /// engine, then aiortc (voxcall.py) in the far namespace. Returns its exit status.
     func webRTCCall(
         _ demo: DemoNetwork, _ session: DemoSession, _ stats: [String: Any], resolved: String, configPath: String,
-        pin: [String]
+        socketPath: String, pin: [String]
     ) throws -> Int32 {
-        guard let signaling = stats["signaling"] as? [String: Any], let url = signaling["url"] as? String else {
-            throw ValidationError("the engine runs no signaling listener")
+        // The control socket answers before the signaling listener is up (it makes its
+        // certificate first): ask again for up to 20 s.
+        var signaling = stats["signaling"] as? [String: Any]
+        let deadline = Date().addingTimeInterval(20)
+        while signaling == nil && Date() < deadline {
+            usleep(100_000)
+            signaling = (try? ControlClient.call(socketPath, ["cmd": "stats"]))?["signaling"] as? [String: Any]
+        }
+        guard let signaling, let url = signaling["url"] as? String else {
+            throw ValidationError("the engine runs no signaling listener (none reported in 20 s)")
         }
         let root = try checkoutRoot(executable: resolved)
         let python = root + "/.build/venv/bin/python3"
