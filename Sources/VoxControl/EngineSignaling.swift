@@ -59,20 +59,6 @@ final class EngineSignaling: SignalingEngine, @unchecked Sendable {
     }
 }
 
-/// Runs `body` to completion from synchronous code (start-up, shutdown, a CLI command): the
-/// calling thread waits; never call it from a Swift concurrency task.
-public func runBlocking<T: Sendable>(_ body: @escaping @Sendable () async -> T) -> T {
-    let result = Mutex<T?>(nil)
-    let done = DispatchSemaphore(value: 0)
-    Task {
-        let value = await body()
-        result.withLock { $0 = value }
-        done.signal()
-    }
-    done.wait()
-    return result.withLock { $0! }
-}
-
 /// The public signaling listener of a running engine, on an event loop of its own (a flood of
 /// it never holds up the control socket or the private metrics and health listener).
 public final class SignalingListener: @unchecked Sendable {

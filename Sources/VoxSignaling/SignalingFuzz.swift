@@ -18,12 +18,12 @@ public enum SignalingFuzz {
     /// from a Swift concurrency task (it waits for one).
     public static func fuzzOne(_ bytes: UnsafeRawBufferPointer) {
         let input = [UInt8](bytes)
-        _ = blocking { await respond(await service(), input) }
+        _ = runBlocking { await respond(await service(), input) }
     }
 
     /// Well-formed inputs to start a corpus from: a POST with a valid token, a DELETE, an OPTIONS.
     public static func seedInputs() -> [[UInt8]] {
-        let token = blocking { try? await service().tokens.mint(subject: "fuzz", model: "m", lifetime: 3000) } ?? ""
+        let token = runBlocking { try? await service().tokens.mint(subject: "fuzz", model: "m", lifetime: 3000) } ?? ""
         let offer = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"
         return [
             "POST /v1/sessions HTTP/1.1\r\nAuthorization: Bearer \(token)\r\nContent-Type: application/sdp\r\nContent-Length: \(offer.utf8.count)\r\n\r\n\(offer)",
@@ -73,19 +73,6 @@ public enum SignalingFuzz {
     }
 
     private static let made = Mutex<SignalingService?>(nil)
-
-    /// Runs `body` to completion from synchronous code (the fuzzer's thread, never a task's).
-    static func blocking<T: Sendable>(_ body: @escaping @Sendable () async -> T) -> T {
-        let result = Mutex<T?>(nil)
-        let done = DispatchSemaphore(value: 0)
-        Task {
-            let value = await body()
-            result.withLock { $0 = value }
-            done.signal()
-        }
-        done.wait()
-        return result.withLock { $0! }
-    }
 }
 
 /// The fuzz service's engine: offers with an audio m-line get a session, others a reason.
@@ -98,4 +85,18 @@ final class FuzzEngine: SignalingEngine {
     func endSession(_ session: UInt64) async -> Bool { true }
     func isLive(_ session: UInt64) async -> Bool { false }
     var isDraining: Bool { get async { false } }
+}
+
+/// Runs `body` to completion from synchronous code (start-up, shutdown, a CLI command, the
+/// fuzzer's thread): the calling thread waits; never call it from a Swift concurrency task.
+public func runBlocking<T: Sendable>(_ body: @escaping @Sendable () async -> T) -> T {
+    let result = Mutex<T?>(nil)
+    let done = DispatchSemaphore(value: 0)
+    Task {
+        let value = await body()
+        result.withLock { $0 = value }
+        done.signal()
+    }
+    done.wait()
+    return result.withLock { $0! }
 }

@@ -110,23 +110,13 @@ public struct DemoCommand: ParsableCommand {
         // `ip netns exec` execs the engine: this pid is the engine's, its schedstat its CPU.
         let cpuBefore = DemoCommand.cpuNanoseconds(engine.processIdentifier)
         guard staticKeys else {
-            var status = try webRTCCall(
+            let status = try webRTCCall(
                 demo, session, first, resolved: resolved, configPath: configPath, socketPath: socketPath, pin: pinCallers)
             if let stats = try? ControlClient.call(socketPath, ["cmd": "stats"]) {
                 let cpu = DemoCommand.cpuNanoseconds(engine.processIdentifier) - cpuBefore
                 DemoCommand.printEngineSide(stats, cpu: cpu)
             }
-            engine.terminate()
-            engine.waitUntilExit()
-            if running == "xdp" {
-                let attached = demo.output(["ip", "-n", demo.edge, "link", "show", demo.edgeInterface]).contains(" xdp")
-                print("after shutdown: \(attached ? "an XDP program is still attached" : "no XDP program") on \(demo.edgeInterface)")
-                if attached { status = 1 }
-            }
-            session.end()
-            print(status == 0 ? "demo passed; namespaces and processes removed" : "demo FAILED (status \(status)); namespaces and processes removed")
-            if status != 0 { throw ExitCode(status) }
-            return
+            return try DemoCommand.finish(engine, running: running, demo, session, status: status)
         }
         let client = try demo.spawn(
             in: demo.far,
@@ -172,7 +162,15 @@ public struct DemoCommand: ParsableCommand {
             }
             fflush(nil)
         }
-        // The engine stops on SIGTERM and takes its XDP program with it (bpf_link).
+        try DemoCommand.finish(engine, running: running, demo, session, status: status)
+    }
+}
+
+extension DemoCommand {
+    /// Stops the engine (SIGTERM: it takes its XDP program with it, through the bpf_link),
+    /// checks nothing is left attached, removes the network and says how it went.
+    static func finish(_ engine: Process, running: String, _ demo: DemoNetwork, _ session: DemoSession, status: Int32) throws {
+        var status = status
         engine.terminate()
         engine.waitUntilExit()
         if running == "xdp" {
@@ -184,9 +182,7 @@ public struct DemoCommand: ParsableCommand {
         print(status == 0 ? "demo passed; namespaces and processes removed" : "demo FAILED (status \(status)); namespaces and processes removed")
         if status != 0 { throw ExitCode(status) }
     }
-}
 
-extension DemoCommand {
     /// The WebRTC caller: a token from `voxedge token`, the listener's fingerprint from the
     /// engine, then aiortc (voxcall.py) in the far namespace. Returns its exit status.
     func webRTCCall(
