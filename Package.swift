@@ -143,7 +143,7 @@ let package = Package(
         .target(
             name: "VoxFuzz",
             dependencies: [
-                "VoxWire", "VoxMedia", "VoxEngine", "VoxControl", .product(name: "Logging", package: "swift-log"),
+                "VoxWire", "VoxMedia", "VoxEngine", "VoxControl", "VoxSignaling", .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "Yams", package: "Yams"),
             ]

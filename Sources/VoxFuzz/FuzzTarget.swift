@@ -1,3 +1,5 @@
+import VoxSignaling
+
 /// The fuzz targets: one entry point per parser that sees bytes from outside the engine,
 /// shared by the libFuzzer binary (`scripts/fuzz TARGET`, `voxedge-fuzz`) and the ordinary
 /// test build, which replays every committed corpus (`Tests/Fixtures/fuzz/<target>/`)
@@ -35,6 +37,9 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     case control
     /// A configuration file: YAML (and JSON) into `EngineConfiguration`, then `problems()`.
     case config
+    /// The public HTTP signaling request (`SignalingFuzz.fuzzOne`): request line, header
+    /// fields, token, media type and offer body through `SignalingService`, without sockets.
+    case signaling
 
     /// Runs one input. Traps (a failed `FuzzCheck.expect`, or a Swift runtime check) are
     /// findings; everything else is the input being refused as it should be.
@@ -49,6 +54,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         case .dtls: DTLSFuzz.run(data)
         case .control: ControlFuzz.run(data)
         case .config: ConfigFuzz.run(data)
+        case .signaling: SignalingFuzz.fuzzOne(data)
         }
     }
 

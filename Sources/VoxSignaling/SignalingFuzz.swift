@@ -9,7 +9,8 @@ import Synchronization
 /// routing, header limits, tokens, media type, body limit, UTF-8 — without sockets, against an
 /// engine that answers offers carrying an audio m-line and refuses the rest.
 public enum SignalingFuzz {
-    /// The HS256 secret of the fuzz service (so a corpus can hold tokens that verify).
+    /// The HS256 secret of the fuzz service (so a corpus can hold tokens that verify:
+    /// `Tests/Fixtures/fuzz/make-seeds.py` signs its seeds' tokens with it).
     public static let secret = "voxedge-fuzz-secret-0123456789abcdef"
     public static let audience = "voxedge-fuzz"
 
@@ -60,7 +61,9 @@ public enum SignalingFuzz {
         c.audience = audience
         c.rateLimitPerSecond = 1e9
         c.rateLimitBurst = 1 << 30
-        c.tokenMaxLifetimeSeconds = 3600
+        // Committed seeds carry tokens that expire in 2100: the fuzz service allows that lifetime
+        // so they still reach past the token check when CI replays them years from now.
+        c.tokenMaxLifetimeSeconds = 200 * 365 * 86_400
         var keys = TokenKeys()
         keys.hs256 = await TokenKeys.hs256(Array(secret.utf8))
         let fresh = SignalingService(

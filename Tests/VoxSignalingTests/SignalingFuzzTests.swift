@@ -18,6 +18,28 @@ import Testing
         #expect(await SignalingFuzz.respond(service, Array(noAudio.utf8)).status == .badRequest)
     }
 
+    /// The committed seeds' tokens (make-seeds.py, expiring in 2100) verify: the corpus CI
+    /// replays reaches past the token check, and the refusals seeded are the ones named.
+    @Test func committedSeedsReachTheRules() async throws {
+        let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Fixtures/fuzz/signaling")
+        let service = await SignalingFuzz.service()
+        func status(_ name: String) async throws -> Int {
+            let input = [UInt8](try Data(contentsOf: dir.appendingPathComponent("seed-" + name)))
+            return await SignalingFuzz.respond(service, input).status.code
+        }
+        #expect(try await status("post") == 201)
+        #expect(try await status("lf-only") == 201)
+        #expect(try await status("post-no-token") == 401)
+        #expect(try await status("post-expired") == 401)
+        #expect(try await status("post-wrong-aud") == 401)
+        #expect(try await status("post-alg-none") == 401)
+        #expect(try await status("post-json") == 415)
+        #expect(try await status("post-no-audio") == 400)
+        #expect(try await status("patch") == 405)
+        #expect(try await status("options") == 204)
+    }
+
     @Test func mutatedInputsGoThrough() async {
         await onAThread { Self.mutate() }
     }

@@ -202,3 +202,47 @@ write("config", "json", json.dumps({"media_address": "198.18.0.1", "media_port":
                                      "xdp": {"idle": "busy-poll", "frame_size": 4096}}).encode())
 write("config", "flow-style", b"{media_address: '2001:db8::1', backend_address: 198.18.0.1, io: socket, cores: [0, 1]}\n")
 write("config", "bad-key", b"media_adress: 198.18.0.1\nlog_level: debug\n")
+
+# --- signaling: HTTP/1.1 requests as SignalingFuzz.respond reads them (request line, fields,
+# blank line, body). Tokens are HS256 with SignalingFuzz.secret and expire in 2100, so the
+# committed seeds keep reaching past the token check (the fuzz service allows that lifetime).
+def b64url(b):
+    import base64
+    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+
+def jwt(claims, secret=b"voxedge-fuzz-secret-0123456789abcdef", alg="HS256"):
+    head = b64url(json.dumps({"alg": alg, "typ": "JWT"}).encode())
+    body = b64url(json.dumps(claims).encode())
+    mac = hmac.new(secret, f"{head}.{body}".encode(), hashlib.sha256).digest()
+    return f"{head}.{body}.{b64url(mac)}"
+
+
+good = jwt({"aud": "voxedge-fuzz", "sub": "caller-1", "model": "m", "exp": 4102444800})
+offer = open(os.path.join(WEBRTC, "aiortc-1.16", "offer.sdp"), "rb").read()
+
+
+def request(method, target, fields, body=b""):
+    head = f"{method} {target} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in fields)
+    return head.encode() + b"\r\n" + body
+
+
+post = [("Authorization", f"Bearer {good}"), ("Content-Type", "application/sdp"), ("Content-Length", str(len(offer)))]
+write("signaling", "post", request("POST", "/v1/sessions", post, offer))
+write("signaling", "post-no-token", request("POST", "/v1/sessions", post[1:], offer))
+write("signaling", "post-expired", request("POST", "/v1/sessions", [
+    ("Authorization", "Bearer " + jwt({"aud": "voxedge-fuzz", "sub": "s", "model": "m", "exp": 1000}))] + post[1:], offer))
+write("signaling", "post-wrong-aud", request("POST", "/v1/sessions", [
+    ("Authorization", "Bearer " + jwt({"aud": "other", "sub": "s", "model": "m", "exp": 4102444800}))] + post[1:], offer))
+write("signaling", "post-alg-none", request("POST", "/v1/sessions", [
+    ("Authorization", "Bearer " + jwt({"aud": "voxedge-fuzz", "sub": "s", "model": "m", "exp": 4102444800}, alg="none"))]
+    + post[1:], offer))
+write("signaling", "post-json", request("POST", "/v1/sessions", [post[0], ("Content-Type", "application/json")], b"{}"))
+write("signaling", "post-no-audio", request("POST", "/v1/sessions", post, b"v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n"))
+write("signaling", "delete", request("DELETE", "/v1/sessions/0123456789abcdef0123456789abcdef", post[:1]))
+write("signaling", "patch", request("PATCH", "/v1/sessions/0123456789abcdef0123456789abcdef", post))
+write("signaling", "options", request("OPTIONS", "/v1/sessions", [
+    ("Origin", "https://example.com"), ("Access-Control-Request-Method", "POST")]))
+write("signaling", "healthz", request("GET", "/healthz", []))
+write("signaling", "lf-only", b"POST /v1/sessions HTTP/1.1\nAuthorization: Bearer " + good.encode()
+      + b"\nContent-Type: application/sdp\n\n" + offer)
