@@ -51,7 +51,7 @@ public final class ControlPlane: @unchecked Sendable {
         let metrics = metrics
         let publish = { [weak self] in
             self?.liveSessions.store(controller.sessionCount, ordering: .releasing)
-            metrics.publish(sessions: controller.sessionCount, backends: runtime.backends.table)
+            metrics.publish(sessions: controller.sessionCount, byState: controller.sessionsByState(), backends: runtime.backends.table)
         }
         server.beforeReplies = {
             runtime.control.publishFlows()
@@ -71,10 +71,12 @@ public final class ControlPlane: @unchecked Sendable {
                 configuration: SignalingConfiguration(section),
                 engine: EngineSignaling(controller: controller, server: server, runtime: runtime), logger: logger)
             signaling = listener
+            metrics.signaling.withLock { $0 = listener.server }
             let fingerprint = listener.server.certificateFingerprint
             let controller = controller
             server.onControlThread {
                 controller.signalingInfo = ["url": listener.url, "fingerprint": fingerprint ?? NSNull()]
+                controller.signalingServer = listener.server
                 controller.reloadSignaling = {
                     do throws(ControlError) {
                         try listener.reload()

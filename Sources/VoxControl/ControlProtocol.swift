@@ -214,12 +214,17 @@ public enum ControlWire {
             || n == "sdp" || n == "answer"
     }
 
+    static func isCount(_ value: Any) -> Bool {
+        value is Int || value is UInt64 || value is Double || (value is NSNumber && !(value is String))
+    }
+
     /// `value` with every secret field (at any depth) replaced by "<redacted>": what logs and
     /// replies may show.
     public static func redacted(_ value: Any) -> Any {
         if let dictionary = value as? [String: Any] {
             var out: [String: Any] = [:]
-            for (k, v) in dictionary { out[k] = isSecret(k) ? "<redacted>" : redacted(v) }
+            // A count is never a secret, whatever it counts (`bad_token` requests).
+            for (k, v) in dictionary { out[k] = isSecret(k) && !isCount(v) ? "<redacted>" : redacted(v) }
             return out
         }
         if let array = value as? [Any] { return array.map(redacted) }

@@ -2,6 +2,7 @@ import Foundation
 import VoxEngine
 import VoxIO
 import VoxMedia
+import VoxSignaling
 import VoxWire
 import VoxXDP
 
@@ -45,6 +46,8 @@ public final class EngineController {
     public weak var server: ControlServer?
     /// The signaling listener's URL and certificate fingerprint, for `stats` (set at start).
     var signalingInfo: [String: Any]? = nil
+    /// The public listener, for its counters in `stats` (set at start, with `signalingInfo`).
+    var signalingServer: SignalingServer? = nil
     /// Re-reads the listener's certificate and token keys, off the control thread (it waits
     /// for the listener's own loop).
     var reloadSignaling: (() -> ControlReply)? = nil
@@ -416,6 +419,22 @@ public final class EngineController {
         .ok(["session": describe(try findRecord(r))])
     }
 
+    /// A session's state as `session show` and `voxedge_sessions_by_state` give it:
+    /// waiting_for_ice (held, no valid check yet), handshaking (claimed, no keys yet),
+    /// connected (WebRTC with keys), static (keys from the control socket).
+    func state(of r: Record) -> String {
+        guard r.webRTC != nil else { return "static" }
+        if SessionStore.isHeld(runtime.store.owner(of: Int(r.slot))) { return "waiting_for_ice" }
+        return runtime.store.isKeyed(slot: Int(r.slot)) ? "connected" : "handshaking"
+    }
+
+    /// Live sessions by `state(of:)`, every state named (zeros included).
+    public func sessionsByState() -> [String: Int] {
+        var out = ["waiting_for_ice": 0, "handshaking": 0, "connected": 0, "static": 0]
+        for r in sessions.values { out[state(of: r), default: 0] += 1 }
+        return out
+    }
+
     func describe(_ r: Record) -> [String: Any] {
         let counts = runtime.store.packetCounts(slot: Int(r.slot))
         var fields: [String: Any] = [
@@ -432,7 +451,7 @@ public final class EngineController {
             let keyed = runtime.store.isKeyed(slot: Int(r.slot))
             fields["kind"] = "webrtc"
             fields["worker"] = owner >= 0 ? Int(owner) : -1
-            fields["state"] = SessionStore.isHeld(owner) ? "waiting_for_ice" : keyed ? "connected" : "handshaking"
+            fields["state"] = state(of: r)
             if keyed, let profile = runtime.store.profile(slot: Int(r.slot)) { fields["profile"] = profile.description }
             fields["subject"] = w.subject
             fields["model"] = w.model
@@ -451,8 +470,10 @@ public final class EngineController {
             for v in PacketVerdict.allCases { verdicts["\(v)"] = NSNumber(value: c[v]) }
             var drops: [String: Any] = [:]
             for d in DropReason.allCases where c[d] > 0 { drops["\(d)"] = NSNumber(value: c[d]) }
+            var ended: [String: Any] = [:]
+            for reason in SessionEndReason.allCases { ended["\(reason)"] = NSNumber(value: c.sessionsEnded(reason)) }
             var worker: [String: Any] = [
-                "worker": w, "verdicts": verdicts, "drops": drops, "received": NSNumber(value: c.received),
+                "worker": w, "verdicts": verdicts, "drops": drops, "ended": ended, "received": NSNumber(value: c.received),
                 "handed_in": NSNumber(value: c.handedIn), "bursts": NSNumber(value: c.bursts),
                 "busy_ns": NSNumber(value: c.busyNanoseconds), "idle_ns": NSNumber(value: c.idleNanoseconds),
             ]
@@ -484,9 +505,19 @@ public final class EngineController {
             ] as [String: Any],
             "backends": backendList,
             "sessions": sessions.count, "capacity": runtime.store.capacity, "workers": workers, "io": runtime.io,
+            "sessions_by_state": sessionsByState(),
+            // Held sessions no check ever claimed, freed at their connect deadline by this thread.
+            "expired_unclaimed": NSNumber(value: runtime.control.expiredUnclaimed.load(ordering: .relaxed)),
             "control": ["requests": server?.requests ?? 0, "errors": server?.errors ?? 0, "clients": server?.connectedClients ?? 0],
         ]
-        if let signalingInfo { reply["signaling"] = signalingInfo }
+        if var signaling = signalingInfo {
+            if let server = signalingServer {
+                signaling["requests"] = Dictionary(
+                    uniqueKeysWithValues: server.service.statistics.snapshot.map { ($0.outcome, NSNumber(value: $0.count)) })
+                signaling["connections"] = server.openConnections
+            }
+            reply["signaling"] = signaling
+        }
         if let xdp = runtime.xdp {
             var counters: [String: Any] = [:]
             if let read = xdp.programCounters() {

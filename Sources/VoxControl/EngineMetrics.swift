@@ -2,6 +2,7 @@ import CoreMetrics
 import Glibc
 import Prometheus
 import Synchronization
+import VoxSignaling
 import VoxEngine
 import VoxIO
 import VoxMedia
@@ -39,6 +40,8 @@ public final class EngineMetrics: @unchecked Sendable {
         var backends: [Int: (labels: [(String, String)], gauge: CoreMetrics.Gauge)] = [:]
     }
     let tracked = Mutex(Tracked())
+    /// The public signaling listener, once it runs: its request outcomes and open connections.
+    public let signaling = Mutex<SignalingServer?>(nil)
 
     public init(runtime: EngineRuntime) {
         self.runtime = runtime
@@ -76,9 +79,12 @@ public final class EngineMetrics: @unchecked Sendable {
 
     /// Sessions and backends (index, address, next-hop MAC, state) as the control thread
     /// sees them; called on the control thread, every tick and before replies go out.
-    public func publish(sessions live: Int, backends table: BackendTable) {
+    public func publish(sessions live: Int, byState: [String: Int] = [:], backends table: BackendTable) {
         sessions.record(live)
         tracked.withLock { t in
+            for (state, count) in byState {
+                gauge(&t, "voxedge_sessions_by_state", [("state", state)]).record(count)
+            }
             for i in 0..<table.count {
                 let b = table[i]
                 let address = b.address.isIPv4 ? "\(b.address):\(b.port)" : "[\(b.address)]:\(b.port)"
@@ -141,6 +147,16 @@ public final class EngineMetrics: @unchecked Sendable {
                             to: counters[counter])
                     }
                 }
+            }
+            // Held sessions no check claimed, freed by the control thread at their deadline.
+            advance(
+                &t, "voxedge_sessions_ended_total", [("worker", "none"), ("reason", "\(SessionEndReason.connectTimeout)")],
+                to: runtime.control.expiredUnclaimed.load(ordering: .relaxed))
+            if let server = signaling.withLock({ $0 }) {
+                for (outcome, count) in server.service.statistics.snapshot {
+                    advance(&t, "voxedge_signaling_requests_total", [("outcome", outcome)], to: UInt64(count))
+                }
+                gauge(&t, "voxedge_signaling_connections", []).record(server.openConnections)
             }
             let h = runtime.handshakes.snapshot
             advance(&t, "voxedge_handshakes_total", [("result", "started")], to: h.started)

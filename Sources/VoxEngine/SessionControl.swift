@@ -1,3 +1,4 @@
+import Synchronization
 import VoxWire
 
 /// The control thread's side of session placement: which slots are free, which worker
@@ -105,6 +106,7 @@ public final class SessionControl {
         for (slot, entry) in unclaimed where entry.deadline <= now {
             if reap(slot) { reaped.append(slot) }
         }
+        if !reaped.isEmpty { expiredUnclaimed.add(UInt64(reaped.count), ordering: .relaxed) }
         return reaped
     }
 
@@ -119,6 +121,10 @@ public final class SessionControl {
         onRelease?(slot)
         return true
     }
+
+    /// Held sessions reaped at their deadline, no worker having claimed them (no valid check
+    /// came): the connect timeouts no worker counts. Read by the metrics thread.
+    public let expiredUnclaimed = Atomic<UInt64>(0)
 
     /// True while `slot` holds a session no worker has claimed.
     public func isUnclaimed(_ slot: Int32) -> Bool {

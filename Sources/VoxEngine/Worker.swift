@@ -445,7 +445,13 @@ public struct Worker: ~Copyable {
         if SessionStore.isHeld(owner) {
             // Nobody owns the session yet: a valid check claims it for this worker, unless
             // the control thread reaped it or another worker claimed it first.
-            if !claim(slot, from: owner, payload, &request, now: now) {
+            switch claim(slot, from: owner, payload, &request, now: now) {
+            case .claimed: break
+            case .failedCheck where SessionStore.isHeld(store.owner(of: slot)):
+                // Still held: the check itself is bad (MESSAGE-INTEGRITY, USERNAME, FINGERPRINT).
+                return drop(address, .stunRejected)
+            case .failedCheck, .lost:
+                // Claimed meanwhile (its held credentials wiped) or reaped: its owner, if any, decides.
                 if handOff(address, parsed.payloadOffset + parsed.payloadLength, slot: slot) { return }
                 return drop(address, .unknownSession)
             }
@@ -485,20 +491,23 @@ public struct Worker: ~Copyable {
     /// was lost.
     mutating func claim(
         _ slot: Int, from mark: Int32, _ payload: UnsafeMutableRawPointer, _ request: inout STUNMessage, now: UInt64
-    ) -> Bool {
+    ) -> ClaimResult {
         let command = store.held + slot
         let probe = command.pointee.icePassword.withBytes {
             ICELiteAgent(
                 localUfrag: command.pointee.ufrag, password: $0, remoteUfrag: command.pointee.remoteUfrag, now: now)
         }
-        guard probe.verifies(payload, request), store.claim(slot, from: mark, by: configuration.id) else {
-            return false
-        }
+        guard probe.verifies(payload, request) else { return .failedCheck }
+        guard store.claim(slot, from: mark, by: configuration.id) else { return .lost }
         start(slot, command, now: now)
         store.wipeHeld(slot)
         counters.countClaimed()
-        return true
+        return .claimed
     }
+
+    /// A first check against a held session: it claimed the slot, did not verify against the
+    /// held credentials, or verified but lost the slot (reaped, or claimed by another worker).
+    enum ClaimResult { case claimed, failedCheck, lost }
 
     /// Client SRTP/SRTCP → unprotect → (RTP) the session's backend.
     mutating func media(

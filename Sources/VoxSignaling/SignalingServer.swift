@@ -131,6 +131,9 @@ public final class SignalingServer: Service, Sendable {
     /// The bound TCP port, once the listener is up (waits for it); 0 when it stopped unbound.
     public func port() async -> Int { await listening.wait() }
 
+    /// Connections open on the listener now (TLS handshakes in progress included).
+    public var openConnections: Int { gate.open }
+
     /// Re-reads the certificate and key files and the token keys: new connections get the new
     /// certificate, new requests the new keys; connections already open keep theirs. On any
     /// failure nothing changes and the error names the file.

@@ -66,6 +66,12 @@ public final class SignalingStatistics: Sendable {
     public subscript(_ outcome: Outcome) -> Int {
         counts.withLock { $0[outcome, default: 0] }
     }
+
+    /// Every outcome's count (zeros included), by its name.
+    public var snapshot: [(outcome: String, count: Int)] {
+        let counts = counts.withLock { $0 }
+        return Outcome.allCases.map { ($0.rawValue, counts[$0, default: 0]) }
+    }
 }
 
 /// The HTTP API's rules, without sockets: routing, CORS, tokens, the per-source rate limit,

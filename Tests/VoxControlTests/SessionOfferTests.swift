@@ -44,6 +44,9 @@ import VoxWire
         let session = try #require(reply?["session"] as? [String: Any])
         #expect(session["kind"] as? String == "webrtc" && session["state"] as? String == "waiting_for_ice")
         #expect(session["subject"] as? String == "alice" && session["model"] as? String == "m1")
+        // `stats` counts it by state (voxedge_sessions_by_state is the same function).
+        let byState = rig.call(fd, #"{"id":9,"cmd":"stats"}"#)?["sessions_by_state"] as? [String: Any]
+        #expect(byState?["waiting_for_ice"] as? Int == 1 && byState?["connected"] as? Int == 0, "\(byState ?? [:])")
         // It is listed, and dropping it frees its slot (held, so reaped at once).
         let id = try #require((session["id"] as? NSNumber)?.uint64Value)
         #expect(rig.call(fd, #"{"id":2,"cmd":"session.drop","session":\#(id)}"#)?["ok"] as? Bool == true)
@@ -116,7 +119,10 @@ import VoxWire
         defer { close(fd) }
         #expect(rig.call(fd, Self.request(id: 1, sdp: try Self.offer("aiortc-1.16")))?["ok"] as? Bool == true)
         #expect(errorCode(rig.call(fd, Self.request(id: 2, sdp: try Self.offer("aiortc-1.16")))) == "full")
+        #expect(rig.call(fd, #"{"id":4,"cmd":"stats"}"#)?["expired_unclaimed"] as? Int == 0)
         rig.server.onControlThread { _ = rig.runtime.control.reapUnclaimed(now: .max) }
+        // Counted: no worker saw it, so the control thread's count is the only one.
+        #expect(rig.call(fd, #"{"id":5,"cmd":"stats"}"#)?["expired_unclaimed"] as? Int == 1)
         #expect(rig.call(fd, Self.request(id: 3, sdp: try Self.offer("aiortc-1.16")))?["ok"] as? Bool == true)
     }
 }

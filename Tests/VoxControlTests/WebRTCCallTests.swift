@@ -59,4 +59,24 @@ extension DemoTests {
         #expect(Self.line(text, "stun").contains("0 requests after ICE connected"), "\(text)")
         #expect(text.contains("demo passed"), "\(text)")
     }
+
+    /// A stranger attacks every interface while a call is up (`voxedge demo --hostile`,
+    /// Tools/webrtc/hostile.py): a flood of half-open and slow TLS connections through which
+    /// the call's POST and the private /healthz are still answered; absent, expired,
+    /// wrong-audience, badly signed and too-long-lived tokens; a subject past its cap; DELETE
+    /// of unknown and other callers' sessions; every malformed offer; a ClientHello and then
+    /// silence; a certificate that is not the offer's fingerprint; STUN with a bad
+    /// MESSAGE-INTEGRITY; DTLS from a 5-tuple ICE never admitted; garbage on the media port;
+    /// 1,000 POSTs from 64 addresses that never connect. Each refused with its status, counted
+    /// by the engine under its reason, its slot back; the call finds every beep.
+    @Test(arguments: ["xdp", "socket"])
+    func aHostileStrangerCannotHurtALiveCall(io: String) throws {
+        guard let (status, text) = try webRTCCall(["--io", io, "--hostile", "--beeps", "12"]) else { return }
+        print(text)
+        #expect(status == 0, "\(text)")
+        #expect(!text.contains("FAIL"), "\(text)")
+        #expect(Self.line(text, "beeps").contains("12/12 found"), "\(text)")
+        #expect(text.contains("hostile: every attack refused and counted"), "\(text)")
+        #expect(text.contains("demo passed"), "\(text)")
+    }
 }

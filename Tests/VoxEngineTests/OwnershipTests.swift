@@ -33,11 +33,12 @@ extension Call {
         let call = try Call.hold(h, until: h.now + 10 * second, index: 1, rng: &rng)
         #expect(SessionStore.isHeld(h.store.owner(of: Int(call.slot))))
         #expect(h.control.isUnclaimed(call.slot))
-        // A forged check claims nothing.
+        // A forged check claims nothing, and is counted as the bad check it is.
         h.port.deliver(call.checkFrame(password: "not the password at all"), queue: 1)
         h.run()
         #expect(SessionStore.isHeld(h.store.owner(of: Int(call.slot))))
-        #expect(h.workers[1].worker.counters[.unknownSession] == 1)
+        #expect(h.workers[1].worker.counters[.stunRejected] == 1)
+        #expect(h.workers[1].worker.counters[.unknownSession] == 0)
         #expect(h.transmitted(queue: 1).isEmpty)
         // The first valid check arrives on queue 1: worker 1 owns the session from now on.
         h.port.deliver(call.checkFrame(id: 1), queue: 1)
@@ -69,7 +70,9 @@ extension Call {
         h.control.onRelease = { released.append($0) }
         #expect(h.control.freeCount == 7)
         #expect(h.control.reapUnclaimed(now: deadline - 1).isEmpty)
+        #expect(h.control.expiredUnclaimed.load(ordering: .relaxed) == 0)
         #expect(h.control.reapUnclaimed(now: deadline) == [call.slot])
+        #expect(h.control.expiredUnclaimed.load(ordering: .relaxed) == 1)
         #expect(released == [call.slot])
         #expect(h.store.owner(of: Int(call.slot)) == SessionStore.free)
         #expect(h.control.freeCount == 8)

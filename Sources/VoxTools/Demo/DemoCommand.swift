@@ -32,6 +32,8 @@ public struct DemoCommand: ParsableCommand {
     @Option(help: "WebRTC: beeps in the caller's signal.") var beeps = 8
     @Flag(help: "WebRTC: the caller sends no ICE consent checks after connecting (media alone keeps the call).")
     var noConsent = false
+    @Flag(help: "WebRTC: while the call runs, attack the engine from 64 more addresses (Tools/webrtc/hostile.py): a TLS flood, bad tokens and offers, silent and lying DTLS clients, garbage, 1,000 POSTs that never connect — each refused, counted and its slot back, the call unharmed.")
+    var hostile = false
     @Option(help: "WebRTC: the repository checkout holding Tools/webrtc and .build/venv (default: found from the executable or the working directory).")
     var checkout: String?
     @Option(help: "Static keys: calls.") var sessions = 20
@@ -55,8 +57,9 @@ public struct DemoCommand: ParsableCommand {
         guard ["auto", "xdp", "socket"].contains(io) else { throw ValidationError("--io must be auto, xdp or socket") }
         guard queues >= 1 && queues <= 8 else { throw ValidationError("--queues must be 1...8") }
         guard !crossQueueBackend || queues >= 2 else { throw ValidationError("--cross-queue-backend needs --queues 2") }
+        guard !hostile || !staticKeys else { throw ValidationError("--hostile attacks a WebRTC call: drop --static-keys") }
         let tag = "vxd\(getpid())"
-        let demo = DemoNetwork(tag: tag, queues: queues)
+        let demo = DemoNetwork(tag: tag, queues: queues, attackSources: hostile ? DemoCommand.attackSources : 0)
         let session = try DemoSession(demo)
         defer { session.end() }
         let me = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL.path
@@ -84,7 +87,10 @@ public struct DemoCommand: ParsableCommand {
             in: demo.edge,
             [resolved, "run", "--config", configPath, "--io", io, "--workers", "\(queues)", "--media-address", "198.18.0.1", "--media-port", "40000",
                 "--backend", "198.18.0.3:5004",  // backend legs: 198.18.0.1 (the media address), ports 20000+
-                "--control-socket", socketPath, "--metrics", "127.0.0.1:0", "--max-sessions", "\(max(64, sessions + 1))",
+                // The metrics listener on the edge's own loopback (its namespace: the port is free);
+                // --hostile reaches /healthz there. Room for --hostile's 1,000 held sessions.
+                "--control-socket", socketPath, "--metrics", "127.0.0.1:\(DemoCommand.metricsPort)",
+                "--max-sessions", "\(hostile ? 1100 : max(64, sessions + 1))",
                 "--log-level", "warning"],
             quiet: false)
         session.children.append(engine)
@@ -183,8 +189,14 @@ extension DemoCommand {
         if status != 0 { throw ExitCode(status) }
     }
 
+    static let metricsPort = 9464
+    /// --hostile's attack addresses on the far side: 198.18.0.16 and up.
+    static let attackSources = 64
+
     /// The WebRTC caller: a token from `voxedge token`, the listener's fingerprint from the
-    /// engine, then aiortc (voxcall.py) in the far namespace. Returns its exit status.
+    /// engine, then aiortc (voxcall.py) in the far namespace — or, with --hostile,
+    /// hostile.py, which starts the call itself once it floods the listener. Returns the
+    /// exit status of the caller (or of hostile.py, which fails when the call does).
     func webRTCCall(
         _ demo: DemoNetwork, _ session: DemoSession, _ stats: [String: Any], resolved: String, configPath: String,
         socketPath: String, pin: [String]
@@ -208,19 +220,30 @@ extension DemoCommand {
         let token = demo.output([resolved, "token", "--config", configPath, "--subject", "demo", "--model", "echo", "--ttl", "600"])
             .trimmingCharacters(in: .whitespacesAndNewlines)
         guard !token.isEmpty else { throw ValidationError("voxedge token printed nothing") }
+        let callURL = url.replacingOccurrences(of: "0.0.0.0", with: "198.18.0.1")
         var arguments = [
-            python, root + "/Tools/webrtc/voxcall.py", "--url", url.replacingOccurrences(of: "0.0.0.0", with: "198.18.0.1"),
+            python, root + "/Tools/webrtc/voxcall.py", "--url", callURL,
             "--token", token, "--bind", "198.18.0.2", "--beeps", "\(beeps)",
         ]
         if let fingerprint = signaling["fingerprint"] as? String { arguments += ["--fingerprint", fingerprint] }
-        if noConsent {
-            // Beeps spread over the whole call, the last past the 30 s consent intervals.
+        if noConsent || hostile {
+            // Beeps spread over the whole call: past the 30 s consent intervals, or through
+            // every attack of --hostile (about a minute).
+            let seconds = hostile ? max(seconds, 70) : seconds
             let interval = max(0.5, Double(seconds - 4) / Double(max(1, beeps - 1)))
             arguments += [
-                "--no-consent", "--max-gap", "0.5", "--beep-interval", String(format: "%.2f", interval), "--duration", "\(seconds)",
+                "--max-gap", "0.5", "--beep-interval", String(format: "%.2f", interval), "--duration", "\(seconds)",
             ]
+            if noConsent { arguments.append("--no-consent") }
         }
-        print("caller: aiortc in \(demo.far) (198.18.0.2) → POST \(url)")
+        if hostile {
+            arguments = [
+                python, root + "/Tools/webrtc/hostile.py", "--url", callURL, "--control", socketPath,
+                "--secret-file", "/tmp/\(demo.tag).secret", "--edge-namespace", demo.edge,
+                "--metrics", "127.0.0.1:\(DemoCommand.metricsPort)", "--sources", "\(DemoCommand.attackSources)", "--",
+            ] + arguments
+        }
+        print("caller: aiortc in \(demo.far) (198.18.0.2) → POST \(url)" + (hostile ? "; attackers 198.18.0.16…\(15 + DemoCommand.attackSources)" : ""))
         fflush(nil)
         let client = try demo.spawn(in: demo.far, pin + arguments, quiet: false)
         session.children.append(client)
@@ -323,6 +346,8 @@ final class DemoSession {
 struct DemoNetwork {
     let tag: String
     var queues = 1
+    /// More addresses on the far side (198.18.0.16 and up), for `--hostile`'s attackers.
+    var attackSources = 0
     var far: String { "\(tag)c" }
     var edge: String { "\(tag)e" }
     var farInterface: String { "\(tag)a" }
@@ -360,6 +385,9 @@ struct DemoNetwork {
             ["ip", "link", "add", farInterface, "netns", far] + q + ["type", "veth", "peer", "name", edgeInterface, "netns", edge] + q,
             ["ip", "-n", far, "addr", "add", "198.18.0.2/24", "dev", farInterface],
             ["ip", "-n", far, "addr", "add", "198.18.0.3/24", "dev", farInterface],
+        ]
+        steps += (0..<attackSources).map { ["ip", "-n", far, "addr", "add", "198.18.0.\(16 + $0)/24", "dev", farInterface] }
+        steps += [
             ["ip", "-n", edge, "addr", "add", "198.18.0.1/24", "dev", edgeInterface],
             ["ip", "-n", far, "link", "set", farInterface, "up"], ["ip", "-n", edge, "link", "set", edgeInterface, "up"],
             ["ip", "-n", far, "link", "set", "lo", "up"], ["ip", "-n", edge, "link", "set", "lo", "up"],
