@@ -114,10 +114,16 @@ public final class SignalingListener: @unchecked Sendable {
         if let outcome { throw ControlError(code: "signaling", message: outcome.message) }
     }
 
+    /// Stops accepting, then waits for `run` to return (its connections quiesced, its sweep
+    /// ended) before the event loop goes: nothing may schedule on a loop already shut down.
     func stop() {
         let server = server
-        runBlocking { await server.shutdown() }
-        task.cancel()
+        let task = task
+        runBlocking {
+            await server.shutdown()
+            task.cancel()
+            await task.value
+        }
         try? group.syncShutdownGracefully()
     }
 }
