@@ -9,8 +9,8 @@
  *     backend leg: 5-tuple admitted (or admission not required) ─────▶ steer
  *     media port, first payload byte (RFC 7983):
  *       0..3     STUN: admitted, or the source's token bucket allows ─▶ steer, else DROP
- *       20..63   DTLS ┐ admitted ────────────────────────────────────▶ steer
- *       128..191 RTP  ┘ not admitted ────────────────────────────────▶ XDP_DROP
+ *       20..63   DTLS ┐ admitted (DTLS: vox_flows; RTP, RTCP and ──────▶ steer
+ *       128..191 RTP  ┘ the backend leg: vox_filter) ; not ──────────▶ XDP_DROP
  *       anything else, or no payload ───────────────────────────────▶ XDP_DROP
  *   steer = bpf_redirect_map(vox_xsks, rx_queue_index, XDP_PASS): XDP_REDIRECT when a
  *           socket is bound on this queue, else XDP_PASS to the kernel UDP socket that
@@ -67,6 +67,16 @@ struct {
 	__type(key, __u32);
 	__type(value, __u32);
 } vox_xsks SEC(".maps");
+
+/* Admitted 5-tuples by keyed hash (struct vox_filter, voxedge_shared.h): the cheap test of
+ * RTP and RTCP. Written by the engine, through its own mapping, as vox_flows changes. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__type(key, __u32);
+	__type(value, struct vox_filter);
+} vox_filter SEC(".maps");
 
 /* One counter per verdict and reason (enum vox_counter), per CPU: no atomics needed. */
 struct {
@@ -136,6 +146,22 @@ static __always_inline int vox_stun_allow(const struct vox_config *cfg, const st
 	return 1;
 }
 
+/* Whether `flow` may be admitted: its filter slot counts an admitted 5-tuple. With the
+ * filter off (mask 0, an engine that predates it or a test), the exact map decides. */
+static __always_inline int vox_filter_admits(const struct vox_config *cfg, const struct vox_flow_key *flow)
+{
+	const struct vox_filter *filter;
+	__u32 zero = 0, slot;
+
+	if (cfg->filter_mask == 0)
+		return bpf_map_lookup_elem(&vox_flows, flow) != NULL;
+	filter = bpf_map_lookup_elem(&vox_filter, &zero);
+	if (!filter)
+		return 0;
+	slot = vox_flow_filter_slot(flow, cfg->filter_seed, cfg->filter_mask);
+	return (filter->bits[slot >> 6] >> (slot & 63)) & 1;
+}
+
 /* To the socket of this queue, or to the kernel when there is none. */
 static __always_inline int vox_steer(struct xdp_md *ctx)
 {
@@ -180,14 +206,21 @@ int voxedge_xdp(struct xdp_md *ctx)
 	flow.local_port = pkt.dport;
 
 	if (!media) {
-		/* Backend leg: its own protocol, so no RFC 7983 classes; the 5-tuple decides. */
-		if ((cfg->flags & VOX_CFG_BACKEND_REQUIRE_ADMIT) && !bpf_map_lookup_elem(&vox_flows, &flow))
+		/* Backend leg: its own protocol, so no RFC 7983 classes; the 5-tuple decides (the
+		 * filter here: it is the bulk of the traffic, and the worker checks the source). */
+		if ((cfg->flags & VOX_CFG_BACKEND_REQUIRE_ADMIT) && !vox_filter_admits(cfg, &flow))
 			return vox_count(VOX_CNT_DROP_UNADMITTED, XDP_DROP);
 		return vox_steer(ctx);
 	}
 
 	if (pkt.first_byte < 0)
 		return vox_count(VOX_CNT_DROP_INVALID, XDP_DROP);
+	if (pkt.first_byte >= 128 && pkt.first_byte <= 191) {
+		/* RTP, RTCP: only on a 5-tuple a valid STUN check has admitted, by the filter. */
+		if (vox_filter_admits(cfg, &flow))
+			return vox_steer(ctx);
+		return vox_count(VOX_CNT_DROP_UNADMITTED, XDP_DROP);
+	}
 	admitted = bpf_map_lookup_elem(&vox_flows, &flow) != NULL;
 	if (pkt.first_byte <= 3) {
 		/* STUN: consent checks of admitted flows always; new flows within the rate. */
@@ -195,9 +228,8 @@ int voxedge_xdp(struct xdp_md *ctx)
 			return vox_steer(ctx);
 		return vox_count(VOX_CNT_DROP_STUN_RATE, XDP_DROP);
 	}
-	if ((pkt.first_byte >= 20 && pkt.first_byte <= 63) ||
-	    (pkt.first_byte >= 128 && pkt.first_byte <= 191)) {
-		/* DTLS, RTP, RTCP: only on a 5-tuple a valid STUN check has admitted. */
+	if (pkt.first_byte >= 20 && pkt.first_byte <= 63) {
+		/* DTLS (a handshake's few datagrams): the exact 5-tuple, from vox_flows. */
 		if (admitted)
 			return vox_steer(ctx);
 		return vox_count(VOX_CNT_DROP_UNADMITTED, XDP_DROP);

@@ -32,6 +32,16 @@
 #define VOX_MAP_STUN "vox_stun"
 #define VOX_MAP_XSKS "vox_xsks"
 #define VOX_MAP_COUNTERS "vox_counters"
+#define VOX_MAP_FILTER "vox_filter"
+
+/* The flow filter (vox_filter): one bit per slot, set while an admitted 5-tuple's keyed
+ * hash lands there. The program tests one bit per RTP/RTCP packet instead of looking the
+ * hash map's bucket and element up: measured under load, those cost 170-240 ns a packet in
+ * cache and TLB misses (the worker's sessions evict them), where a bitmap of a few pages
+ * stays resident. DTLS and STUN still look the exact map up. A slot shared with an admitted
+ * flow lets an unadmitted one's RTP through (probability about flows / slots): the worker's
+ * exact lookup drops it (unknownFlow). The engine uses the first (mask + 1) slots. */
+#define VOX_FILTER_SLOTS (1u << 20)
 
 /* An IPv6 address, or an IPv4-mapped IPv4 address, in network byte order. Four 32-bit
  * words rather than two 64-bit ones keep the alignment at 4, so keys embedding it have
@@ -76,6 +86,68 @@ struct vox_stun_bucket {
 };
 _Static_assert(sizeof(struct vox_stun_bucket) == 16, "vox_stun_bucket layout");
 
+/* Value of `vox_filter` (a one-entry array, mmapable: the engine writes it in place with
+ * atomics, no system call per admission). The program reads `bits` only; `counts` (how many
+ * admitted 5-tuples share each slot, so one leaving clears nothing another needs) is the
+ * engine's. */
+struct vox_filter {
+	__u64 bits[VOX_FILTER_SLOTS / 64];
+	__u8 counts[VOX_FILTER_SLOTS];
+};
+
+/* The filter slot of a 5-tuple: a multiplicative hash over the key's nine words, keyed with
+ * a seed chosen at load (so nobody outside can aim at a slot), masked to the slots in use.
+ * One definition for the program and the engine (Swift imports this header). */
+static inline __u32 vox_flow_filter_slot(const struct vox_flow_key *k, __u64 seed, __u32 mask)
+{
+	const __u64 m = 0x9e3779b97f4a7c15ull;
+	__u64 h = seed;
+
+	h = (h ^ k->remote_addr.words[0]) * m;
+	h = (h ^ k->remote_addr.words[1]) * m;
+	h = (h ^ k->remote_addr.words[2]) * m;
+	h = (h ^ k->remote_addr.words[3]) * m;
+	h = (h ^ k->local_addr.words[0]) * m;
+	h = (h ^ k->local_addr.words[1]) * m;
+	h = (h ^ k->local_addr.words[2]) * m;
+	h = (h ^ k->local_addr.words[3]) * m;
+	h = (h ^ ((__u32)k->remote_port | ((__u32)k->local_port << 16))) * m;
+	h ^= h >> 32;
+	return (__u32)h & mask & (VOX_FILTER_SLOTS - 1);
+}
+
+#ifndef __bpf__
+/* The engine's side of the filter (userspace only). */
+/* Moves one flow-filter slot's count (bpf/voxedge_shared.h, `vox_filter`) up or down and
+ * keeps its bit equal to (count != 0), atomically: workers admit and forget concurrently.
+ * The bit is set after a count leaves 0; after a count reaches 0 the bit is cleared and
+ * the count read again, so a concurrent admission into the slot re-sets it (whichever order
+ * the two run in, the bit ends set while any count is). A count that reached 255 stays for
+ * good (the slot only ever lets more through, which the workers' exact lookup catches). */
+static inline void vox_filter_count(struct vox_filter *filter, __u32 slot, int up) {
+	__u8 *count = &filter->counts[slot];
+	__u64 *word = &filter->bits[slot >> 6];
+	__u64 bit = 1ull << (slot & 63);
+	__u8 old = __atomic_load_n(count, __ATOMIC_SEQ_CST), next;
+	do {
+		if (old == 255 || (!up && old == 0)) return;
+		next = up ? (__u8)(old + 1) : (__u8)(old - 1);
+	} while (!__atomic_compare_exchange_n(count, &old, next, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST));
+	if (up) {
+		__atomic_fetch_or(word, bit, __ATOMIC_SEQ_CST);
+	} else if (next == 0) {
+		__atomic_fetch_and(word, ~bit, __ATOMIC_SEQ_CST);
+		if (__atomic_load_n(count, __ATOMIC_SEQ_CST) != 0) __atomic_fetch_or(word, bit, __ATOMIC_SEQ_CST);
+	}
+}
+
+/* One flow-filter slot's count, and whether its bit (what the program reads) is set. */
+static inline __u8 vox_filter_read(const struct vox_filter *filter, __u32 slot, int *bit) {
+	*bit = (int)((__atomic_load_n(&filter->bits[slot >> 6], __ATOMIC_SEQ_CST) >> (slot & 63)) & 1);
+	return __atomic_load_n(&filter->counts[slot], __ATOMIC_SEQ_CST);
+}
+#endif
+
 /* `vox_config` flags. */
 enum vox_config_flags {
 	/* Drop traffic to the backend port range unless its 5-tuple is admitted (the
@@ -92,8 +164,11 @@ struct vox_config {
 	__u32 flags;                            /* enum vox_config_flags */
 	__u32 stun_rate_per_sec;                /* new-flow STUN per source; 0 = none allowed */
 	__u32 stun_burst;                       /* bucket depth in packets */
+	__u32 filter_mask;                      /* vox_filter slots in use - 1 (a power of two - 1); 0 = filter off */
+	__u32 reserved;                         /* zero */
+	__u64 filter_seed;                      /* vox_flow_filter_slot's key */
 };
-_Static_assert(sizeof(struct vox_config) == 32, "vox_config layout");
+_Static_assert(sizeof(struct vox_config) == 48, "vox_config layout");
 
 /* Upper bound for stun_rate_per_sec: keeps elapsed_ns * rate inside 64 bits for the
  * longest refill the program computes (VOX_STUN_MAX_REFILL_NS). */

@@ -43,4 +43,5 @@ static inline int vox_bpf_prog_test_run(int prog_fd, const void *data, __u32 siz
     *duration_ns = opts.duration;
     return 0;
 }
+
 #endif

@@ -523,9 +523,12 @@ public final class EngineController {
             if let read = xdp.programCounters() {
                 for counter in XDPCounter.allCases { counters["\(counter)"] = NSNumber(value: read[counter]) }
             }
+            let run = xdp.programRunStatistics() ?? (0, 0)
             reply["xdp"] = [
                 "interface": xdp.interface, "mode": "\(xdp.mode)", "zerocopy": xdp.sockets.isZeroCopy,
                 "hugepages": xdp.sockets.region.usesHugePages, "counters": counters,
+                // Counted only while the kernel's BPF run-time statistics are on (bench e2e).
+                "program_run_ns": NSNumber(value: run.nanoseconds), "program_runs": NSNumber(value: run.runs),
             ]
         }
         return .ok(reply)

@@ -158,6 +158,9 @@ public struct EngineConfiguration: Codable, Sendable, Equatable {
         /// New-flow STUN allowed per source address per second before XDP drops it (0: no limit).
         public var stunRate: UInt32 = 50
         public var stunBurst: UInt32 = 100
+        /// Whether RTP, RTCP and the backend leg are checked against the XDP program's flow
+        /// filter (a bitmap, cheap under load) rather than its exact flow map (docs/xdp.md).
+        public var flowFilter: Bool = true
 
         public init() {}
 
@@ -171,6 +174,7 @@ public struct EngineConfiguration: Codable, Sendable, Equatable {
             case idle, attach, object
             case stunRate = "stun_rate"
             case stunBurst = "stun_burst"
+            case flowFilter = "flow_filter"
         }
 
         public init(from decoder: any Decoder) throws {
@@ -188,6 +192,7 @@ public struct EngineConfiguration: Codable, Sendable, Equatable {
             object = try c.decodeIfPresent(String.self, forKey: .object)
             stunRate = try c.value(.stunRate, or: d.stunRate)
             stunBurst = try c.value(.stunBurst, or: d.stunBurst)
+            flowFilter = try c.value(.flowFilter, or: d.flowFilter)
         }
 
         /// The sockets' part, for VoxIO.

@@ -86,6 +86,7 @@ public final class XDPDataPlane: @unchecked Sendable {
         let object = c.xdp.object ?? XDPProgram.defaultObjectPath()
         var limits = XDPLimits()
         limits.maxFlows = UInt32(max(1024, c.maxSessions * 4))
+        if !c.xdp.flowFilter { limits.flowFilterSlots = 0 }
         let program = try XDPProgram(objectPath: object, limits: limits)
         let lastBackendPort = Int(c.backendPortBase) + c.maxSessions - 1
         try program.configure(
@@ -122,6 +123,14 @@ public final class XDPDataPlane: @unchecked Sendable {
             return XDPAdmission(flows: try loaded.admittedFlows(), worker: UInt32(w), logger: logger)
         case .none:
             throw XSKError(code: "xsk.closed", message: "the XDP program is unloaded")
+        }
+    }
+
+    /// The XDP program's runs and their total time (while the kernel counts them).
+    public func programRunStatistics() -> (nanoseconds: UInt64, runs: UInt64)? {
+        switch program {
+        case .some(let loaded): return loaded.runStatistics()
+        case .none: return nil
         }
     }
 

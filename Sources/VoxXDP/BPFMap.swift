@@ -42,6 +42,16 @@ public struct BPFMap<Key: BitwiseCopyable, Value: BitwiseCopyable>: ~Copyable, S
 
     /// Removes `key`; false if it was not there. The corresponding C function is `bpf_map_delete_elem`.
     @discardableResult
+    /// Inserts `key` unless it is there (`BPF_NOEXIST`): true when this call inserted it.
+    public func insertIfAbsent(_ key: Key, _ value: Value) throws(XDPError) -> Bool {
+        var key = key
+        var value = value
+        let status = bpf_map_update_elem(fd, &key, &value, UInt64(BPF_NOEXIST))
+        if status == -EEXIST { return false }
+        guard status == 0 else { throw XDPError(.mapOperationFailed, "insert into map \(name)", errno: -status) }
+        return true
+    }
+
     public func delete(_ key: Key) throws(XDPError) -> Bool {
         var key = key
         let status = bpf_map_delete_elem(fd, &key)

@@ -6,25 +6,82 @@ import VoxWire
 // Typed views of the program's maps (bpf/voxedge.bpf.c has a comment on each). Each owns
 // a dup of the map's fd, so a worker can keep its own and outlive the loader's handle.
 
-/// `vox_flows`: the 5-tuples workers have admitted. DTLS and RTP from any other 5-tuple are
-/// dropped in XDP; STUN from one is rate-limited.
+/// `vox_flows`: the 5-tuples workers have admitted, and `vox_filter`, which counts them by
+/// keyed hash. DTLS from any other 5-tuple is dropped in XDP (exact lookup), RTP and RTCP
+/// unless they share a filter slot with an admitted one (the worker drops those); STUN from
+/// one is rate-limited. The filter follows the map exactly: a count goes up when a 5-tuple
+/// is inserted and down when it is deleted, never on an update.
 public struct AdmittedFlows: ~Copyable, Sendable {
     public let map: BPFMap<vox_flow_key, vox_flow_value>
+    public let filter: FlowFilter
 
-    init(fd: Int32) throws(XDPError) { map = try BPFMap(duplicating: fd, name: VOX_MAP_FLOWS) }
+    init(fd: Int32, filter: consuming FlowFilter) throws(XDPError) {
+        map = try BPFMap(duplicating: fd, name: VOX_MAP_FLOWS)
+        self.filter = filter
+    }
 
     /// Lets DTLS and SRTP of `flow` through to the sockets. Idempotent (rebinding updates
     /// the owner). Fails with `mapOperationFailed` (E2BIG) when the map is full.
     public func admit(_ flow: FlowKey, session: UInt32, worker: UInt32) throws(XDPError) {
-        try map.update(flow.bpfKey, vox_flow_value(session: session, worker: worker))
+        let key = flow.bpfKey
+        let value = vox_flow_value(session: session, worker: worker)
+        if try map.insertIfAbsent(key, value) {
+            filter.count(key, up: true)
+        } else {
+            try map.update(key, value, flags: UInt64(BPF_EXIST))
+        }
     }
 
     /// Stops admitting `flow`; false if it was not admitted.
     @discardableResult
-    public func forget(_ flow: FlowKey) throws(XDPError) -> Bool { try map.delete(flow.bpfKey) }
+    public func forget(_ flow: FlowKey) throws(XDPError) -> Bool {
+        let key = flow.bpfKey
+        guard try map.delete(key) else { return false }
+        filter.count(key, up: false)
+        return true
+    }
 
     /// Who admitted `flow`, if anyone.
     public func owner(of flow: FlowKey) throws(XDPError) -> vox_flow_value? { try map.lookup(flow.bpfKey) }
+}
+
+/// The engine's mapping of `vox_filter`: admitted 5-tuples counted by keyed hash, and the
+/// bit per slot the program reads, written in place with atomics (several workers admit at
+/// once; no system call per admission).
+public struct FlowFilter: ~Copyable, Sendable {
+    nonisolated(unsafe) let filter: UnsafeMutablePointer<vox_filter>
+    public let mask: UInt32
+    public let seed: UInt64
+    static let size = MemoryLayout<vox_filter>.size
+
+    init(fd: Int32, mask: UInt32, seed: UInt64) throws(XDPError) {
+        let mapped = mmap(nil, Self.size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
+        guard let mapped, mapped != MAP_FAILED else {
+            throw XDPError(.mapOperationFailed, "mmap of map \(VOX_MAP_FILTER)", errno: errno)
+        }
+        filter = mapped.assumingMemoryBound(to: vox_filter.self)
+        self.mask = mask
+        self.seed = seed
+    }
+
+    deinit { munmap(filter, Self.size) }
+
+    /// The slot of `key` (the program computes the same, `vox_flow_filter_slot`).
+    public func slot(_ key: vox_flow_key) -> Int {
+        withUnsafePointer(to: key) { Int(vox_flow_filter_slot($0, seed, mask)) }
+    }
+
+    /// How many admitted 5-tuples share `key`'s slot, and whether its bit is set (clear: the
+    /// program drops the RTP of `key`).
+    public func state(of key: vox_flow_key) -> (count: UInt8, bit: Bool) {
+        var bit: Int32 = 0
+        let count = vox_filter_read(filter, UInt32(slot(key)), &bit)
+        return (count, bit != 0)
+    }
+
+    func count(_ key: vox_flow_key, up: Bool) {
+        vox_filter_count(filter, UInt32(slot(key)), up ? 1 : 0)
+    }
 }
 
 /// `vox_blocklist`: source prefixes dropped on the engine's ports (never on other ports,

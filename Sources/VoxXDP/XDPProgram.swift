@@ -12,8 +12,31 @@ public struct XDPLimits: Sendable, Equatable {
     public var maxSTUNSources: UInt32 = UInt32(VOX_DEFAULT_MAX_STUN_SOURCES)
     /// NIC queues that can have an AF_XDP socket (`vox_xsks`).
     public var maxQueues: UInt32 = UInt32(VOX_DEFAULT_MAX_QUEUES)
+    /// Slots of the flow filter (`vox_filter`, a power of two): nil sizes it from `maxFlows`
+    /// (16 slots a flow, so at most 1 in 16 unadmitted 5-tuples shares a slot with an admitted
+    /// one when the map is full; between 4,096 and `VOX_FILTER_SLOTS`); 0 turns it off and
+    /// RTP, RTCP and the backend leg are looked up in `vox_flows` like DTLS.
+    public var flowFilterSlots: UInt32? = nil
+
+    /// The filter's slots as loaded: 0 (off) or a power of two in 4096...VOX_FILTER_SLOTS.
+    var resolvedFilterSlots: UInt32 {
+        if let slots = flowFilterSlots {
+            guard slots > 0 else { return 0 }
+            return min(max(4096, slots.nextPowerOfTwo), VOX_FILTER_SLOTS)
+        }
+        return min(max(4096, (UInt64(maxFlows) * 16).nextPowerOfTwo), UInt64(VOX_FILTER_SLOTS)).clamped
+    }
 
     public init() {}
+}
+
+extension FixedWidthInteger {
+    /// The smallest power of two not below this value (1 for 0).
+    var nextPowerOfTwo: Self { self <= 1 ? 1 : 1 << (Self.bitWidth - (self - 1).leadingZeroBitCount) }
+}
+
+extension UInt64 {
+    var clamped: UInt32 { UInt32(Swift.min(self, UInt64(UInt32.max))) }
 }
 
 /// What an XDP program returns (`enum xdp_action`).
@@ -47,6 +70,9 @@ public struct XDPProgram: ~Copyable {
     public let programFD: Int32
     /// Where the object was loaded from.
     public let objectPath: String
+    /// The flow filter's mask (slots - 1; 0: off) and hash key, chosen at load.
+    public let filterMask: UInt32
+    public let filterSeed: UInt64
 
     /// Opens the compiled object (bpf/build.sh writes it), sizes the maps and loads
     /// everything into the kernel (the verifier runs here).
@@ -87,6 +113,10 @@ public struct XDPProgram: ~Copyable {
         self.object = object
         self.programFD = bpf_program__fd(program)
         self.objectPath = objectPath
+        let slots = limits.resolvedFilterSlots
+        self.filterMask = slots == 0 ? 0 : slots - 1
+        var rng = SystemRandomNumberGenerator()
+        self.filterSeed = UInt64.random(in: 1...UInt64.max, using: &rng)
     }
 
     deinit { bpf_object__close(object) }
@@ -116,15 +146,41 @@ public struct XDPProgram: ~Copyable {
         return fd
     }
 
-    public func admittedFlows() throws(XDPError) -> AdmittedFlows { try AdmittedFlows(fd: mapFD(VOX_MAP_FLOWS)) }
+    public func admittedFlows() throws(XDPError) -> AdmittedFlows {
+        try AdmittedFlows(fd: mapFD(VOX_MAP_FLOWS), filter: FlowFilter(fd: mapFD(VOX_MAP_FILTER), mask: filterMask, seed: filterSeed))
+    }
     public func blocklist() throws(XDPError) -> Blocklist { try Blocklist(fd: mapFD(VOX_MAP_BLOCKLIST)) }
     public func counterMap() throws(XDPError) -> CounterMap { try CounterMap(fd: mapFD(VOX_MAP_COUNTERS)) }
     public func configMap() throws(XDPError) -> ConfigMap { try ConfigMap(fd: mapFD(VOX_MAP_CONFIG)) }
     public func socketMap() throws(XDPError) -> SocketMap { try SocketMap(fd: mapFD(VOX_MAP_XSKS)) }
 
-    /// Writes the configuration; until then the program passes everything.
+    /// Writes the configuration, with the flow filter's mask and key; until then the program
+    /// passes everything.
     public func configure(_ configuration: XDPConfiguration) throws(XDPError) {
-        try configMap().write(configuration)
+        var value = try configuration.bpfValue()
+        value.filter_mask = filterMask
+        value.filter_seed = filterSeed
+        try configMap().map.update(0, value)
+    }
+
+    /// The kernel's count of the program's runs and their total time since load — counted only
+    /// while run-time statistics are on (`kernel.bpf_stats_enabled`, or an fd from
+    /// `XDPProgram.enableRunTimeStatistics()` held open); zeros otherwise.
+    /// The corresponding C function is `bpf_obj_get_info_by_fd`.
+    public func runStatistics() -> (nanoseconds: UInt64, runs: UInt64) {
+        var info = bpf_prog_info()
+        var length = UInt32(MemoryLayout<bpf_prog_info>.size)
+        guard bpf_obj_get_info_by_fd(programFD, &info, &length) == 0 else { return (0, 0) }
+        return (info.run_time_ns, info.run_cnt)
+    }
+
+    /// Turns the kernel's run-time statistics of every BPF program on until the returned fd is
+    /// closed (`BPF_ENABLE_STATS`: nothing to restore, even if the caller dies), or nil with
+    /// the errno. The corresponding C function is `bpf_enable_stats`.
+    public static func enableRunTimeStatistics() -> Result<Int32, XDPError> {
+        let fd = bpf_enable_stats(BPF_STATS_RUN_TIME)
+        guard fd >= 0 else { return .failure(XDPError(.invalidArgument, "BPF_ENABLE_STATS", errno: -fd)) }
+        return .success(fd)
     }
 
     /// Every counter, summed over CPUs.

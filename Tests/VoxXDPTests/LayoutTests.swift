@@ -15,7 +15,7 @@ import VoxXDP
         #expect(MemoryLayout<vox_flow_value>.size == 8)
         #expect(MemoryLayout<vox_lpm_key>.size == 20)
         #expect(MemoryLayout<vox_stun_bucket>.size == 16)
-        #expect(MemoryLayout<vox_config>.size == 32)
+        #expect(MemoryLayout<vox_config>.size == 48)
         #expect(XDPCounter.allCases.count == Int(VOX_CNT__COUNT.rawValue))
         #expect(Set(XDPCounter.allCases.map(\.description)).count == XDPCounter.count)
         #expect(!XDPCounter.allCases.contains { $0.description.hasPrefix("counter_") })

@@ -152,6 +152,55 @@ import VoxXDP
         try Self.expect(program, Fixture.udp(payload: Fixture.dtls), .drop, .dropUnadmitted, "forgotten")
     }
 
+    /// RTP and RTCP are checked against the flow filter (one byte per keyed-hash slot, the
+    /// count of admitted 5-tuples there); DTLS against the exact map. A 5-tuple sharing an
+    /// admitted one's slot gets its RTP through (the worker's exact lookup drops it) and its
+    /// DTLS dropped. The counts follow the map, not the calls: admitting twice and forgetting
+    /// once leaves nothing.
+    @Test func rtpGoesByTheFlowFilterAndDTLSByTheExactMap() throws {
+        try requirePrivileges("BPF program tests")
+        var limits = XDPLimits()
+        limits.maxFlows = 64  // the smallest filter: 4,096 slots
+        let program = try XDPProgram(objectPath: Paths.voxedgeObject(), limits: limits)
+        try program.configure(Self.configuration)
+        #expect(program.filterMask == 4095)
+        #expect(try program.configMap().read().filter_mask == 4095)
+        let flows = try program.admittedFlows()
+        let admitted = Fixture.flow()
+        try Self.expect(program, Fixture.udp(payload: Fixture.rtp), .drop, .dropUnadmitted, "not admitted yet")
+        try flows.admit(admitted, session: 1, worker: 0)
+        try flows.admit(admitted, session: 2, worker: 0)  // a rebind: the owner changes, not the count
+        #expect(try flows.owner(of: admitted)?.session == 2)
+        #expect(flows.filter.state(of: admitted.bpfKey) == (1, true))
+        try Self.expect(program, Fixture.udp(payload: Fixture.rtp), .pass, .passNoSocket)
+        // Another source port whose slot is the admitted one's, found with the program's key.
+        let slot = flows.filter.slot(admitted.bpfKey)
+        let twinPort = (1...UInt16.max).first { (port: UInt16) -> Bool in
+            port != Fixture.clientPort.rawValue && flows.filter.slot(Fixture.flow(sourcePort: UDPPort(port)).bpfKey) == slot
+        }
+        let twin = UDPPort(try #require(twinPort))
+        try Self.expect(program, Fixture.udp(sourcePort: twin, payload: Fixture.rtp), .pass, .passNoSocket, "shares the slot")
+        try Self.expect(program, Fixture.udp(sourcePort: twin, payload: Fixture.dtls), .drop, .dropUnadmitted, "DTLS: exact")
+        #expect(try flows.forget(admitted))
+        #expect(flows.filter.state(of: admitted.bpfKey) == (0, false))
+        try Self.expect(program, Fixture.udp(payload: Fixture.rtp), .drop, .dropUnadmitted, "forgotten")
+        try Self.expect(program, Fixture.udp(sourcePort: twin, payload: Fixture.rtp), .drop, .dropUnadmitted, "forgotten")
+    }
+
+    /// With the filter off (0 slots), RTP is looked up in the exact map like DTLS.
+    @Test func withTheFilterOffRTPIsLookedUpExactly() throws {
+        try requirePrivileges("BPF program tests")
+        var limits = XDPLimits()
+        limits.flowFilterSlots = 0
+        let program = try XDPProgram(objectPath: Paths.voxedgeObject(), limits: limits)
+        try program.configure(Self.configuration)
+        #expect(program.filterMask == 0)
+        let flows = try program.admittedFlows()
+        try flows.admit(Fixture.flow(), session: 1, worker: 0)
+        try Self.expect(program, Fixture.udp(payload: Fixture.rtp), .pass, .passNoSocket)
+        try Self.expect(program, Fixture.udp(sourcePort: UDPPort(50001), payload: Fixture.rtp), .drop, .dropUnadmitted)
+    }
+
     @Test func newFlowSTUNIsRateLimitedPerSource() throws {
         try requirePrivileges("BPF program tests")
         let program = try Self.load()  // 1 per second, burst 4

@@ -2,7 +2,9 @@ import ArgumentParser
 import CVoxLinux
 import Foundation
 import Glibc
+import VoxControl
 import VoxIO
+import VoxXDP
 
 /// `voxedge bench e2e`: the engine end to end, as DESIGN §7 asks — its own namespaces and
 /// veth (afxdp-ref's layout), the generator (`voxedge loadgen`) on one core, the engine on
@@ -40,6 +42,8 @@ struct EndToEndBenchCommand: ParsableCommand {
     @Option(help: "The engine's core.") var engineCore = 1
     @Option(help: "The generator's core.") var generatorCore = 0
     @Flag(help: "Only the fixed-rate trials.") var noSearch = false
+    @Flag(help: "With --io xdp: the XDP program checks RTP in its exact flow map, not its flow filter (xdp.flow_filter: false), for comparison.")
+    var exactFlowMap = false
     @Flag(help: "Print a JSON summary as the last line.") var json = false
 
     static let lossless = 0.001
@@ -53,6 +57,10 @@ struct EndToEndBenchCommand: ParsableCommand {
         var wallNs: UInt64
         /// The engine namespace's UDP receive-buffer overflows during the trial.
         var receiveBufferErrors: Int
+        /// The XDP program's run time and runs over the trial (AF_XDP only; kernel-counted).
+        var programNs: UInt64 = 0
+        var programRuns: UInt64 = 0
+        var programNsPerPacket: Double { programRuns > 0 ? Double(programNs) / Double(programRuns) : 0 }
         func number(_ key: String) -> Double { (report[key] as? NSNumber)?.doubleValue ?? 0 }
         var returned: Double { number("returned") }
         var loss: Double { report["loss"] == nil ? 1 : number("loss") }
@@ -67,6 +75,7 @@ struct EndToEndBenchCommand: ParsableCommand {
                 napiMicrosPerPacket)
                 + String(format: "  generator %.2f µs/pkt", generatorMicrosPerPacket)
                 + "  lost at: veth \(Int(number("refused"))), socket buffers \(receiveBufferErrors)"
+                + (programRuns > 0 ? String(format: "  XDP program %.0f ns/pkt", programNsPerPacket) : "")
         }
     }
 
@@ -81,12 +90,18 @@ struct EndToEndBenchCommand: ParsableCommand {
         let session = try DemoSession(net)
         defer { session.end() }
         let napi = try net.prepareForBenchmark(generatorCore: generatorCore, engineCore: engineCore)
+        var configuration: [String] = []
+        if exactFlowMap {
+            let path = "/tmp/\(net.tag).yaml"  // removed with the namespaces (DemoNetwork.remove)
+            try "xdp:\n  flow_filter: false\n".write(toFile: path, atomically: true, encoding: .utf8)
+            configuration = ["--config", path]
+        }
         let engine = try net.spawn(
             in: net.edge,
             ["taskset", "-c", "\(engineCore)", voxedge, "run", "--io", io, "--media-address", "198.18.0.1", "--media-port", "40000",
                 "--backend", "198.18.0.3:5004",  // backend legs: 198.18.0.1 (the media address), ports 20000+
                 "--control-socket", socketPath, "--metrics", "127.0.0.1:0", "--max-sessions", "\(sessions + 16)",
-                "--cores", "\(engineCore)", "--log-level", "warning"] + (xdpIdle.map { ["--xdp-idle", $0] } ?? []),
+                "--cores", "\(engineCore)", "--log-level", "warning"] + (xdpIdle.map { ["--xdp-idle", $0] } ?? []) + configuration,
             quiet: true)
         session.children.append(engine)
         for _ in 0..<100 where !FileManager.default.fileExists(atPath: socketPath) { usleep(50_000) }
@@ -98,9 +113,20 @@ struct EndToEndBenchCommand: ParsableCommand {
         let engineNAPI = napi.engine.map(String.init) ?? "?"
         let generatorNAPI = napi.generator.map(String.init) ?? "?"
         say(
-            "engine (--io \(io)\(idle)) on CPU \(engineCore), NAPI \(engineNAPI); generator on CPU \(generatorCore),"
+            "engine (--io \(io)\(idle)\(exactFlowMap ? ", exact flow map" : "")) on CPU \(engineCore), NAPI \(engineNAPI); generator on CPU \(generatorCore),"
                 + " NAPI \(generatorNAPI) (SCHED_FIFO); \(sessions) sessions, \(profile),"
                 + " generator TX \(tx == "xdp" ? "AF_XDP" : "packet socket")")
+
+        // The XDP program's own run time per packet: the kernel counts it while this fd is
+        // open (BPF_ENABLE_STATS), and stops by itself when the bench exits.
+        let statisticsFD: Int32? = io == "socket" ? nil : try? XDPProgram.enableRunTimeStatistics().get()
+        defer { if let statisticsFD { close(statisticsFD) } }
+        func programRun() -> (UInt64, UInt64) {
+            guard let x = (try? ControlClient.call(socketPath, ["cmd": "stats"]))?["xdp"] as? [String: Any] else { return (0, 0) }
+            return (
+                (x["program_run_ns"] as? NSNumber)?.uint64Value ?? 0, (x["program_runs"] as? NSNumber)?.uint64Value ?? 0
+            )
+        }
 
         func trial(_ rate: Int, _ seconds: Double) throws -> Trial {
             // One trial at a time on this machine, with afxdp-ref's bench.py too (its lock).
@@ -108,6 +134,7 @@ struct EndToEndBenchCommand: ParsableCommand {
             if lock >= 0 { flock(lock, LOCK_EX) }
             defer { if lock >= 0 { close(lock) } }
             let buffersBefore = net.receiveBufferErrors()
+            let programBefore = programRun()
             let g = Process()
             let out = Pipe()
             g.executableURL = URL(fileURLWithPath: "/usr/bin/env")
@@ -149,10 +176,12 @@ struct EndToEndBenchCommand: ParsableCommand {
             guard let last = lines.last(where: { $0.hasPrefix("{") }),
                 let report = try? JSONSerialization.jsonObject(with: Data(last.utf8)) as? [String: Any]
             else { throw ValidationError("loadgen failed (status \(g.terminationStatus)): \(lines.joined(separator: "\n"))") }
+            let programAfter = programRun()
             return Trial(
                 report: report, engineNs: after.0 - before.0, napiNs: after.1 - before.1, generatorNs: after.3 - before.3,
                 wallNs: after.2 &- before.2,
-                receiveBufferErrors: net.receiveBufferErrors() - buffersBefore)
+                receiveBufferErrors: net.receiveBufferErrors() - buffersBefore,
+                programNs: programAfter.0 &- programBefore.0, programRuns: programAfter.1 &- programBefore.1)
         }
 
         // (a) the fixed rate
@@ -213,11 +242,13 @@ struct EndToEndBenchCommand: ParsableCommand {
         let engineCPU = stats(fixed.map(\.engineCPUPercent))
         let generatorMicros = stats(fixed.map(\.generatorMicrosPerPacket))
         let loss = stats(fixed.map { $0.loss * 100 })
+        let programNs = stats(fixed.filter { $0.programRuns > 0 }.map(\.programNsPerPacket))
         let maxLossless = stats(maxima)
         say("summary (median [min–max] over \(repetitions)), --io \(io):")
         say("  at \(rate) pps: forwarded \(text(forwarded, "%.0f")) pps, loss \(text(loss, "%.3f")) %")
         say("  engine CPU per packet \(text(engineMicros, "%.2f")) µs (\(text(engineCPU, "%.1f")) % of its core) + its veth NAPI \(text(napiMicros, "%.2f")) µs")
         say("  generator CPU per packet offered \(text(generatorMicros, "%.2f")) µs (protect + frame + send)")
+        if !programNs.isEmpty { say("  XDP program (voxedge_xdp) \(text(programNs, "%.0f")) ns per packet, in the NAPI time above") }
         if !noSearch {
             say("  max lossless \(text(maxLossless, "%.0f")) pps" + (generatorLimited.contains(true) ? " (some searches generator-limited)" : ""))
         }
@@ -226,6 +257,7 @@ struct EndToEndBenchCommand: ParsableCommand {
                 "io": io, "xdp_idle": xdpIdle ?? "default", "tx": tx, "sessions": sessions, "profile": profile, "rate": rate, "seconds": seconds,
                 "forwarded_pps": forwarded, "loss_percent": loss, "engine_us_per_packet": engineMicros,
                 "engine_napi_us_per_packet": napiMicros, "generator_us_per_packet": generatorMicros, "engine_cpu_percent": engineCPU,
+                "xdp_program_ns_per_packet": programNs,
                 "max_lossless_pps": maxLossless, "generator_limited": generatorLimited,
                 "receive_buffer_errors": fixed.map(\.receiveBufferErrors),
                 "trials": fixed.map(\.report),
