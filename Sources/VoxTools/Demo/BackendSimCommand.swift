@@ -3,6 +3,7 @@ import CVoxLinux
 import Foundation
 import Glibc
 import VoxControl
+import VoxIO
 
 /// A backend for demos and tests: answers every RTP datagram by sending it back to where it
 /// came from (the edge's backend leg of that session), after an optional delay. The next
@@ -11,25 +12,23 @@ public struct BackendSimCommand: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "backend-sim", abstract: "An echoing inference backend for demos and tests.")
 
-    @Option(help: "Where to listen, ip:port.") var listen = "127.0.0.1:5004"
+    @Option(help: "Where to listen, ip:port or [ipv6]:port.") var listen = "127.0.0.1:5004"
     @Option(help: "Echo after this many milliseconds.") var delayMs = 0
 
     public init() {}
 
     public func run() throws {
         vox_unblock_all_signals()  // a parent that blocks signals must not take SIGTERM/SIGCHLD from us
-        guard let (address, port) = EngineController.parseEndpoint(listen), address.isIPv4 else {
-            throw ValidationError("--listen: '\(listen)' is not an IPv4 ip:port")
+        guard let (address, port) = EngineController.parseEndpoint(listen) else {
+            throw ValidationError("--listen: '\(listen)' is not an ip:port or [ipv6]:port")
         }
-        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
-        var a = sockaddr_in()
-        a.sin_family = sa_family_t(AF_INET)
-        a.sin_port = port.rawValue.bigEndian
-        a.sin_addr.s_addr = address.ipv4.bigEndian
-        let bound = withUnsafePointer(to: &a) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        let fd: Int32
+        do {
+            fd = try SocketQueue.bind(address, port, reusePort: false)
+        } catch {
+            throw ValidationError("cannot bind \(listen): \(error)")
         }
-        guard bound == 0 else { throw ValidationError("cannot bind \(listen): \(String(cString: strerror(errno)))") }
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)  // this loop waits in recvfrom
         print("backend-sim listening on \(listen)")
         fflush(nil)
         var buffer = [UInt8](repeating: 0, count: 2048)

@@ -34,6 +34,8 @@ public struct DemoCommand: ParsableCommand {
     var noConsent = false
     @Flag(help: "WebRTC: while the call runs, attack the engine from 64 more addresses (Tools/webrtc/hostile.py): a TLS flood, bad tokens and offers, silent and lying DTLS clients, garbage, 1,000 POSTs that never connect — each refused, counted and its slot back, the call unharmed.")
     var hostile = false
+    @Flag(help: "WebRTC: the call over IPv6 (2001:2::/48, the benchmarking range): signaling, ICE, media and the backend leg.")
+    var ipv6 = false
     @Option(help: "WebRTC: the repository checkout holding Tools/webrtc and .build/venv (default: found from the executable or the working directory).")
     var checkout: String?
     @Option(help: "Static keys: calls.") var sessions = 20
@@ -58,6 +60,8 @@ public struct DemoCommand: ParsableCommand {
         guard queues >= 1 && queues <= 8 else { throw ValidationError("--queues must be 1...8") }
         guard !crossQueueBackend || queues >= 2 else { throw ValidationError("--cross-queue-backend needs --queues 2") }
         guard !hostile || !staticKeys else { throw ValidationError("--hostile attacks a WebRTC call: drop --static-keys") }
+        guard !ipv6 || (!staticKeys && !hostile) else { throw ValidationError("--ipv6 is for the plain WebRTC call") }
+        let a = ipv6 ? DemoAddresses.v6 : DemoAddresses.v4
         let tag = "vxd\(getpid())"
         let demo = DemoNetwork(tag: tag, queues: queues, attackSources: hostile ? DemoCommand.attackSources : 0)
         let session = try DemoSession(demo)
@@ -72,7 +76,8 @@ public struct DemoCommand: ParsableCommand {
         // its answers should arrive on the other queue.
         let pinBackend = crossQueueBackend ? ["taskset", "-c", "1"] : (queues > 1 ? ["taskset", "-c", "0"] : [])
         let pinCallers = queues > 1 ? ["taskset", "-c", "0"] : []
-        session.children.append(try demo.spawn(in: demo.far, pinBackend + [resolved, "backend-sim", "--listen", "198.18.0.3:5004"], quiet: true))
+        session.children.append(
+            try demo.spawn(in: demo.far, pinBackend + [resolved, "backend-sim", "--listen", a.endpoint(a.backend, 5004)], quiet: true))
         // WebRTC: the signaling listener on the edge's address, tokens signed with a secret
         // made for this run; the listener's certificate is generated at start.
         let configPath = "/tmp/\(tag).yaml"
@@ -82,11 +87,11 @@ public struct DemoCommand: ParsableCommand {
         try DemoCommand.writePrivate(secretPath, secret)
         try DemoCommand.writePrivate(
             configPath,
-            "signaling:\n  address: 198.18.0.1\n  port: 8443\n  token_hs256_secret_file: \(secretPath)\n")
+            "signaling:\n  address: \(a.edge)\n  port: 8443\n  token_hs256_secret_file: \(secretPath)\n")
         let engine = try demo.spawn(
             in: demo.edge,
-            [resolved, "run", "--config", configPath, "--io", io, "--workers", "\(queues)", "--media-address", "198.18.0.1", "--media-port", "40000",
-                "--backend", "198.18.0.3:5004",  // backend legs: 198.18.0.1 (the media address), ports 20000+
+            [resolved, "run", "--config", configPath, "--io", io, "--workers", "\(queues)", "--media-address", a.edge, "--media-port", "40000",
+                "--backend", a.endpoint(a.backend, 5004),  // backend legs: the media address, ports 20000+
                 // The metrics listener on the edge's own loopback (its namespace: the port is free);
                 // --hostile reaches /healthz there. Room for --hostile's 1,000 held sessions.
                 "--control-socket", socketPath, "--metrics", "127.0.0.1:\(DemoCommand.metricsPort)",
@@ -110,14 +115,15 @@ public struct DemoCommand: ParsableCommand {
         if let x = first["xdp"] as? [String: Any] {
             how += " on \(x["interface"] ?? "?") (\(x["mode"] ?? "?") XDP, \(x["zerocopy"] as? Bool == true ? "zero-copy" : "copy mode"))"
         }
-        print("engine up: media 198.18.0.1:40000, \(how), \(queues) worker(s), control \(socketPath), backend-sim 198.18.0.3:5004")
+        print(
+            "engine up: media \(a.endpoint(a.edge, 40000)), \(how), \(queues) worker(s), control \(socketPath), backend-sim \(a.endpoint(a.backend, 5004))")
         fflush(nil)
         if io == "xdp" && running != "xdp" { throw ValidationError("asked for --io xdp, the engine runs \(running)") }
         // `ip netns exec` execs the engine: this pid is the engine's, its schedstat its CPU.
         let cpuBefore = DemoCommand.cpuNanoseconds(engine.processIdentifier)
         guard staticKeys else {
             let status = try webRTCCall(
-                demo, session, first, resolved: resolved, configPath: configPath, socketPath: socketPath, pin: pinCallers)
+                demo, session, first, resolved: resolved, configPath: configPath, socketPath: socketPath, pin: pinCallers, a)
             if let stats = try? ControlClient.call(socketPath, ["cmd": "stats"]) {
                 let cpu = DemoCommand.cpuNanoseconds(engine.processIdentifier) - cpuBefore
                 DemoCommand.printEngineSide(stats, cpu: cpu)
@@ -199,7 +205,7 @@ extension DemoCommand {
     /// exit status of the caller (or of hostile.py, which fails when the call does).
     func webRTCCall(
         _ demo: DemoNetwork, _ session: DemoSession, _ stats: [String: Any], resolved: String, configPath: String,
-        socketPath: String, pin: [String]
+        socketPath: String, pin: [String], _ a: DemoAddresses
     ) throws -> Int32 {
         // The control socket answers before the signaling listener is up (it makes its
         // certificate first): ask again for up to 20 s.
@@ -220,10 +226,10 @@ extension DemoCommand {
         let token = demo.output([resolved, "token", "--config", configPath, "--subject", "demo", "--model", "echo", "--ttl", "600"])
             .trimmingCharacters(in: .whitespacesAndNewlines)
         guard !token.isEmpty else { throw ValidationError("voxedge token printed nothing") }
-        let callURL = url.replacingOccurrences(of: "0.0.0.0", with: "198.18.0.1")
+        let callURL = url
         var arguments = [
             python, root + "/Tools/webrtc/voxcall.py", "--url", callURL,
-            "--token", token, "--bind", "198.18.0.2", "--beeps", "\(beeps)",
+            "--token", token, "--bind", a.caller, "--beeps", "\(beeps)",
         ]
         if let fingerprint = signaling["fingerprint"] as? String { arguments += ["--fingerprint", fingerprint] }
         if noConsent || hostile {
@@ -243,7 +249,7 @@ extension DemoCommand {
                 "--metrics", "127.0.0.1:\(DemoCommand.metricsPort)", "--sources", "\(DemoCommand.attackSources)", "--",
             ] + arguments
         }
-        print("caller: aiortc in \(demo.far) (198.18.0.2) → POST \(url)" + (hostile ? "; attackers 198.18.0.16…\(15 + DemoCommand.attackSources)" : ""))
+        print("caller: aiortc in \(demo.far) (\(a.caller)) → POST \(url)" + (hostile ? "; attackers 198.18.0.16…\(15 + DemoCommand.attackSources)" : ""))
         fflush(nil)
         let client = try demo.spawn(in: demo.far, pin + arguments, quiet: false)
         session.children.append(client)
@@ -274,7 +280,10 @@ extension DemoCommand {
         if let workers = stats["workers"] as? [[String: Any]] {
             let verdicts = workers.map { ($0["verdicts"] as? [String: Any]) ?? [:] }
             let sum = { (k: String) in verdicts.reduce(0) { $0 + (($1[k] as? Int) ?? 0) } }
-            print("engine: \(sum("toBackend")) packets to the backend, \(sum("toClient")) to the client, \(sum("answered")) checks answered, \(sum("dropped")) dropped"
+            var drops: [String: Int] = [:]
+            for w in workers { for (k, v) in (w["drops"] as? [String: Int] ?? [:]) { drops[k, default: 0] += v } }
+            let why = drops.isEmpty ? "" : " (" + drops.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ") + ")"
+            print("engine: \(sum("toBackend")) packets to the backend, \(sum("toClient")) to the client, \(sum("answered")) checks answered, \(sum("dropped")) dropped\(why)"
                 + String(format: "; %.1f ms of CPU (all its threads)", Double(cpu) / 1e6))
         }
         fflush(nil)
@@ -342,6 +351,18 @@ final class DemoSession {
     }
 }
 
+/// Where the WebRTC demo's edge, caller and backend are: 198.18.0.0/24, or with --ipv6
+/// 2001:2::/64 (RFC 5180's benchmarking range, as 198.18.0.0/15 is IPv4's). The network has both.
+struct DemoAddresses {
+    let edge: String
+    let caller: String
+    let backend: String
+    static let v4 = DemoAddresses(edge: "198.18.0.1", caller: "198.18.0.2", backend: "198.18.0.3")
+    static let v6 = DemoAddresses(edge: "2001:2::1", caller: "2001:2::2", backend: "2001:2::3")
+
+    func endpoint(_ address: String, _ port: Int) -> String { address.contains(":") ? "[\(address)]:\(port)" : "\(address):\(port)" }
+}
+
 /// The demo's two namespaces and veth pair.
 struct DemoNetwork {
     let tag: String
@@ -389,6 +410,10 @@ struct DemoNetwork {
         steps += (0..<attackSources).map { ["ip", "-n", far, "addr", "add", "198.18.0.\(16 + $0)/24", "dev", farInterface] }
         steps += [
             ["ip", "-n", edge, "addr", "add", "198.18.0.1/24", "dev", edgeInterface],
+            // IPv6 beside it (--ipv6), without duplicate address detection's wait.
+            ["ip", "-n", far, "addr", "add", "2001:2::2/64", "dev", farInterface, "nodad"],
+            ["ip", "-n", far, "addr", "add", "2001:2::3/64", "dev", farInterface, "nodad"],
+            ["ip", "-n", edge, "addr", "add", "2001:2::1/64", "dev", edgeInterface, "nodad"],
             ["ip", "-n", far, "link", "set", farInterface, "up"], ["ip", "-n", edge, "link", "set", edgeInterface, "up"],
             ["ip", "-n", far, "link", "set", "lo", "up"], ["ip", "-n", edge, "link", "set", "lo", "up"],
         ]
