@@ -21,10 +21,11 @@ public struct BackendChannelState: Sendable, BitwiseCopyable {
 
     /// Stamps `body` and encodes it into `out`: the bytes written, or nil when `out` is too
     /// small (the sequence is then not taken). Allocates nothing.
-    public mutating func send(_ body: BackendMessage.Body, now: UInt64, key: HMACSHA1Key, into out: UnsafeMutableRawBufferPointer)
-        -> Int?
-    {
-        let message = BackendMessage(sender: local, sessionID: sessionID, sequence: nextSendSequence, timestamp: now, body: body)
+    public mutating func send(
+        _ body: BackendMessage.Body, now: UInt64, key: HMACSHA1Key, into out: UnsafeMutableRawBufferPointer
+    ) -> Int? {
+        let message = BackendMessage(
+            sender: local, sessionID: sessionID, sequence: nextSendSequence, timestamp: now, body: body)
         guard let written = message.encode(key: key, into: out) else { return nil }
         nextSendSequence &+= 1
         return written
@@ -42,9 +43,9 @@ public struct BackendChannelState: Sendable, BitwiseCopyable {
 
     /// Parses, authenticates and accepts a datagram from this leg's 5-tuple: `message` holds
     /// it when the verdict is `ok`. Allocates nothing.
-    public mutating func receive(_ datagram: UnsafeRawBufferPointer, key: HMACSHA1Key, into message: inout BackendMessage)
-        -> BackendVerdict
-    {
+    public mutating func receive(
+        _ datagram: UnsafeRawBufferPointer, key: HMACSHA1Key, into message: inout BackendMessage
+    ) -> BackendVerdict {
         var parsed = BackendMessage()
         let verdict = BackendMessage.parse(datagram, key: key, into: &parsed)
         guard verdict == .ok else { return verdict }

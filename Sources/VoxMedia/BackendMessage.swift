@@ -104,7 +104,10 @@ public struct BackendStreamDescription: Sendable, BitwiseCopyable, Equatable, Cu
     }
 
     /// For the control side and tools: the strings as Swift strings (UTF-8).
-    public init?(ssrc: UInt32, clockRate: UInt32, payloadType: UInt8, channels: UInt8, codecName: String, model: String, subject: String) {
+    public init?(
+        ssrc: UInt32, clockRate: UInt32, payloadType: UInt8, channels: UInt8, codecName: String, model: String,
+        subject: String
+    ) {
         let c = Array(codecName.utf8)
         let m = Array(model.utf8)
         let s = Array(subject.utf8)
@@ -124,7 +127,9 @@ public struct BackendStreamDescription: Sendable, BitwiseCopyable, Equatable, Cu
     /// Calls `body` with the codec name, model and subject bytes.
     @inlinable
     public func withBytes<R>(
-        _ body: (_ codecName: UnsafeRawBufferPointer, _ model: UnsafeRawBufferPointer, _ subject: UnsafeRawBufferPointer) -> R
+        _ body: (
+            _ codecName: UnsafeRawBufferPointer, _ model: UnsafeRawBufferPointer, _ subject: UnsafeRawBufferPointer
+        ) -> R
     ) -> R {
         withUnsafeBytes(of: codecName) { c in
             withUnsafeBytes(of: model) { m in
@@ -157,7 +162,8 @@ public struct BackendStreamDescription: Sendable, BitwiseCopyable, Equatable, Cu
     }
 
     public var description: String {
-        "\(codecNameString)/\(clockRate)/\(channels) pt \(payloadType) ssrc \(ssrc) model \"\(modelString)\" subject \"\(subjectString)\""
+        "\(codecNameString)/\(clockRate)/\(channels) pt \(payloadType) ssrc \(ssrc)"
+            + " model \"\(modelString)\" subject \"\(subjectString)\""
     }
 }
 
@@ -372,7 +378,8 @@ public struct BackendMessage: Sendable, BitwiseCopyable, Equatable {
             guard bodyLength == 0 else { return .malformed }
             body = type == .flush ? .flush : type == .keepalive ? .keepalive : .migratedAway
         }
-        message = BackendMessage(sender: sender, sessionID: sessionID, sequence: sequence, timestamp: p.loadBE64(at: 24), body: body)
+        message = BackendMessage(
+            sender: sender, sessionID: sessionID, sequence: sequence, timestamp: p.loadBE64(at: 24), body: body)
         return .ok
     }
 
@@ -385,7 +392,8 @@ public struct BackendMessage: Sendable, BitwiseCopyable, Equatable {
         guard length == fixed + c + m + s else { return nil }
         let strings = b + fixed
         return BackendStreamDescription(
-            ssrc: b.loadBE32(at: 0), clockRate: b.loadBE32(at: 4), payloadType: b.loadByte(at: 8), channels: b.loadByte(at: 9),
+            ssrc: b.loadBE32(at: 0), clockRate: b.loadBE32(at: 4), payloadType: b.loadByte(at: 8),
+            channels: b.loadByte(at: 9),
             codecName: UnsafeRawBufferPointer(start: strings, count: c),
             model: UnsafeRawBufferPointer(start: strings + c, count: m),
             subject: UnsafeRawBufferPointer(start: strings + c + m, count: s))

@@ -144,7 +144,8 @@ public struct PacingQueue: ~Copyable {
     /// playout time has come (the caller sends `payload` itself); otherwise a copy is queued.
     /// Allocates nothing.
     public mutating func offer(
-        _ payload: UnsafeRawBufferPointer, rtpTimestamp: UInt32, marker: Bool = false, payloadType: UInt8 = 0, now: UInt64
+        _ payload: UnsafeRawBufferPointer, rtpTimestamp: UInt32, marker: Bool = false, payloadType: UInt8 = 0,
+        now: UInt64
     ) -> PacingDecision {
         var due: UInt64
         if !anchored {
