@@ -35,6 +35,10 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     case control
     /// A configuration file: YAML (and JSON) into `EngineConfiguration`, then `problems()`.
     case config
+    /// A backend leg's control message (`BackendMessage.parse`), as received and with its MAC
+    /// recomputed; what parses must encode back to the same bytes. Then a pacing queue driven
+    /// by the same bytes.
+    case backend
 
     /// Runs one input. Traps (a failed `FuzzCheck.expect`, or a Swift runtime check) are
     /// findings; everything else is the input being refused as it should be.
@@ -49,6 +53,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         case .dtls: DTLSFuzz.run(data)
         case .control: ControlFuzz.run(data)
         case .config: ConfigFuzz.run(data)
+        case .backend: BackendFuzz.run(data)
         }
     }
 
