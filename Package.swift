@@ -152,7 +152,11 @@ let package = Package(
         .executableTarget(name: "VoxFuzzRunner", dependencies: ["VoxFuzz"]),
 
         .testTarget(name: "VoxWireTests", dependencies: ["VoxWire", "VoxTestKit"]),
-        .testTarget(name: "VoxMediaTests", dependencies: ["VoxMedia", "VoxWire", "VoxSRTPReference", "COpenSSL", "VoxTestKit"]),
+        // Links the counting allocator: the backend protocol's codec and the pacing queue
+        // prove they allocate nothing.
+        .testTarget(
+            name: "VoxMediaTests", dependencies: ["VoxMedia", "VoxWire", "VoxSRTPReference", "COpenSSL", "CVoxAllocCounter", "VoxTestKit"]
+        ),
         // Links the counting allocator too, so the churn test can prove it allocates nothing.
         .testTarget(
             name: "VoxEngineTests",

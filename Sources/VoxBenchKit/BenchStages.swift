@@ -136,6 +136,7 @@ public enum MicroBench {
         }
         stages += try engineStages(c)
         stages += try webRTCStages(c)
+        stages += try backendStages(c)
         return stages
     }
 

@@ -40,6 +40,10 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     /// The public HTTP signaling request (`SignalingFuzz.fuzzOne`): request line, header
     /// fields, token, media type and offer body through `SignalingService`, without sockets.
     case signaling
+    /// A backend leg's control message (`BackendMessage.parse`), as received and with its MAC
+    /// recomputed; what parses must encode back to the same bytes. Then a pacing queue driven
+    /// by the same bytes.
+    case backend
 
     /// Runs one input. Traps (a failed `FuzzCheck.expect`, or a Swift runtime check) are
     /// findings; everything else is the input being refused as it should be.
@@ -55,6 +59,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         case .control: ControlFuzz.run(data)
         case .config: ConfigFuzz.run(data)
         case .signaling: SignalingFuzz.fuzzOne(data)
+        case .backend: BackendFuzz.run(data)
         }
     }
 

@@ -246,3 +246,20 @@ write("signaling", "options", request("OPTIONS", "/v1/sessions", [
 write("signaling", "healthz", request("GET", "/healthz", []))
 write("signaling", "lf-only", b"POST /v1/sessions HTTP/1.1\nAuthorization: Bearer " + good.encode()
       + b"\nContent-Type: application/sdp\n\n" + offer)
+# --- backend: control messages signed with docs/backend-protocol.md's vector key, and RTP
+BACKEND_KEY = b"backend-shared-key-0123456789abcdef"
+
+
+def backend_message(kind, body, sender=0, session=0x0102030405060708, seq=1, ts=5):
+    head = bytes([0x0B, 1, kind, sender]) + struct.pack(">HH", len(body), 0) + struct.pack(">QQQ", session, seq, ts)
+    return head + body + hmac.new(BACKEND_KEY, head + body, hashlib.sha1).digest()[:16]
+
+
+stream = struct.pack(">IIBBBBHH", 0x11223344, 48000, 111, 2, 4, 0, 5, 3) + b"opus" + b"model" + b"sub"
+write("backend", "start", backend_message(1, stream))
+write("backend", "migrated-in-long", backend_message(7, struct.pack(">IIBBBBHH", 1, 16000, 96, 1, 3, 0, 256, 256)
+                                                     + b"L16" + b"m" * 256 + b"s" * 256, seq=9))
+write("backend", "flush", backend_message(3, b"", sender=1, seq=2, ts=1_000_000_000))
+write("backend", "end", backend_message(2, struct.pack(">HH", 9, 0), sender=1, seq=3))
+write("backend", "keepalive-ack", backend_message(5, struct.pack(">Q", 5), sender=1, seq=4))
+write("backend", "rtp", rtp(7))
