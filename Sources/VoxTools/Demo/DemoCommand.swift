@@ -410,7 +410,11 @@ struct DemoNetwork {
         steps += (0..<attackSources).map { ["ip", "-n", far, "addr", "add", "198.18.0.\(16 + $0)/24", "dev", farInterface] }
         steps += [
             ["ip", "-n", edge, "addr", "add", "198.18.0.1/24", "dev", edgeInterface],
-            // IPv6 beside it (--ipv6), without duplicate address detection's wait.
+            // IPv6 beside it (--ipv6), without duplicate address detection's wait — for the
+            // link-local addresses too, which neighbour solicitation needs as its source: with
+            // DAD a new link answers no neighbour lookup for its first second or two.
+            ["ip", "netns", "exec", far, "sysctl", "-qw", "net.ipv6.conf.\(farInterface).accept_dad=0"],
+            ["ip", "netns", "exec", edge, "sysctl", "-qw", "net.ipv6.conf.\(edgeInterface).accept_dad=0"],
             ["ip", "-n", far, "addr", "add", "2001:2::2/64", "dev", farInterface, "nodad"],
             ["ip", "-n", far, "addr", "add", "2001:2::3/64", "dev", farInterface, "nodad"],
             ["ip", "-n", edge, "addr", "add", "2001:2::1/64", "dev", edgeInterface, "nodad"],
