@@ -6,11 +6,11 @@
  *   not IP, not UDP, fragment, truncated, other port ─────────────▶ XDP_PASS
  *   media port or backend-leg port range:
  *     source in vox_blocklist ──────────────────────────────────────▶ XDP_DROP
- *     backend leg: 5-tuple admitted (or admission not required) ─────▶ steer
+ *     backend leg: flow filter bit set (or admission not required) ──▶ steer
  *     media port, first payload byte (RFC 7983):
- *       0..3     STUN: admitted, or the source's token bucket allows ─▶ steer, else DROP
- *       20..63   DTLS ┐ admitted (DTLS: vox_flows; RTP, RTCP and ──────▶ steer
- *       128..191 RTP  ┘ the backend leg: vox_filter) ; not ──────────▶ XDP_DROP
+ *       128..191 RTP, RTCP: flow filter bit set ─────────────────────▶ steer, else DROP
+ *       0..3     STUN: admitted (vox_flows), or the source's bucket ──▶ steer, else DROP
+ *       20..63   DTLS: admitted (vox_flows) ─────────────────────────▶ steer, else DROP
  *       anything else, or no payload ───────────────────────────────▶ XDP_DROP
  *   steer = bpf_redirect_map(vox_xsks, rx_queue_index, XDP_PASS): XDP_REDIRECT when a
  *           socket is bound on this queue, else XDP_PASS to the kernel UDP socket that

@@ -142,9 +142,14 @@ public struct ConfigMap: ~Copyable, Sendable {
 
     init(fd: Int32) throws(XDPError) { map = try BPFMap(duplicating: fd, name: VOX_MAP_CONFIG) }
 
-    /// Takes effect for the next packet (the program reads the entry per packet).
+    /// Takes effect for the next packet (the program reads the entry per packet). The flow
+    /// filter's mask and key are kept as they are (`XDPProgram.configure` sets them once).
     public func write(_ configuration: XDPConfiguration) throws(XDPError) {
-        try map.update(0, try configuration.bpfValue())
+        var value = try configuration.bpfValue()
+        let current = try read()
+        value.filter_mask = current.filter_mask
+        value.filter_seed = current.filter_seed
+        try map.update(0, value)
     }
 
     public func read() throws(XDPError) -> vox_config { try map.lookup(0) ?? vox_config() }

@@ -22,7 +22,7 @@ public struct XDPLimits: Sendable, Equatable {
     var resolvedFilterSlots: UInt32 {
         if let slots = flowFilterSlots {
             guard slots > 0 else { return 0 }
-            return min(max(4096, slots.nextPowerOfTwo), VOX_FILTER_SLOTS)
+            return max(4096, min(slots, VOX_FILTER_SLOTS).nextPowerOfTwo)
         }
         return min(max(4096, (UInt64(maxFlows) * 16).nextPowerOfTwo), UInt64(VOX_FILTER_SLOTS)).clamped
     }
