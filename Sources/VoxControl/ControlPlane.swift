@@ -110,8 +110,38 @@ public final class ControlPlane: @unchecked Sendable {
         case empty
         /// The deadline passed with sessions still live.
         case deadline
-        /// Told to stop at once (a second SIGTERM).
+        /// Told to stop at once (a second SIGTERM), or, for a commanded drain, a signal came.
         case interrupted
+        /// A commanded drain taken back (`edge.undrain`).
+        case undrained
+    }
+
+    /// Carries out a drain asked for over the control socket (`edge.drain`): returns when its
+    /// last session ends (`.empty`), at its deadline (which `edge.drain` may move), when
+    /// `edge.undrain` takes it back, or when `interrupted()` (a signal: its own drain follows).
+    /// Blocks the calling thread, checking every 20 ms.
+    public func carryOutCommandedDrain(interrupted: () -> Bool) -> DrainOutcome {
+        while true {
+            if interrupted() { return .interrupted }
+            let deadline = runtime.commandedDrainDeadline.load(ordering: .acquiring)
+            if deadline == 0 { return .undrained }
+            if liveSessions.load(ordering: .acquiring) == 0 { return .empty }
+            if MonotonicClock.now() >= deadline { return .deadline }
+            usleep(20_000)
+        }
+    }
+
+    /// Ends the sessions still live (a drain's deadline), on the control thread; how many.
+    public func endRemainingSessions() -> Int {
+        let ended = Mutex(0)
+        let done = DispatchSemaphore(value: 0)
+        let controller = controller
+        server.onControlThread {
+            ended.withLock { $0 = controller.endAll() }
+            done.signal()
+        }
+        _ = done.wait(timeout: .now() + 2)
+        return ended.withLock { $0 }
     }
 
     /// Drains (SIGTERM): takes no new sessions, keeps the live ones until they have all ended,
@@ -119,6 +149,7 @@ public final class ControlPlane: @unchecked Sendable {
     /// calling thread, never the control thread, which goes on serving requests. Stop the
     /// plane and the runtime afterwards.
     public func drain(deadline: Duration, interrupted: () -> Bool) -> DrainOutcome {
+        runtime.signalled.store(true, ordering: .releasing)
         beginDraining()
         let (seconds, attoseconds) = deadline.components
         let end = MonotonicClock.now() &+ UInt64(max(0, seconds)) &* 1_000_000_000 &+ UInt64(max(0, attoseconds) / 1_000_000_000)

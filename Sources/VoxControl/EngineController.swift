@@ -70,6 +70,8 @@ public final class EngineController {
             case "session.list": return .ok(["sessions": sessions.values.sorted { $0.id < $1.id }.map(describe)])
             case "session.show": return try show(request)
             case "stats": return stats()
+            case "edge.drain": return try drainEdge(request)
+            case "edge.undrain": return try undrainEdge()
             case "signaling.reload":
                 guard let reload = reloadSignaling else {
                     return .failure("signaling", "no signaling listener is configured")
@@ -81,6 +83,43 @@ public final class EngineController {
         } catch {
             return .failure(error.code, error.message)
         }
+    }
+
+    /// `edge.drain` (`deadline_seconds`: 0...86400, default `drain_timeout_seconds`): from now
+    /// on no new session (POST → 503, `/readyz` → 503); the live ones go on; the process exits
+    /// when the last one ends or at the deadline, ending the rest. Asked again, it moves the
+    /// deadline. `edge.undrain` takes it back before then.
+    func drainEdge(_ r: ControlRequest) throws(ControlError) -> ControlReply {
+        let seconds = try r.optionalInteger("deadline_seconds", in: 0...86_400) ?? runtime.configuration.drainTimeoutSeconds
+        guard !runtime.signalled.load(ordering: .acquiring) else {
+            throw ControlError(code: "stopping", message: "the engine is already stopping (a signal): it drains until it exits")
+        }
+        let deadline = MonotonicClock.now() &+ UInt64(seconds) &* 1_000_000_000
+        runtime.draining.store(true, ordering: .releasing)
+        runtime.commandedDrainDeadline.store(max(deadline, 1), ordering: .releasing)
+        return .ok(["draining": true, "deadline_seconds": seconds, "sessions": sessions.count])
+    }
+
+    /// `edge.undrain`: takes a commanded drain back (sessions accepted, `/readyz` 200 again);
+    /// an engine that was not draining says so and stays as it is. A signal's drain stays.
+    func undrainEdge() throws(ControlError) -> ControlReply {
+        guard !runtime.signalled.load(ordering: .acquiring) else {
+            throw ControlError(code: "stopping", message: "the engine is stopping (a signal): its drain cannot be taken back")
+        }
+        let was = runtime.commandedDrainDeadline.exchange(0, ordering: .acquiringAndReleasing) != 0
+        runtime.draining.store(false, ordering: .releasing)
+        return .ok(["draining": false, "was_draining": was, "sessions": sessions.count])
+    }
+
+    /// Ends every live session (the drain's deadline): their slots, flows and keys go.
+    /// Returns how many there were.
+    public func endAll() -> Int {
+        let records = Array(sessions.values)
+        for record in records {
+            try? runtime.control.drop(record.slot)
+            sessions[record.slot] = nil
+        }
+        return records.count
     }
 
     func create(_ r: ControlRequest) throws(ControlError) -> ControlReply {

@@ -31,6 +31,13 @@ public final class EngineRuntime: @unchecked Sendable {
     let stopping = Atomic<Bool>(false)
     /// Set when the engine starts draining (SIGTERM): `/readyz` answers 503 from then on.
     public let draining = Atomic<Bool>(false)
+    /// A drain asked for over the control socket (`edge.drain`): its deadline on the
+    /// monotonic clock, or 0. `edge.undrain` sets it back to 0 (and `draining` to false);
+    /// `voxedge run`'s main loop carries the drain out.
+    public let commandedDrainDeadline = Atomic<UInt64>(0)
+    /// Set once a signal has started the drain that ends in the process stopping: from then
+    /// on nothing takes it back.
+    public let signalled = Atomic<Bool>(false)
     var threads: [Thread] = []
     let finished = DispatchGroup()
     let logger: Logger

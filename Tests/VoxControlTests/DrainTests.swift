@@ -196,4 +196,79 @@ import VoxMedia
         #expect(engine.exitStatus(within: 20) == 0)
         #expect(engine.output.contains("drain=empty"), "\(engine.output)")
     }
+
+    /// `edge.drain` over the control socket is the same drain as SIGTERM's — `/readyz` 503, no
+    /// new session, the live call's audio still forwarded — and `edge.undrain` takes it back;
+    /// drained again, the engine exits when its last call ends.
+    @Test func edgeDrainKeepsTheCallAndUndrainTakesItBack() throws {
+        let engine = try Engine(tag: 4, drainTimeout: 600)
+        let created = try #require(engine.createCall(id: 1))
+        let session = try #require((created["session"] as? [String: Any])?["id"] as? Int)
+        var ready = HTTP.get(engine.metricsPort, "/readyz").status
+        for _ in 0..<50 where ready != 200 {
+            usleep(200_000)
+            ready = HTTP.get(engine.metricsPort, "/readyz").status
+        }
+        #expect(ready == 200)
+
+        let drained = engine.call(#"{"id":2,"cmd":"edge.drain","deadline_seconds":600}"#)
+        #expect(drained?["ok"] as? Bool == true && drained?["draining"] as? Bool == true, "\(drained ?? [:])")
+        #expect(drained?["deadline_seconds"] as? Int == 600 && drained?["sessions"] as? Int == 1)
+        #expect(HTTP.get(engine.metricsPort, "/readyz") == (503, "draining\n"))
+        #expect(errorCode(engine.call(#"{"id":3,"cmd":"session.create","client":"127.0.0.1:9","client_key":"\#(Self.key)"}"#)) == "draining")
+        for _ in 0..<3 { #expect(engine.audioGoesThrough()) }
+        usleep(300_000)
+        #expect(engine.exitStatus(within: 0) == nil, "the engine stopped with a call up")
+
+        // Taken back: ready, and new sessions again.
+        let undrained = engine.call(#"{"id":4,"cmd":"edge.undrain"}"#)
+        #expect(undrained?["ok"] as? Bool == true && undrained?["was_draining"] as? Bool == true, "\(undrained ?? [:])")
+        #expect(HTTP.get(engine.metricsPort, "/readyz").status == 200)
+        let second = engine.call(#"{"id":5,"cmd":"session.create","client":"127.0.0.1:9","client_key":"\#(Self.key)"}"#)
+        #expect(second?["ok"] as? Bool == true, "\(second ?? [:])")
+        let secondID = try #require((second?["session"] as? [String: Any])?["id"] as? Int)
+        // The same undrain again changes nothing and says so.
+        #expect(engine.call(#"{"id":6,"cmd":"edge.undrain"}"#)?["was_draining"] as? Bool == false)
+        usleep(300_000)
+        #expect(engine.exitStatus(within: 0) == nil, "undrained, the engine must keep running")
+
+        // Drained again (asked twice: the second moves the deadline), both calls end: it exits.
+        #expect(engine.call(#"{"id":7,"cmd":"edge.drain"}"#)?["deadline_seconds"] as? Int == 600)
+        #expect(engine.call(#"{"id":8,"cmd":"edge.drain","deadline_seconds":900}"#)?["deadline_seconds"] as? Int == 900)
+        #expect(engine.call(#"{"id":9,"cmd":"session.drop","session":\#(session)}"#)?["ok"] as? Bool == true)
+        usleep(300_000)
+        #expect(engine.exitStatus(within: 0) == nil, "one call is still up")
+        #expect(engine.call(#"{"id":10,"cmd":"session.drop","session":\#(secondID)}"#)?["ok"] as? Bool == true)
+        #expect(engine.exitStatus(within: 20) == 0)
+        #expect(engine.output.contains("drain=empty"), "\(engine.output)")
+    }
+
+    /// At a commanded drain's deadline the calls still up are ended, and the engine exits.
+    @Test func edgeDrainsDeadlineEndsTheRest() throws {
+        let engine = try Engine(tag: 5, drainTimeout: 600)
+        #expect(engine.createCall(id: 1)?["ok"] as? Bool == true)
+        #expect(engine.call(#"{"id":2,"cmd":"edge.drain","deadline_seconds":1}"#)?["ok"] as? Bool == true)
+        #expect(engine.exitStatus(within: 20) == 0)
+        let output = engine.output
+        #expect(output.contains("drain=deadline"), "\(output)")
+        #expect(output.contains("drain ended the calls still up") && output.contains("sessions=1"), "\(output)")
+    }
+
+    /// Arguments as a stranger sends them, and an undrain after a signal (which nothing takes back).
+    @Test func edgeDrainRefusesWhatItCannotTake() throws {
+        let engine = try Engine(tag: 6, drainTimeout: 600)
+        for bad in ["-1", "86401", "1.5", "1e300", "\"60\"", "true", "[60]", "18446744073709551616"] {
+            let reply = engine.call(#"{"id":1,"cmd":"edge.drain","deadline_seconds":\#(bad)}"#)
+            #expect(errorCode(reply) == "bad_argument", "deadline_seconds \(bad): \(reply ?? [:])")
+        }
+        #expect(HTTP.get(engine.metricsPort, "/readyz").status != 503, "a refused drain must not drain")
+        #expect(engine.call(#"{"id":2,"cmd":"edge.undrain"}"#)?["was_draining"] as? Bool == false)
+        #expect(engine.createCall(id: 3)?["ok"] as? Bool == true)
+        kill(engine.process.processIdentifier, SIGTERM)
+        #expect(engine.exitStatus(within: 1) == nil, "the engine stopped with a call up")
+        #expect(errorCode(engine.call(#"{"id":4,"cmd":"edge.undrain"}"#)) == "stopping")
+        #expect(errorCode(engine.call(#"{"id":5,"cmd":"edge.drain","deadline_seconds":5}"#)) == "stopping")
+        kill(engine.process.processIdentifier, SIGTERM)
+        #expect(engine.exitStatus(within: 20) == 0)
+    }
 }

@@ -208,8 +208,22 @@ struct RunCommand: ParsableCommand {
             logger.info("metrics ready", metadata: ["url": "http://\(c.metricsAddress):\(plane.http.port)/metrics"])
         }
         logger.info("control socket ready", metadata: ["path": "\(c.controlSocket)"])
+        var commanded: ControlPlane.DrainOutcome? = nil
         while Shutdown.signals.load(ordering: .acquiring) == 0 {
             usleep(20_000)
+            // `edge.drain` over the control socket: the same drain, taken back by `edge.undrain`.
+            if runtime.commandedDrainDeadline.load(ordering: .acquiring) != 0 {
+                logger.info("draining (edge.drain)")
+                let outcome = plane.carryOutCommandedDrain { Shutdown.signals.load(ordering: .acquiring) > 0 }
+                if outcome == .undrained {
+                    logger.info("undrained (edge.undrain): taking sessions again")
+                    continue
+                }
+                if outcome != .interrupted {
+                    commanded = outcome
+                    break
+                }
+            }
             if Shutdown.reloads.exchange(0, ordering: .acquiringAndReleasing) > 0 {
                 do {
                     try plane.reloadSignaling()
@@ -220,10 +234,19 @@ struct RunCommand: ParsableCommand {
             }
         }
         // Drain: no new sessions, /readyz 503, live calls go on until they end or the
-        // deadline; a second signal stops at once.
-        logger.info("draining", metadata: ["deadline_seconds": "\(c.drainTimeoutSeconds)"])
-        let outcome = plane.drain(deadline: .seconds(c.drainTimeoutSeconds)) {
-            Shutdown.signals.load(ordering: .acquiring) >= 2
+        // deadline; a second signal stops at once. A commanded drain that finished skips it.
+        let outcome: ControlPlane.DrainOutcome
+        if let commanded {
+            outcome = commanded
+        } else {
+            logger.info("draining", metadata: ["deadline_seconds": "\(c.drainTimeoutSeconds)"])
+            outcome = plane.drain(deadline: .seconds(c.drainTimeoutSeconds)) {
+                Shutdown.signals.load(ordering: .acquiring) >= 2
+            }
+        }
+        if outcome != .empty {
+            let ended = plane.endRemainingSessions()
+            if ended > 0 { logger.info("drain ended the calls still up", metadata: ["sessions": "\(ended)", "drain": "\(outcome.rawValue)"]) }
         }
         logger.info("stopping", metadata: ["drain": "\(outcome.rawValue)"])
         plane.stop()
