@@ -247,7 +247,16 @@ import VoxMedia
     @Test func edgeDrainsDeadlineEndsTheRest() throws {
         let engine = try Engine(tag: 5, drainTimeout: 600)
         #expect(engine.createCall(id: 1)?["ok"] as? Bool == true)
-        #expect(engine.call(#"{"id":2,"cmd":"edge.drain","deadline_seconds":1}"#)?["ok"] as? Bool == true)
+        // As an operator asks: `voxedge ctl drain`.
+        let ctl = Process()
+        let out = Pipe()
+        ctl.executableURL = URL(fileURLWithPath: DemoTests.voxedge)
+        ctl.arguments = ["ctl", "drain", "--socket", engine.socketPath, "--deadline", "1"]
+        ctl.standardOutput = out
+        try ctl.run()
+        let said = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        ctl.waitUntilExit()
+        #expect(ctl.terminationStatus == 0 && said.contains("draining: 1 session(s) live"), "\(said)")
         #expect(engine.exitStatus(within: 20) == 0)
         let output = engine.output
         #expect(output.contains("drain=deadline"), "\(output)")

@@ -13,8 +13,36 @@ struct ControlCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ctl",
         abstract: "Talk to a running engine over its control socket.",
-        subcommands: [Session.self, Stats.self]
+        subcommands: [Session.self, Stats.self, Drain.self, Undrain.self]
     )
+
+    struct Drain: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Take no new sessions; exit when the live ones end or at the deadline (the SIGTERM drain on command).")
+        @OptionGroup var options: ControlOptions
+        @Option(help: "Seconds the live calls may go on (default: the engine's drain_timeout_seconds).") var deadline: Int?
+
+        func run() throws {
+            var request: [String: Any] = ["cmd": "edge.drain"]
+            if let deadline { request["deadline_seconds"] = deadline }
+            let reply = try ControlClient.call(options.socket, request)
+            try ControlClient.print(reply, json: options.json) { r in
+                "draining: \(r["sessions"] ?? 0) session(s) live, the engine exits when they end or in \(r["deadline_seconds"] ?? "?") s"
+            }
+        }
+    }
+
+    struct Undrain: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Take back a drain started with `ctl drain`.")
+        @OptionGroup var options: ControlOptions
+
+        func run() throws {
+            let reply = try ControlClient.call(options.socket, ["cmd": "edge.undrain"])
+            try ControlClient.print(reply, json: options.json) { r in
+                r["was_draining"] as? Bool == true ? "taking sessions again" : "was not draining"
+            }
+        }
+    }
 
     struct Session: ParsableCommand {
         static let configuration = CommandConfiguration(
@@ -93,7 +121,7 @@ struct ControlCommand: ParsableCommand {
                     (any as? [String: Any] ?? [:]).filter { !nonzero || ($0.value as? Int ?? 1) != 0 }
                         .sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
                 }
-                var lines = ["sessions: \(r["sessions"] ?? 0) of \(r["capacity"] ?? 0)   io: \(r["io"] ?? "?")"]
+                var lines = ["sessions: \(r["sessions"] ?? 0) of \(r["capacity"] ?? 0) (\(pairs(r["sessions_by_state"], nonzero: true)))   io: \(r["io"] ?? "?")"]
                 if let x = r["xdp"] as? [String: Any] {
                     lines.append(
                         "xdp: \(x["interface"] ?? "?") \(x["mode"] ?? "?") mode, zerocopy=\(x["zerocopy"] as? Bool ?? false) "
