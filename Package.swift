@@ -68,7 +68,7 @@ let package = Package(
         // Backends, their published snapshots and next hops (the routing issue fills it).
         .target(
             name: "VoxRouting",
-            dependencies: ["VoxWire", "VoxIO", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["VoxWire", "VoxMedia", "VoxIO", .product(name: "Logging", package: "swift-log")]
         ),
         // Workers and their runtime: threads, loops, the XDP data plane's assembly, the
         // session table, command rings, configuration.

@@ -116,7 +116,7 @@ public final class EngineController {
     public func endAll() -> Int {
         let records = Array(sessions.values)
         for record in records {
-            try? runtime.control.drop(record.slot)
+            try? runtime.control.drop(record.slot, reason: .drained)
             sessions[record.slot] = nil
         }
         return records.count
@@ -150,6 +150,9 @@ public final class EngineController {
         let givenBackend = try r.optionalInteger("backend", in: 0..<table.count)
         let givenWorker = try r.optionalInteger("worker", in: 0..<c.workers)
         let clientSSRC = try r.optionalInteger("client_ssrc", in: UInt32.min...UInt32.max)
+        let stream = try EngineController.stream(
+            ssrc: clientSSRC ?? 0, payloadType: try r.optionalInteger("payload_type", in: UInt8(0)...127) ?? 111,
+            model: try r.optionalString("model") ?? "", subject: try r.optionalString("subject") ?? "")
         let flow = FlowKey(
             remoteAddress: address, remotePort: UDPPort(clientPort), localAddress: c.mediaAddress,
             localPort: UDPPort(c.mediaPort))
@@ -224,8 +227,14 @@ public final class EngineController {
         // the session sending into nowhere.
         let (backendSocket, boundSlot) = try bindBackendLeg()
         let slot: Int32
+        var sessionID: UInt64 = 0
         do {
             slot = try runtime.control.create(on: worker, slot: boundSlot) { command in
+                // One id for the session everywhere: the control socket, signaling, the
+                // worker, and the backend protocol.
+                command.sessionID = self.newID(slot: command.slot)
+                sessionID = command.sessionID
+                command.backendStream = stream
                 command.backendSocket = backendSocket
                 command.profile = profile
                 command.clientKey = EngineController.material(clientKey, profile)
@@ -255,7 +264,7 @@ public final class EngineController {
                 message: "worker \(worker) did not take the session within \(EngineController.applyTimeout); try again")
         }
         let record = Record(
-            id: newID(slot: slot), slot: slot, worker: worker, profile: profile, client: flow,
+            id: sessionID, slot: slot, worker: worker, profile: profile, client: flow,
             clientSSRC: clientSSRC, backend: backend, edgeSSRC: ssrc, created: Date(), clientKey: clientKey,
             edgeKey: edgeKeyBytes)
         sessions[slot] = record
@@ -284,6 +293,24 @@ public final class EngineController {
                     + "cannot be bound (\(String(cString: strerror(error.errno)))): another process holds it; "
                     + "the next create tries another slot")
         }
+    }
+
+    /// What a session's backend is told in its start: Opus at 48 kHz (RFC 7587), with the
+    /// call's model and subject (each at most 256 bytes, as the token's claims).
+    static func stream(ssrc: UInt32, payloadType: UInt8, model: String, subject: String) throws(ControlError)
+        -> BackendStreamDescription
+    {
+        for (name, value) in [("model", model), ("subject", subject)]
+        where value.utf8.count > BackendStreamDescription.textCapacity {
+            throw ControlError(
+                code: "bad_argument", message: "'\(name)' is over \(BackendStreamDescription.textCapacity) bytes")
+        }
+        guard
+            let stream = BackendStreamDescription(
+                ssrc: ssrc, clockRate: 48_000, payloadType: payloadType, channels: 2, codecName: "opus", model: model,
+                subject: subject)
+        else { throw ControlError(code: "bad_argument", message: "payload type \(payloadType) is not 0...127") }
+        return stream
     }
 
     /// Session ids: the slot in the high half (so `session show` finds it at once), a
@@ -320,6 +347,8 @@ public final class EngineController {
         let c = runtime.configuration
         let table = runtime.backends.table
         guard table.count > 0 else { throw ControlError(code: "no_backend", message: "no backends are configured") }
+        let stream = try EngineController.stream(
+            ssrc: offer.offeredSSRC ?? 0, payloadType: offer.opusPayloadType, model: model, subject: subject)
         // Placement by load and model is the routing's; until then, in turn.
         let backend = nextBackend % table.count
         let (backendSocket, boundSlot) = try bindBackendLeg()
@@ -333,7 +362,9 @@ public final class EngineController {
         do {
             slot = try runtime.control.hold(until: deadline, slot: boundSlot) { command in
                 credentials = ICECredentials.make(slot: Int(command.slot), using: &rng)
+                command.sessionID = self.newID(slot: command.slot)
                 sessionID = command.sessionID
+                command.backendStream = stream
                 command.ufrag = IceUfrag(credentials.ufrag)!
                 command.remoteUfrag = remoteUfrag
                 command.icePassword = IcePassword(credentials.password)!
@@ -358,7 +389,7 @@ public final class EngineController {
                 address: c.publicAddress ?? c.mediaAddress, port: UDPPort(c.mediaPort),
                 sessionID: UInt64.random(in: 1...UInt64(Int64.max), using: &rng)))
         let record = Record(
-            id: newID(slot: slot), slot: slot, worker: -1, profile: .aes128CmHmacSha1_80, client: nil, backend: backend,
+            id: sessionID, slot: slot, worker: -1, profile: .aes128CmHmacSha1_80, client: nil, backend: backend,
             edgeSSRC: ssrc, created: Date(), clientKey: [], edgeKey: [],
             webRTC: WebRTCInfo(subject: subject, model: model, source: source))
         sessions[slot] = record
@@ -389,7 +420,7 @@ public final class EngineController {
     public func end(session id: UInt64) -> Bool {
         guard let record = sessions.values.first(where: { $0.id == id }) else { return false }
         do {
-            try runtime.control.drop(record.slot)
+            try runtime.control.drop(record.slot, reason: .clientLeft)
         } catch {
             return false
         }
@@ -500,6 +531,15 @@ public final class EngineController {
             fields["state"] = "connected"
         }
         if let ssrc = r.clientSSRC { fields["client_ssrc"] = NSNumber(value: ssrc) }
+        let b = runtime.store.backendState(slot: Int(r.slot))
+        if b.paced {
+            var protocolFields: [String: Any] = [
+                "pacing_queued": b.queued, "flushes": NSNumber(value: b.flushes),
+                "rtt_ms": b.rtt == 0 ? NSNull() : NSNumber(value: Double(b.rtt) / 1e6),
+            ]
+            if b.flushes > 0 { protocolFields["last_flush_sequence"] = Int(b.lastFlushSequence) }
+            fields["backend_protocol"] = protocolFields
+        }
         return fields
     }
 
@@ -511,8 +551,14 @@ public final class EngineController {
             for d in DropReason.allCases where c[d] > 0 { drops["\(d)"] = NSNumber(value: c[d]) }
             var ended: [String: Any] = [:]
             for reason in SessionEndReason.allCases { ended["\(reason)"] = NSNumber(value: c.sessionsEnded(reason)) }
+            var backend: [String: Any] = [:]
+            var messages: [String: Any] = [:]
+            for v in BackendVerdict.allCases where v != .notControl { messages["\(v)"] = NSNumber(value: c.backendMessages(v)) }
+            backend["messages"] = messages
+            for counter in BackendCounter.allCases { backend[counter.name] = NSNumber(value: c[counter]) }
             var worker: [String: Any] = [
                 "worker": w, "verdicts": verdicts, "drops": drops, "ended": ended, "received": NSNumber(value: c.received),
+                "backend_protocol": backend,
                 "handed_in": NSNumber(value: c.handedIn), "bursts": NSNumber(value: c.bursts),
                 "busy_ns": NSNumber(value: c.busyNanoseconds), "idle_ns": NSNumber(value: c.idleNanoseconds),
             ]

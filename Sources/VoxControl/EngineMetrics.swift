@@ -119,6 +119,12 @@ public final class EngineMetrics: @unchecked Sendable {
                 for reason in SessionEndReason.allCases {
                     advance(&t, "voxedge_sessions_ended_total", [worker, ("reason", "\(reason)")], to: c.sessionsEnded(reason))
                 }
+                for v in BackendVerdict.allCases where v != .notControl {
+                    advance(&t, "voxedge_backend_messages_total", [worker, ("verdict", "\(v)")], to: c.backendMessages(v))
+                }
+                for counter in BackendCounter.allCases {
+                    advance(&t, "voxedge_backend_protocol_total", [worker, ("event", counter.name)], to: c[counter])
+                }
                 advanceSeconds(&t, "voxedge_worker_busy_seconds_total", [worker], nanoseconds: c.busyNanoseconds)
                 advanceSeconds(&t, "voxedge_worker_idle_seconds_total", [worker], nanoseconds: c.idleNanoseconds)
                 let beat = c.heartbeat

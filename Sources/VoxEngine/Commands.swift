@@ -68,13 +68,18 @@ public struct WorkerCommand: Sendable, BitwiseCopyable {
         case installKeys
     }
 
-    /// Why the handshake thread ends a session (`drop` with `sessionID` set).
+    /// Why a session is ended by command: told to its backend (`end`), and counted.
     public enum EndReason: UInt8, Sendable, BitwiseCopyable {
+        /// The operator dropped it (`session.drop`), or a caller that gave no reason.
         case none
         /// The DTLS handshake failed (timeout, bad fingerprint, no SRTP profile in common).
         case handshakeFailed
         /// The client sent close_notify.
         case closedByClient
+        /// The client left: signaling's DELETE.
+        case clientLeft
+        /// The engine's drain reached its deadline with the call still up.
+        case drained
     }
 
     public var kind: Kind
@@ -111,10 +116,42 @@ public struct WorkerCommand: Sendable, BitwiseCopyable {
     /// must finish by `connectDeadline` (monotonic ns; 10 s after the offer), or it ends.
     public var keysFromHandshake = false
     public var connectDeadline: UInt64 = .max
+    /// `create`: what the backend is told in its start (docs/backend-protocol.md): the stream
+    /// it will receive, and the call's model and subject.
+    public var backendStream = WorkerCommand.defaultStream
+
+    /// Opus at 48 kHz, stereo in SDP (RFC 7587), payload type 111, no SSRC, model or subject.
+    public static let defaultStream = BackendStreamDescription(
+        ssrc: 0, clockRate: 48_000, payloadType: 111, channels: 2, codecName: "opus", model: "", subject: "")!
 
     public init(kind: Kind, slot: Int32) {
         self.kind = kind
         self.slot = slot
+    }
+}
+
+/// What a worker tells the control thread about a session, for its log (a worker never
+/// logs): on the worker's `events` ring, taken every control tick. A full ring loses the
+/// event (the counters still count it).
+public struct WorkerEvent: Sendable, BitwiseCopyable {
+    public enum Kind: UInt8, Sendable, BitwiseCopyable {
+        /// The backend flushed: `sequence` is the client-leg sequence number last sent before
+        /// it (nothing after it was audio queued before the flush), `count` the packets dropped.
+        case flush
+        /// The backend ended the session (`reason`, docs/backend-protocol.md's codes).
+        case backendEnded
+    }
+    public var kind: Kind
+    public var slot: Int32
+    public var sessionID: UInt64
+    public var sequence: UInt16 = 0
+    public var count: UInt32 = 0
+    public var reason: UInt16 = 0
+
+    public init(kind: Kind, slot: Int32, sessionID: UInt64) {
+        self.kind = kind
+        self.slot = slot
+        self.sessionID = sessionID
     }
 }
 

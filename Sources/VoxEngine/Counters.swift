@@ -14,8 +14,11 @@ public enum PacketVerdict: Int, CaseIterable, Sendable {
     case fromHandshake
     /// Given to the worker that owns the session.
     case handedOff
-    /// Used here (RTCP terminates at the edge).
+    /// Used here (RTCP terminates at the edge; an authentic backend control message).
     case consumed
+    /// Backend audio ahead of its playout time: copied into the session's pacing queue, sent
+    /// to the client when its timestamp says (`pacedSent`).
+    case paced
     /// Dropped, for a `DropReason`.
     case dropped
 }
@@ -49,6 +52,11 @@ public enum DropReason: Int, CaseIterable, Sendable {
     /// SRTP or SRTCP on a 5-tuple shared by SSRC-multiplexed sessions whose sender SSRC
     /// (read in the clear, before unprotect) none of them claims.
     case unknownSSRC
+    /// A backend control message refused: no key for that backend, or a verdict other than
+    /// ok (bad MAC, replay, wrong session, malformed; counted by verdict in `backendMessages`).
+    case backendControl
+    /// Backend audio ahead of schedule and larger than a pacing slot (`pacing_slot_bytes`).
+    case pacingTooLarge
 }
 
 /// Why a worker ended a session itself.
@@ -63,6 +71,8 @@ public enum SessionEndReason: Int, CaseIterable, Sendable {
     case handshakeFailed
     /// The client ended the session with close_notify.
     case closedByClient
+    /// The backend ended it (an authentic `end`: its conversation is over, or it is overloaded).
+    case backendEnded
 
     public var name: String {
         switch self {
@@ -70,6 +80,36 @@ public enum SessionEndReason: Int, CaseIterable, Sendable {
         case .consentExpired: "consent_expired"
         case .handshakeFailed: "handshake_failed"
         case .closedByClient: "closed_by_client"
+        case .backendEnded: "backend_ended"
+        }
+    }
+}
+
+/// What a worker did on the backend protocol's side (docs/backend-protocol.md).
+public enum BackendCounter: Int, CaseIterable, Sendable {
+    /// Control messages the edge sent: start, end, keepalive, keepalive-ack, migrated-*.
+    case controlSent
+    /// Control messages not sent: no free frame, or no room (never expected; counted).
+    case controlUnsent
+    /// Paced packets sent to the client at their playout time.
+    case pacedSent
+    /// Queued packets dropped because a session's pacing queue was full (the oldest go).
+    case pacingOverflow
+    /// Flushes the backends asked for, and the queued packets they dropped.
+    case flushes
+    case flushedPackets
+    /// Paced packets that could not be sent at their time: no free frame, or no room.
+    case pacedUnsent
+
+    public var name: String {
+        switch self {
+        case .controlSent: "control_sent"
+        case .controlUnsent: "control_unsent"
+        case .pacedSent: "paced_sent"
+        case .pacingOverflow: "pacing_overflow"
+        case .flushes: "flushes"
+        case .flushedPackets: "flushed_packets"
+        case .pacedUnsent: "paced_unsent"
         }
     }
 }
@@ -78,9 +118,12 @@ public enum SessionEndReason: Int, CaseIterable, Sendable {
 /// stores), read by the control thread at any time (aligned 64-bit loads do not tear on
 /// the machines we run on).
 public final class WorkerCounters: @unchecked Sendable {
-    /// Verdicts, drop reasons, then seven loop and session counters, then session ends.
+    /// Verdicts, drop reasons, then seven loop and session counters, then session ends, then
+    /// the backend protocol's: control messages by verdict, then `BackendCounter`s.
     static let misc = PacketVerdict.allCases.count + DropReason.allCases.count
-    static let slots = misc + 7 + SessionEndReason.allCases.count
+    static let backendBase = misc + 7 + SessionEndReason.allCases.count
+    static let backendCounters = backendBase + BackendVerdict.allCases.count
+    static let slots = backendCounters + BackendCounter.allCases.count
     let values: UnsafeMutablePointer<UInt64>
 
     init() {
@@ -127,6 +170,14 @@ public final class WorkerCounters: @unchecked Sendable {
     static func endedIndex(_ reason: SessionEndReason) -> Int {
         misc + 7 + reason.rawValue
     }
+    /// Control messages from backends, by verdict (`ok`: accepted and acted on).
+    public func backendMessages(_ verdict: BackendVerdict) -> UInt64 {
+        values[WorkerCounters.backendBase + Int(verdict.rawValue)]
+    }
+    func count(_ verdict: BackendVerdict) { values[WorkerCounters.backendBase + Int(verdict.rawValue)] &+= 1 }
+    public subscript(_ c: BackendCounter) -> UInt64 { values[WorkerCounters.backendCounters + c.rawValue] }
+    func count(_ c: BackendCounter, _ n: UInt64 = 1) { values[WorkerCounters.backendCounters + c.rawValue] &+= n }
+
     /// Held sessions this worker claimed with their first valid check (DESIGN §2a).
     public var sessionsClaimed: UInt64 { values[WorkerCounters.misc + 0] }
     func countClaimed() { values[WorkerCounters.misc + 0] &+= 1 }

@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import VoxIO
 import VoxWire
@@ -7,9 +8,48 @@ public struct EngineConfiguration: Codable, Sendable, Equatable {
     public struct BackendEntry: Codable, Sendable, Equatable {
         public var address: IPAddress
         public var port: UInt16
-        public init(address: IPAddress, port: UInt16) {
+        /// A file holding the backend protocol's shared key (`key_file`; its bytes, trailing
+        /// whitespace trimmed, at least 16). With a key the backend speaks the protocol
+        /// (docs/backend-protocol.md); without, plain RTP.
+        public var keyFile: String?
+
+        public init(address: IPAddress, port: UInt16, keyFile: String? = nil) {
             self.address = address
             self.port = port
+            self.keyFile = keyFile
+        }
+
+        enum CodingKeys: String, CodingKey, CaseIterable {
+            case address, port
+            case keyFile = "key_file"
+        }
+
+        public init(from decoder: any Decoder) throws {
+            try decoder.refuseUnknownKeys(CodingKeys.self)
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            address = try c.decode(IPAddress.self, forKey: .address)
+            port = try c.decode(UInt16.self, forKey: .port)
+            keyFile = try c.decodeIfPresent(String.self, forKey: .keyFile)
+        }
+
+        /// The shortest shared key taken: 128 bits, the MAC's length.
+        public static let minimumKeyBytes = 16
+
+        /// The key `key_file` holds (nil without one); throws a sentence when the file cannot
+        /// be read or holds less than `minimumKeyBytes`.
+        public func loadKey() throws(EngineError) -> [UInt8]? {
+            guard let keyFile else { return nil }
+            guard let data = FileManager.default.contents(atPath: keyFile) else {
+                throw EngineError(code: "config.backend_key", message: "key_file \(keyFile) cannot be read")
+            }
+            var bytes = [UInt8](data)
+            while let last = bytes.last, last == 0x20 || last == 0x09 || last == 0x0A || last == 0x0D { bytes.removeLast() }
+            guard bytes.count >= BackendEntry.minimumKeyBytes else {
+                throw EngineError(
+                    code: "config.backend_key",
+                    message: "key_file \(keyFile) holds \(bytes.count) bytes; a backend key needs at least \(BackendEntry.minimumKeyBytes)")
+            }
+            return bytes
         }
     }
 
@@ -30,6 +70,12 @@ public struct EngineConfiguration: Codable, Sendable, Equatable {
     public var cores: [Int]? = nil
     public var maxSessions: Int = 1024
     public var backends: [BackendEntry] = []
+    /// Backend audio held toward each client when a backend sends ahead of real time
+    /// (docs/backend-protocol.md): packets per session (`pacing_depth`; 100 = 2 s of 20 ms
+    /// frames) and the bytes each may take (`pacing_slot_bytes`). Memory per slot:
+    /// depth × (slot bytes + 16), touched only when packets are queued.
+    public var pacingDepth: Int = 100
+    public var pacingSlotBytes: Int = 1500
     public var controlSocket: String = "/run/voxedge/control.sock"
     /// Peers (by `SO_PEERCRED`) allowed on the control socket: a listed uid or a listed
     /// primary gid. When both are absent: the engine's own uid and the socket's group.
@@ -221,6 +267,8 @@ public struct EngineConfiguration: Codable, Sendable, Equatable {
         case workers, cores
         case maxSessions = "max_sessions"
         case backends
+        case pacingDepth = "pacing_depth"
+        case pacingSlotBytes = "pacing_slot_bytes"
         case controlSocket = "control_socket"
         case controlAllowedUIDs = "control_allowed_uids"
         case controlAllowedGIDs = "control_allowed_gids"
@@ -249,6 +297,8 @@ public struct EngineConfiguration: Codable, Sendable, Equatable {
         cores = try c.decodeIfPresent([Int].self, forKey: .cores)
         maxSessions = try c.value(.maxSessions, or: d.maxSessions)
         backends = try c.value(.backends, or: d.backends)
+        pacingDepth = try c.value(.pacingDepth, or: d.pacingDepth)
+        pacingSlotBytes = try c.value(.pacingSlotBytes, or: d.pacingSlotBytes)
         controlSocket = try c.value(.controlSocket, or: d.controlSocket)
         controlAllowedUIDs = try c.decodeIfPresent([UInt32].self, forKey: .controlAllowedUIDs)
         controlAllowedGIDs = try c.decodeIfPresent([UInt32].self, forKey: .controlAllowedGIDs)
@@ -297,6 +347,8 @@ public struct EngineConfiguration: Codable, Sendable, Equatable {
         for (i, b) in backends.enumerated() {
             if let reason = peerProblem(b.address, b.port) { out.append("backends[\(i)] \(b.address):\(b.port): \(reason)") }
         }
+        if !(1...3000).contains(pacingDepth) { out.append("pacing_depth must be 1...3000 packets") }
+        if !(64...9000).contains(pacingSlotBytes) { out.append("pacing_slot_bytes must be 64...9000") }
         if workers < 1 || workers > 64 { out.append("workers must be 1...64") }
         if maxSessions < 1 { out.append("max_sessions must be at least 1") }
         if Int(backendPortBase) + maxSessions > 65536 {

@@ -49,16 +49,18 @@ public final class EngineRuntime: @unchecked Sendable {
         }
         configuration = c
         self.logger = logger
-        store = try SessionStore(capacity: c.maxSessions)
-        backends = BackendDirectory(
-            BackendTable(
-                c.backends.map {
-                    // MACs: the kernel routes for the socket port; BackendNextHops fills them for AF_XDP.
-                    Backend(address: $0.address, port: UDPPort($0.port), mac: .zero)
-                }
-            ),
-            workers: c.workers
-        )
+        store = try SessionStore(
+            capacity: c.maxSessions, pacing: PacingConfiguration(depth: c.pacingDepth, slotBytes: c.pacingSlotBytes))
+        var table: [Backend] = []
+        for entry in c.backends {
+            // MACs: the kernel routes for the socket port; BackendNextHops fills them for AF_XDP.
+            var backend = Backend(address: entry.address, port: UDPPort(entry.port), mac: .zero)
+            if let key = try entry.loadKey() {
+                backend.key = key.withUnsafeBytes { HMACSHA1Key(key: $0) }
+            }
+            table.append(backend)
+        }
+        backends = BackendDirectory(BackendTable(table), workers: c.workers)
         links = WorkerLinks.make(workers: c.workers, sessions: c.maxSessions, commandCapacity: max(1024, c.maxSessions))
         control = SessionControl(store: store, links: links)
         // A certificate per run, as browsers make one per peer connection: the answer carries
@@ -254,10 +256,35 @@ public final class EngineRuntime: @unchecked Sendable {
     /// by workers, held sessions past their connect deadline, backend tables no worker
     /// holds, next-hop changes.
     public func tick() {
+        logWorkerEvents()
         control.reclaim()
         control.reapUnclaimed(now: MonotonicClock.now())
         backends.reclaim()
         nextHops?.poll()
+    }
+
+    /// Logs what the workers reported about their sessions since the last tick.
+    func logWorkerEvents() {
+        for (w, link) in links.enumerated() {
+            while let event = link.events.pop() {
+                switch event.kind {
+                case .flush:
+                    logger.info(
+                        "backend flush",
+                        metadata: [
+                            "session": "\(event.sessionID)", "slot": "\(event.slot)", "worker": "\(w)",
+                            "last_sequence_sent": "\(event.sequence)", "packets_dropped": "\(event.count)",
+                        ])
+                case .backendEnded:
+                    logger.info(
+                        "backend ended the session",
+                        metadata: [
+                            "session": "\(event.sessionID)", "slot": "\(event.slot)", "worker": "\(w)",
+                            "reason": "\(BackendEndReason(rawValue: event.reason))",
+                        ])
+                }
+            }
+        }
     }
 
     /// The kernel's AF_XDP drop counters of worker `w`'s socket (zeros on the socket port).

@@ -80,7 +80,36 @@ public struct SessionSlot: ~Copyable {
     public internal(set) var packetsFromClient: UInt64 = 0
     public internal(set) var packetsToClient: UInt64 = 0
 
-    init() throws(SRTPSetupError) {
+    // The backend protocol (docs/backend-protocol.md), for a backend with a key.
+    /// The session's channel to its current backend: the sequence it stamps next, the highest
+    /// it accepted. A new one per session and per backend (migration).
+    var backendChannel = BackendChannelState(sessionID: 0, local: .edge)
+    /// What the start said, sent again in a migrated-in.
+    var backendStream = WorkerCommand.defaultStream
+    /// The backend's round-trip time from the last keepalive-ack (ns; 0 before the first).
+    public internal(set) var backendRTT: UInt64 = 0
+    /// When the backend was last heard from with an authentic message (ns; 0: never).
+    public internal(set) var backendHeard: UInt64 = 0
+    /// When the next keepalive goes to the backend (.max: none, the backend has no key).
+    var nextKeepalive: UInt64 = .max
+    /// The backend's audio toward the client, paced by its timestamps; its arena is the
+    /// slot's own memory, allocated with the slot and reused by every session in it.
+    var pacing: PacingQueue
+    /// Whether the backend's audio goes through `pacing` (the backend has a key).
+    public internal(set) var paced = false
+    /// Flushes the backend asked for, and the client-leg sequence number last sent before
+    /// the latest one.
+    public internal(set) var flushes: UInt64 = 0
+    public internal(set) var lastFlushSequence: UInt16 = 0
+
+    /// Packets held in the pacing queue now, and what it has dropped (full, too large, flushed).
+    public var pacingQueued: Int { pacing.count }
+    public var pacingDropped: (oldest: UInt64, tooLarge: UInt64, flushed: UInt64) {
+        (pacing.droppedOldest, pacing.tooLarge, pacing.flushedPackets)
+    }
+
+    init(pacing configuration: PacingConfiguration) throws(SRTPSetupError) {
+        pacing = PacingQueue(configuration)
         // Cipher contexts are created once per slot and re-keyed for each session.
         let key = [UInt8](repeating: 0, count: 16)
         let salt = [UInt8](repeating: 0, count: 14)
@@ -143,12 +172,14 @@ public final class SessionStore: @unchecked Sendable {
 
     public static let free: Int32 = -1
 
-    public init(capacity: Int) throws(SRTPSetupError) {
+    /// `capacity` slots, each with a pacing queue of `pacing` (its arena's pages are touched
+    /// only when a backend sends ahead: see docs/backend-protocol.md for the bytes per slot).
+    public init(capacity: Int, pacing: PacingConfiguration = PacingConfiguration()) throws(SRTPSetupError) {
         // The slots first: if one cannot be made, nothing else exists yet and no deinit runs.
         let slots = UnsafeMutablePointer<SessionSlot>.allocate(capacity: capacity)
         for i in 0..<capacity {
             do {
-                (slots + i).initialize(to: try SessionSlot())
+                (slots + i).initialize(to: try SessionSlot(pacing: pacing))
             } catch {
                 slots.deinitialize(count: i)
                 slots.deallocate()
@@ -277,6 +308,15 @@ public final class SessionStore: @unchecked Sendable {
     /// them: aligned 64-bit loads, a snapshot that may be a packet behind.
     public func packetCounts(slot: Int) -> (fromClient: UInt64, toClient: UInt64) {
         (slots[slot].packetsFromClient, slots[slot].packetsToClient)
+    }
+
+    /// `slot`'s backend-protocol state, read from the control thread while the owner writes
+    /// it (aligned loads, a snapshot as `packetCounts`): whether its backend speaks the
+    /// protocol (and so is paced), its RTT (ns, 0: none yet), packets queued for pacing, its
+    /// flushes and the client-leg sequence number last sent before the latest.
+    public func backendState(slot: Int) -> (paced: Bool, rtt: UInt64, queued: Int, flushes: UInt64, lastFlushSequence: UInt16) {
+        let s = slots + slot
+        return (s.pointee.paced, s.pointee.backendRTT, s.pointee.pacingQueued, s.pointee.flushes, s.pointee.lastFlushSequence)
     }
 
     /// Whether `slot`'s session has its SRTP keys (a WebRTC session once its handshake is

@@ -191,12 +191,15 @@ public final class SessionControl {
 
     public func isApplied(_ ticket: Ticket) -> Bool { links[ticket.worker].commands.consumed >= ticket.position }
 
-    /// Ends the session in `slot`: a held one that no worker has claimed is reaped here;
-    /// an owned one gets a drop command.
-    public func drop(_ slot: Int32) throws(Failure) {
+    /// Ends the session in `slot`: a held one that no worker has claimed is reaped here (no
+    /// backend heard of it); an owned one gets a drop command, whose `reason` its backend is
+    /// told.
+    public func drop(_ slot: Int32, reason: WorkerCommand.EndReason = .none) throws(Failure) {
         // A held session a worker claimed meanwhile is that worker's to drop.
         if reap(slot) { return }
-        try send(WorkerCommand(kind: .drop, slot: slot))
+        var command = WorkerCommand(kind: .drop, slot: slot)
+        command.endReason = reason
+        try send(command)
     }
 
     /// Told of every slot a worker gave back: after a drop, or because the worker ended the

@@ -56,6 +56,8 @@ public struct WorkerLinks: Sendable {
     /// Slots whose client this worker bound from a check (`SessionStore.publish`), for the
     /// control thread's flow directory. Sized for every slot: at most one notice each.
     public var flowNotices: SPSCRing<Int32>
+    /// What happened to sessions that the control thread logs (flushes, backend ends).
+    public var events = SPSCRing<WorkerEvent>(capacity: 256)
     /// Rung by the control side after a command, in case the worker sleeps in poll().
     public var doorbell = Doorbell()
     /// Every worker's doorbell, by worker: a hand-off to a sleeping worker wakes it.
@@ -125,9 +127,12 @@ public struct Worker: ~Copyable {
     var freeCount = 0
     /// This burst's TX descriptors, submitted together.
     let pendingTX: UnsafeMutablePointer<FrameDescriptor>
+    let pendingCapacity: Int
     var pendingCount = 0
-    /// One timer per slot: its ICE agent's deadline (connect, then consent). Re-armed when
-    /// it fires, not on every check, so a check costs the wheel nothing.
+    /// Two timers per slot. Timer `slot`: the session's own deadlines — its ICE agent's
+    /// (connect, then consent), its key deadline, its next backend keepalive — re-armed when
+    /// it fires, not on every check, so a check costs the wheel nothing. Timer
+    /// `capacity + slot`: its pacing queue's next playout time.
     var timers: TimerWheel
     let expired: UnsafeMutablePointer<Int32>
     static let expiredBatch = 64
@@ -168,8 +173,9 @@ public struct Worker: ~Copyable {
             freeCount += 1
             a += UInt64(frameSize)
         }
-        pendingTX = .allocate(capacity: max(configuration.burstSize * 2, 128))
-        timers = TimerWheel(capacity: store.capacity)
+        pendingCapacity = max(configuration.burstSize * 2, 128)
+        pendingTX = .allocate(capacity: pendingCapacity)
+        timers = TimerWheel(capacity: store.capacity * 2)
         expired = .allocate(capacity: Worker.expiredBatch)
     }
 
@@ -303,6 +309,8 @@ public struct Worker: ~Copyable {
     }
 
     mutating func transmit(_ address: UInt64, length: Int) {
+        // Timers may send more than a burst's worth (keepalives, paced audio): submit early.
+        if pendingCount == pendingCapacity { flushTX() }
         pendingTX[pendingCount] = FrameDescriptor(address: address, length: UInt32(length))
         pendingCount += 1
     }
@@ -350,7 +358,9 @@ public struct Worker: ~Copyable {
             parsed.destinationPort.rawValue >= c.backendPortBase,
             Int(parsed.destinationPort.rawValue - c.backendPortBase) < store.capacity
         {
-            backendLeg(address, frame, length, capacity, &parsed, slot: Int(parsed.destinationPort.rawValue - c.backendPortBase))
+            backendLeg(
+                address, frame, length, capacity, &parsed, slot: Int(parsed.destinationPort.rawValue - c.backendPortBase),
+                now: now)
         } else {
             drop(address, .notForUs)
         }
@@ -561,17 +571,21 @@ public struct Worker: ~Copyable {
     /// Backend RTP → the client leg's own stream → protect → the client.
     mutating func backendLeg(
         _ address: UInt64, _ frame: UnsafeMutableRawPointer, _ frameLength: Int, _ capacity: Int,
-        _ parsed: inout ParsedFrame, slot: Int
+        _ parsed: inout ParsedFrame, slot: Int, now: UInt64
     ) {
         if handOff(address, frameLength, slot: slot) { return }
         let s = store.slots + slot
-        guard s.pointee.active, let client = s.pointee.clientFlow else { return drop(address, .unknownSession) }
-        guard s.pointee.keyed else { return drop(address, .notKeyed) }
+        guard s.pointee.active else { return drop(address, .unknownSession) }
         guard let backend = usableBackend(s.pointee.backendIndex), backend.pointee.address == parsed.source,
             backend.pointee.port == parsed.sourcePort
         else { return drop(address, .wrongSource) }
         let payload = frame + parsed.payloadOffset
-        var length = parsed.payloadLength
+        let length = parsed.payloadLength
+        if length > 0 && payload.load(as: UInt8.self) == BackendMessage.magic {
+            return backendControl(address, slot, payload, length, key: backend.pointee.key, now: now)
+        }
+        guard let client = s.pointee.clientFlow else { return drop(address, .unknownSession) }
+        guard s.pointee.keyed else { return drop(address, .notKeyed) }
         switch PayloadClass.classify(payload, length: length) {
         case .rtp where length >= 12:
             break
@@ -594,17 +608,51 @@ public struct Worker: ~Copyable {
             destination: client.remoteAddress, destinationPort: client.remotePort)
         let start = addresses.headerLength
         guard start + length + 16 + 4 <= capacity else { return drop(address, .noRoom) }
+        if s.pointee.paced {
+            // Ahead of its playout time (or behind others queued): its payload waits in the
+            // session's own memory and the frame goes back to the pool at once.
+            var header = RTPHeader()
+            guard RTPHeader.parse(payload, length: length, into: &header) == .ok else { return drop(address, .malformedRTP) }
+            let decision = s.pointee.pacing.offer(
+                UnsafeRawBufferPointer(start: payload + header.payloadOffset, count: header.payloadLength),
+                rtpTimestamp: header.timestamp, marker: header.marker, payloadType: header.payloadType, now: now)
+            switch decision {
+            case .sendNow: break
+            case .queued, .droppedOldest:
+                if decision == .droppedOldest { counters.count(.pacingOverflow) }
+                armPacing(slot)
+                counters.count(.paced)
+                return recycle(address)
+            case .tooLarge:
+                return drop(address, .pacingTooLarge)
+            }
+        }
         if parsed.payloadOffset != start {
             (frame + start).copyMemory(from: payload, byteCount: length)
         }
+        guard protectForClient(slot, frame, start: start, length: length, capacity: capacity, addresses) else {
+            return drop(address, .srtpOther)
+        }
+        counters.count(.toClient)
+    }
+
+    /// Rewrites the RTP packet at `frame + start` into `slot`'s client-leg stream, protects it,
+    /// writes the headers and queues the frame for sending: the one way backend audio reaches
+    /// a client, at once or paced. False when protect fails (nothing is queued).
+    mutating func protectForClient(
+        _ slot: Int, _ frame: UnsafeMutableRawPointer, start: Int, length: Int, capacity: Int,
+        _ addresses: FrameAddresses
+    ) -> Bool {
+        let s = store.slots + slot
+        var length = length
         let rtp = frame + start
         s.pointee.clientLeg.rewrite(rtp)
         let status = s.pointee.outbound.protectRTP(rtp, length: &length, capacity: capacity - start)
-        guard status == .ok else { return drop(address, .srtpOther) }
-        parsed = FrameBuilder.write(frame, addresses, payloadLength: length)
+        guard status == .ok else { return false }
+        _ = FrameBuilder.write(frame, addresses, payloadLength: length)
         s.pointee.packetsToClient &+= 1
-        counters.count(.toClient)
-        transmit(address, length: start + length)
+        transmit(UInt64(frame - umem), length: start + length)
+        return true
     }
 
     /// Whether `address`:`port` is one of the engine's own endpoints: its media address and
@@ -654,20 +702,31 @@ public struct Worker: ~Copyable {
             bind(slot, flow, command.pointee.clientMAC)
         case .changeBackend:
             guard s.pointee.active else { return }
+            // The old backend is told it lost the session; audio it already queued plays out.
+            if s.pointee.paced { sendControl(slot, .migratedAway, now: now) }
             let old = backendFlow(slot, s.pointee.backendIndex)
             s.pointee.backendIndex = command.pointee.backend
             s.pointee.clientLeg.needsAnchor = true
             portBinding.flowChanged(slot: slot, from: old, to: backendFlow(slot, s.pointee.backendIndex))
+            beginBackend(slot, now: now, migrated: true)
+            armTimer(slot)
         case .drop:
             guard s.pointee.active else { return }
             let id = command.pointee.sessionID
             guard id == 0 || id == s.pointee.sessionID else { return }
+            let reason: BackendEndReason
             switch command.pointee.endReason {
-            case .none: break
-            case .handshakeFailed: counters.countEnded(.handshakeFailed)
-            case .closedByClient: counters.countEnded(.closedByClient)
+            case .none: reason = .dropped
+            case .clientLeft: reason = .clientLeft
+            case .drained: reason = .drained
+            case .handshakeFailed:
+                counters.countEnded(.handshakeFailed)
+                reason = .handshakeFailed
+            case .closedByClient:
+                counters.countEnded(.closedByClient)
+                reason = .closedByClient
             }
-            end(slot)
+            end(slot, telling: reason, now: now)
         case .installKeys:
             guard s.pointee.active, s.pointee.usesHandshake, !s.pointee.keyed,
                 command.pointee.sessionID == s.pointee.sessionID
@@ -766,7 +825,6 @@ public struct Worker: ~Copyable {
                     configuration: configuration)
             }
         }
-        armTimer(slot)
         s.pointee.sessionID = command.pointee.sessionID
         s.pointee.backendIndex = command.pointee.backend
         s.pointee.clientLeg = ClientLegStream(
@@ -779,15 +837,182 @@ public struct Worker: ~Copyable {
         s.pointee.clientSSRC = nil
         s.pointee.clientStats = RTPReceiveStatistics()
         s.pointee.clientMAC = .zero  // a reused slot must not answer the last client's MAC
+        s.pointee.backendStream = command.pointee.backendStream
+        s.pointee.backendRTT = 0
+        s.pointee.backendHeard = 0
+        s.pointee.flushes = 0
+        s.pointee.lastFlushSequence = 0
+        s.pointee.pacing.reset(clockRate: max(1, command.pointee.backendStream.clockRate))
         s.pointee.active = true
         portBinding.sessionStarted(slot: slot, backendPort: backendPort(slot), socket: command.pointee.backendSocket)
         if let flow = command.pointee.flow { bind(slot, flow, command.pointee.clientMAC) }
         portBinding.flowChanged(slot: slot, from: nil, to: backendFlow(slot, s.pointee.backendIndex))
+        beginBackend(slot, now: now, migrated: false)
+        armTimer(slot)
     }
 
-    /// Ends the session in `slot` (a drop command, or its ICE failed) and gives the slot back.
-    mutating func end(_ slot: Int) {
+    // MARK: - The backend protocol (docs/backend-protocol.md)
+
+    /// How often the edge sends each session's backend a keepalive (its RTT comes back in
+    /// the ack; issue-sized liveness builds on it).
+    public static let keepaliveInterval: UInt64 = 1_000_000_000
+
+    /// `slot`'s session begins with its current backend — at its start, or on a new backend
+    /// after a move (`migrated`): a backend with a key gets a fresh channel, the start (or
+    /// migrated-in) with the session's stream, model and subject, keepalives from now on, and
+    /// its audio paced. One without a key gets plain RTP, forwarded as it comes.
+    mutating func beginBackend(_ slot: Int, now: UInt64, migrated: Bool) {
         let s = store.slots + slot
+        guard let backend = usableBackend(s.pointee.backendIndex), backend.pointee.key != nil else {
+            s.pointee.paced = false
+            s.pointee.nextKeepalive = .max
+            return
+        }
+        s.pointee.paced = true
+        s.pointee.backendChannel = BackendChannelState(sessionID: s.pointee.sessionID, local: .edge)
+        let stream = s.pointee.backendStream
+        sendControl(slot, migrated ? .migratedIn(stream) : .start(stream), now: now)
+        s.pointee.nextKeepalive = now &+ Worker.keepaliveInterval
+    }
+
+    /// Sends a control message to `slot`'s backend from a frame of the pool, stamped by the
+    /// session's channel. False (counted) when the backend has no key or no frame is free.
+    @discardableResult
+    mutating func sendControl(_ slot: Int, _ body: BackendMessage.Body, now: UInt64) -> Bool {
+        let s = store.slots + slot
+        guard let backend = usableBackend(s.pointee.backendIndex), let key = backend.pointee.key, freeCount > 0 else {
+            counters.count(.controlUnsent)
+            return false
+        }
+        let c = configuration
+        let addresses = FrameAddresses(
+            destinationMAC: backend.pointee.mac, sourceMAC: c.edgeMAC, source: c.backendAddress,
+            sourcePort: backendPort(slot), destination: backend.pointee.address, destinationPort: backend.pointee.port)
+        let address = freeFrames[freeCount - 1]
+        let frame = umem + Int(address)
+        let start = addresses.headerLength
+        let out = UnsafeMutableRawBufferPointer(start: frame + start, count: frameSize - start)
+        guard let n = s.pointee.backendChannel.send(body, now: now, key: key, into: out) else {
+            counters.count(.controlUnsent)
+            return false
+        }
+        freeCount -= 1
+        _ = FrameBuilder.write(frame, addresses, payloadLength: n)
+        counters.count(.controlSent)
+        transmit(address, length: start + n)
+        return true
+    }
+
+    /// A control message from `slot`'s backend (its source already checked): authenticated
+    /// with the backend's key, checked against the session's channel (session, sender,
+    /// replay), then acted on. Anything refused changes nothing and is counted by verdict.
+    mutating func backendControl(
+        _ address: UInt64, _ slot: Int, _ payload: UnsafeMutableRawPointer, _ length: Int, key: HMACSHA1Key?,
+        now: UInt64
+    ) {
+        guard let key else { return drop(address, .backendControl) }
+        let s = store.slots + slot
+        var message = BackendMessage()
+        let verdict = s.pointee.backendChannel.receive(
+            UnsafeRawBufferPointer(start: payload, count: length), key: key, into: &message)
+        counters.count(verdict)
+        guard verdict == .ok else { return drop(address, .backendControl) }
+        s.pointee.backendHeard = now
+        counters.count(.consumed)
+        recycle(address)  // the message is copied out; replies take frames of their own
+        switch message.body {
+        case .flush:
+            flush(slot)
+        case .keepalive:
+            sendControl(slot, .keepaliveAck(echo: message.timestamp), now: now)
+        case .keepaliveAck(let echo):
+            if echo <= now { s.pointee.backendRTT = now - echo }
+        case .end(let reason):
+            var event = WorkerEvent(kind: .backendEnded, slot: Int32(slot), sessionID: s.pointee.sessionID)
+            event.reason = reason.rawValue
+            _ = links.events.push(event)
+            counters.countEnded(.backendEnded)
+            end(slot, telling: nil, now: now)
+        case .start, .migratedAway, .migratedIn:
+            break  // the edge's own messages: parse refuses them from a backend
+        }
+    }
+
+    /// Barge-in: everything queued toward `slot`'s client goes at once; the backend's next
+    /// packet plays immediately, continuing the client leg's timeline from the last packet
+    /// sent. Tells the control thread (its log) the last client-leg sequence number sent.
+    mutating func flush(_ slot: Int) {
+        let s = store.slots + slot
+        let dropped = s.pointee.pacing.flush()
+        timers.cancel(store.capacity + slot)
+        s.pointee.clientLeg.needsAnchor = true
+        s.pointee.flushes &+= 1
+        s.pointee.lastFlushSequence = s.pointee.clientLeg.nextSequence &- 1
+        counters.count(.flushes)
+        counters.count(.flushedPackets, UInt64(dropped))
+        var event = WorkerEvent(kind: .flush, slot: Int32(slot), sessionID: s.pointee.sessionID)
+        event.sequence = s.pointee.lastFlushSequence
+        event.count = UInt32(truncatingIfNeeded: dropped)
+        _ = links.events.push(event)
+    }
+
+    /// Arms `slot`'s pacing timer at its queue's next playout time.
+    mutating func armPacing(_ slot: Int) {
+        if let next = store.slots[slot].pacing.nextDeadline { timers.schedule(store.capacity + slot, at: next) }
+    }
+
+    /// Sends what `slot`'s pacing queue has due by `now`, each in a frame of the pool, and
+    /// re-arms its timer.
+    mutating func releasePaced(_ slot: Int, now: UInt64) {
+        let s = store.slots + slot
+        guard s.pointee.active else { return }
+        while let packet = s.pointee.pacing.due(now: now) {
+            if !sendPaced(slot, packet) { counters.count(.pacedUnsent) }
+        }
+        armPacing(slot)
+    }
+
+    /// One paced packet to `slot`'s client: a fresh 12-byte RTP header with the backend's
+    /// marker, payload type and timestamp, the payload copied from the queue, then the same
+    /// rewrite and protect as audio sent at once.
+    mutating func sendPaced(_ slot: Int, _ packet: PacedPacket) -> Bool {
+        let s = store.slots + slot
+        guard let client = s.pointee.clientFlow, freeCount > 0 else { return false }
+        let c = configuration
+        let addresses = FrameAddresses(
+            destinationMAC: s.pointee.clientMAC, sourceMAC: c.edgeMAC, source: client.localAddress,
+            sourcePort: client.localPort, destination: client.remoteAddress, destinationPort: client.remotePort)
+        let start = addresses.headerLength
+        let length = RTP.fixedHeaderLength + packet.payload.count
+        guard start + length + 16 + 4 <= frameSize else { return false }
+        let address = freeFrames[freeCount - 1]
+        let frame = umem + Int(address)
+        let rtp = frame + start
+        rtp.storeBytes(of: RTP.version << 6, as: UInt8.self)
+        rtp.storeBytes(of: (packet.marker ? 0x80 : 0) | packet.payloadType, toByteOffset: 1, as: UInt8.self)
+        rtp.storeBE32(packet.rtpTimestamp, at: 4)
+        if packet.payload.count > 0 {
+            (rtp + RTP.fixedHeaderLength).copyMemory(from: packet.payload.baseAddress!, byteCount: packet.payload.count)
+        }
+        freeCount -= 1
+        guard protectForClient(slot, frame, start: start, length: length, capacity: frameSize, addresses) else {
+            freeCount += 1  // the frame never left the pool's top
+            return false
+        }
+        counters.count(.pacedSent)
+        return true
+    }
+
+    /// Ends the session in `slot` (a drop command, its ICE failed, its backend ended it) and
+    /// gives the slot back. A backend with a key is told `reason` (nil: it ended the session
+    /// itself).
+    mutating func end(_ slot: Int, telling reason: BackendEndReason?, now: UInt64) {
+        let s = store.slots + slot
+        if let reason, s.pointee.paced { sendControl(slot, .end(reason), now: now) }
+        s.pointee.pacing.reset(clockRate: max(1, s.pointee.pacing.configuration.clockRate))
+        s.pointee.paced = false
+        s.pointee.nextKeepalive = .max
+        timers.cancel(store.capacity + slot)
         if let flow = s.pointee.clientFlow { detach(slot, from: flow) }
         portBinding.flowChanged(slot: slot, from: backendFlow(slot, s.pointee.backendIndex), to: nil)
         if let ssrc = s.pointee.clientSSRC, ssrcIndex.find(ssrc) == Int32(slot) { ssrcIndex.remove(ssrc) }
@@ -813,7 +1038,7 @@ public struct Worker: ~Copyable {
     /// first (none once the agent has failed and the keys are in).
     mutating func armTimer(_ slot: Int) {
         let s = store.slots + slot
-        let deadline = min(s.pointee.ice.deadline, s.pointee.keyDeadline)
+        let deadline = min(s.pointee.ice.deadline, s.pointee.keyDeadline, s.pointee.nextKeepalive)
         if deadline == .max { timers.cancel(slot) } else { timers.schedule(slot, at: deadline) }
     }
 
@@ -824,19 +1049,29 @@ public struct Worker: ~Copyable {
         while true {
             let n = timers.expire(upTo: now, into: expired, max: Worker.expiredBatch)
             for i in 0..<n {
-                let slot = Int(expired[i])
+                let id = Int(expired[i])
+                if id >= store.capacity {
+                    releasePaced(id - store.capacity, now: now)
+                    continue
+                }
+                let slot = id
                 let s = store.slots + slot
                 guard s.pointee.active else { continue }
                 _ = s.pointee.ice.poll(now: now)
                 // A check may have found the agent failed first (it then answers nothing).
                 if case .failed(let failure) = s.pointee.ice.state {
-                    counters.countEnded(failure == .consentExpired ? .consentExpired : .connectTimeout)
-                    end(slot)
+                    let consent = failure == .consentExpired
+                    counters.countEnded(consent ? .consentExpired : .connectTimeout)
+                    end(slot, telling: consent ? .consentExpired : .connectTimeout, now: now)
                 } else if now >= s.pointee.keyDeadline {
                     // ICE connected, but no handshake finished within the connect deadline.
                     counters.countEnded(.connectTimeout)
-                    end(slot)
+                    end(slot, telling: .connectTimeout, now: now)
                 } else {
+                    if now >= s.pointee.nextKeepalive {
+                        sendControl(slot, .keepalive, now: now)
+                        s.pointee.nextKeepalive = now &+ Worker.keepaliveInterval
+                    }
                     armTimer(slot)
                 }
             }

@@ -46,10 +46,12 @@ public struct BackendEndReason: RawRepresentable, Hashable, Sendable, BitwiseCop
     public static let noBackend = BackendEndReason(rawValue: 8)
     public static let backendFinished = BackendEndReason(rawValue: 9)
     public static let backendOverloaded = BackendEndReason(rawValue: 10)
+    /// Ended by the operator (`session.drop` on the control socket).
+    public static let dropped = BackendEndReason(rawValue: 11)
 
     static let names = [
         "client_left", "connect_timeout", "consent_expired", "handshake_failed", "closed_by_client", "drained",
-        "migrated", "no_backend", "backend_finished", "backend_overloaded",
+        "migrated", "no_backend", "backend_finished", "backend_overloaded", "dropped",
     ]
 
     /// The name in docs/backend-protocol.md, or `reason_<code>`.

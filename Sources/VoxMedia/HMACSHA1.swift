@@ -78,6 +78,13 @@ public struct HMACSHA1Key {
     }
 }
 
+extension HMACSHA1Key: Sendable, BitwiseCopyable, Equatable {
+    /// Same key-derived state (the backend table compares entries; not a MAC check).
+    public static func == (a: HMACSHA1Key, b: HMACSHA1Key) -> Bool {
+        a.inner == b.inner && a.outer == b.outer
+    }
+}
+
 extension HMACSHA1Key: CustomStringConvertible, CustomReflectable {
     /// Key-derived state never reaches logs or test failure messages.
     public var description: String { "HMACSHA1Key(redacted)" }

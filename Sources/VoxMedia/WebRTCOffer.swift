@@ -84,6 +84,15 @@ public struct WebRTCOffer: Equatable, Sendable {
         direction = ["sendrecv", "sendonly", "recvonly", "inactive"].first { m.has($0) } ?? "sendrecv"
     }
 
+    /// The SSRC the client declares for its audio (the audio m-line's first `a=ssrc`), if any:
+    /// what the backend is told it will see (docs/backend-protocol.md's start).
+    public var offeredSSRC: UInt32? {
+        guard let value = sdp.media[audioIndex].attribute("ssrc"),
+            let first = value.split(separator: " ", maxSplits: 1).first
+        else { return nil }
+        return UInt32(first)
+    }
+
     /// The answer's direction: the mirror of the offer's (RFC 3264 §6.1).
     public var answerDirection: String {
         switch direction {

@@ -1,3 +1,4 @@
+import VoxMedia
 import VoxWire
 
 /// An inference backend as the packet path sees it: where to send a session's audio.
@@ -8,12 +9,18 @@ public struct Backend: Sendable, Equatable {
     /// The next hop's MAC (resolved by the control plane from the kernel's tables).
     public var mac: MACAddress
     public var state: State
+    /// The backend protocol's shared key (docs/backend-protocol.md). A backend with a key gets
+    /// start, end and keepalives, may flush, and has its audio paced toward the client; one
+    /// without speaks plain RTP, forwarded as it arrives, and every control message from it
+    /// is refused.
+    public var key: HMACSHA1Key?
 
-    public init(address: IPAddress, port: UDPPort, mac: MACAddress, state: State = .active) {
+    public init(address: IPAddress, port: UDPPort, mac: MACAddress, state: State = .active, key: HMACSHA1Key? = nil) {
         self.address = address
         self.port = port
         self.mac = mac
         self.state = state
+        self.key = key
     }
 }
 
@@ -30,6 +37,7 @@ public final class BackendTable: @unchecked Sendable {
     }
 
     deinit {
+        for i in 0..<count { entries[i].key?.wipe() }
         entries.deinitialize(count: count)
         entries.deallocate()
     }

@@ -36,9 +36,12 @@ final class Harness {
     var workers: [WorkerBox] = []
     var now: UInt64 = 1_000_000_000
 
-    init(workers: Int = 1, sessions: Int = 64, frames: Int = 4096, backends list: [Backend] = backendList) throws {
+    init(
+        workers: Int = 1, sessions: Int = 64, frames: Int = 4096, backends list: [Backend] = backendList,
+        pacing: PacingConfiguration = PacingConfiguration()
+    ) throws {
         port = InMemoryPort(queues: workers, frameCount: frames)
-        store = try SessionStore(capacity: sessions)
+        store = try SessionStore(capacity: sessions, pacing: pacing)
         backends = BackendDirectory(BackendTable(list), workers: workers)
         links = WorkerLinks.make(workers: workers, sessions: sessions)
         control = SessionControl(store: store, links: links)

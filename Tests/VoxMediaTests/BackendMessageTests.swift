@@ -387,7 +387,8 @@ import VoxWire
         #expect(BackendEndReason.noBackend.description == "no_backend")
         #expect(BackendEndReason.backendOverloaded.description == "backend_overloaded")
         #expect(BackendEndReason(rawValue: 0).description == "reason_0")
-        #expect(BackendEndReason(rawValue: 11).description == "reason_11")
+        #expect(BackendEndReason.dropped.description == "dropped")
+        #expect(BackendEndReason(rawValue: 12).description == "reason_12")
         #expect(BackendVerdict.badMAC.description == "bad_mac")
     }
 

@@ -187,12 +187,13 @@ struct RunCommand: ParsableCommand {
         logger.logLevel = c.logLevel
         try FileManager.default.createDirectory(
             atPath: (c.controlSocket as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-        let runtime = try EngineRuntime(configuration: c, logger: logger)
+        let runtime: EngineRuntime
         do {
+            runtime = try EngineRuntime(configuration: c, logger: logger)
             try runtime.start()
         } catch let error as EngineError where error.code.hasPrefix("config.") {
-            // A configuration this host cannot run (known only once the interface is read): a
-            // usage error, exit 64, as the problems found before start-up are.
+            // A configuration this host cannot run (known only once a key file or the interface
+            // is read): a usage error, exit 64, as the problems found before start-up are.
             throw ValidationError(error.message)
         }
         // The control thread: the control socket's event loop, which also runs the runtime's
