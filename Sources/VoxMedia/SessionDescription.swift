@@ -145,7 +145,9 @@ public struct SessionDescription: Equatable, Sendable {
         guard fields.count >= 4 else {
             throw SDPError(.malformed, line: line, "an m-line needs media, port, proto, format")
         }
-        let portField = fields[1].split(separator: "/", maxSplits: 1)[0]
+        // "9" or "9/2"; "/" and "/2" have an empty port (a split that omitted empty parts
+        // would have none at all).
+        let portField = fields[1].split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)[0]
         guard let port = Int(portField), (0...65535).contains(port) else {
             throw SDPError(.malformed, line: line, "bad m-line port `\(fields[1])`")
         }

@@ -66,9 +66,13 @@ import VoxWire
             .filter { !$0.hasPrefix("a=ice-ufrag") && !$0.hasPrefix("a=ice-pwd") }.joined(separator: "\r\n")
         let videoOnly = good.replacingOccurrences(of: "m=audio", with: "m=video")
         let longUfrag = good.replacing(#/a=ice-ufrag:\S+/#, with: "a=ice-ufrag:" + String(repeating: "u", count: 300))
-        for (i, sdp) in ["", "hello", noFingerprint, noOpus, noCredentials, videoOnly, longUfrag, String(repeating: "v=0\r\n", count: 100)]
-            .enumerated()
-        {
+        // The sdp fuzz target's find: an m-line whose port is only "/" trapped the engine.
+        let slashPort = good.replacing(#/m=audio \d+ /#, with: "m=audio / ")
+        #expect(slashPort != good)
+        for (i, sdp) in [
+            "", "hello", noFingerprint, noOpus, noCredentials, videoOnly, longUfrag, String(repeating: "v=0\r\n", count: 100),
+            slashPort,
+        ].enumerated() {
             let reply = rig.call(fd, Self.request(id: i, sdp: sdp))
             #expect(errorCode(reply) == "bad_offer", "offer \(i): \(reply ?? [:])")
         }

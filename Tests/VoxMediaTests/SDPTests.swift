@@ -146,6 +146,11 @@ func answerLines(_ offer: WebRTCOffer) -> [String] {
         ("bare m-line", variant("m=audio 9 UDP/TLS/RTP/SAVPF 111", with: "m=audio"), .malformed),
         ("port", variant("m=audio 9 ", with: "m=audio x "), .malformed),
         ("port range", variant("m=audio 9 ", with: "m=audio 70000 "), .malformed),
+        // Found by the sdp fuzz target (3 Dec 2026): a port field of only "/" trapped the
+        // process (an empty split indexed at 0), ending every call on the host.
+        ("port only a slash", variant("m=audio 9 ", with: "m=audio / "), .malformed),
+        ("port count without port", variant("m=audio 9 ", with: "m=audio /2 "), .malformed),
+        ("port slashes", variant("m=audio 9 ", with: "m=audio // "), .malformed),
         ("upper-case type", variant("s=-", with: "S=-"), .malformed),
         ("no audio", variant("m=audio 9 UDP/TLS/RTP/SAVPF 111", with: "m=video 9 UDP/TLS/RTP/SAVPF 111"), .noAudio),
         (
