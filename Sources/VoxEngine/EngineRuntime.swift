@@ -351,7 +351,14 @@ final class SocketWorkerRunner: WorkerRunner, @unchecked Sendable {
             // Idle: sleep on the sockets and the doorbell (commands, handshake flights), at
             // most 10 ms; busy: just look.
             if idle && worker.prepareToSleep() {
-                _ = sockets.receive(timeout: 10)
+                // At most 10 ms, and no later than the worker's next timer (paced audio is
+                // due every 20 ms or less).
+                var timeout: Int32 = 10
+                if let deadline = worker.nextDeadline() {
+                    let now = MonotonicClock.now()
+                    timeout = deadline <= now ? 0 : Int32(min(10, (deadline - now + 999_999) / 1_000_000))
+                }
+                _ = sockets.receive(timeout: timeout)
                 worker.wokeUp()
             } else {
                 _ = sockets.receive(timeout: 0)

@@ -25,6 +25,14 @@ public enum PortBinding: @unchecked Sendable {
         try? sockets.openBackendPort(backendPort, socket: socket)
     }
 
+    /// Sends what the worker has submitted to its TX ring now (socket port: before a
+    /// session's backend-leg socket closes, so the `end` queued for it leaves through it).
+    /// Once per session end, never per packet.
+    func transmitNow() {
+        guard case .socket(let sockets) = self else { return }
+        _ = sockets.transmit()
+    }
+
     /// `slot` ended.
     func sessionEnded(slot: Int, backendPort: UDPPort) {
         guard case .socket(let sockets) = self else { return }

@@ -1008,7 +1008,11 @@ public struct Worker: ~Copyable {
     /// itself).
     mutating func end(_ slot: Int, telling reason: BackendEndReason?, now: UInt64) {
         let s = store.slots + slot
-        if let reason, s.pointee.paced { sendControl(slot, .end(reason), now: now) }
+        if let reason, s.pointee.paced, sendControl(slot, .end(reason), now: now) {
+            // The socket port closes the leg's socket below: the end leaves first.
+            flushTX()
+            portBinding.transmitNow()
+        }
         s.pointee.pacing.reset(clockRate: max(1, s.pointee.pacing.configuration.clockRate))
         s.pointee.paced = false
         s.pointee.nextKeepalive = .max
