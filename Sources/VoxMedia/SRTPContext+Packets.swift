@@ -71,8 +71,11 @@ extension SRTPContext {
             streams[slot] = SRTPStream()
             claim(slot, ssrc: ssrc)
         }
-        let (index, delta) = streams[slot].estimateRTPIndex(sequence: packet.loadBE16(at: 2))
-        let replay = streams[slot].checkRTP(delta: delta)
+        // Through a local pointer: `streams[slot].mutatingCall()` here made Swift 6.3.1 emit a
+        // ThreadSanitizer access on a copy of `self` that LLVM's verifier rejects (docs/reliability.md).
+        let streamState = streams + slot
+        let (index, delta) = streamState.pointee.estimateRTPIndex(sequence: packet.loadBE16(at: 2))
+        let replay = streamState.pointee.checkRTP(delta: delta)
         guard replay == .ok else { return replay }
         let roc = UInt32(truncatingIfNeeded: index >> 16)
         if isAEAD {
@@ -96,7 +99,7 @@ extension SRTPContext {
                 (packet + authLength).copyMemory(from: d.baseAddress!, byteCount: tagLength)
             }
         }
-        streams[slot].acceptRTP(index: index, delta: delta)
+        streamState.pointee.acceptRTP(index: index, delta: delta)
         length += tagLength
         return .ok
     }
