@@ -59,7 +59,7 @@ let package = Package(
         .target(name: "CVoxAllocCounter"),
 
         .target(name: "VoxWire"),
-        .target(name: "VoxMedia", dependencies: ["VoxWire", "COpenSSL"]),
+        .target(name: "VoxMedia", dependencies: ["VoxWire", "COpenSSL", "COpus"]),
         // _GNU_SOURCE-only Linux calls (recvmmsg/sendmmsg), compiled with prefixed names.
         .target(name: "CVoxLinux"),
         .target(name: "VoxIO", dependencies: ["CXDP", "CVoxLinux", "VoxWire"]),
@@ -155,7 +155,10 @@ let package = Package(
         // Links the counting allocator: the backend protocol's codec and the pacing queue
         // prove they allocate nothing.
         .testTarget(
-            name: "VoxMediaTests", dependencies: ["VoxMedia", "VoxWire", "VoxSRTPReference", "COpenSSL", "CVoxAllocCounter", "VoxTestKit"]
+            name: "VoxMediaTests",
+            dependencies: [
+                "VoxMedia", "VoxWire", "VoxSRTPReference", "COpenSSL", "COpus", "CVoxAllocCounter", "VoxTestKit",
+            ]
         ),
         // Links the counting allocator too, so the churn test can prove it allocates nothing.
         .testTarget(
