@@ -76,7 +76,10 @@ public struct OpusEncoder: ~Copyable {
     /// `bitrate` in bit/s (500 to 512,000), `complexity` 0 to 10.
     /// The corresponding C function is `opus_encoder_init`.
     public init(
-        memory: UnsafeMutableRawBufferPointer, sampleRate: Int32 = 48_000, channels: Int, bitrate: Int32 = 32_000,
+        memory: UnsafeMutableRawBufferPointer,
+        sampleRate: Int32 = 48_000,
+        channels: Int,
+        bitrate: Int32 = 32_000,
         complexity: Int32 = 5
     ) throws(OpusCodecError) {
         let needed = OpusEncoder.memorySize(channels: channels)
@@ -92,7 +95,12 @@ public struct OpusEncoder: ~Copyable {
     }
 
     /// An encoder in memory it allocates (once) and frees when it goes.
-    public init(sampleRate: Int32 = 48_000, channels: Int, bitrate: Int32 = 32_000, complexity: Int32 = 5)
+    public init(
+        sampleRate: Int32 = 48_000,
+        channels: Int,
+        bitrate: Int32 = 32_000,
+        complexity: Int32 = 5
+    )
         throws(OpusCodecError)
     {
         let needed = OpusEncoder.memorySize(channels: channels)
@@ -113,7 +121,11 @@ public struct OpusEncoder: ~Copyable {
     deinit { owned?.deallocate() }
 
     private static func setUp(
-        _ base: UnsafeMutableRawPointer, _ sampleRate: Int32, _ channels: Int, _ bitrate: Int32, _ complexity: Int32
+        _ base: UnsafeMutableRawPointer,
+        _ sampleRate: Int32,
+        _ channels: Int,
+        _ bitrate: Int32,
+        _ complexity: Int32
     ) throws(OpusCodecError) {
         let state = OpaquePointer(base)
         var status = opus_encoder_init(state, sampleRate, Int32(channels), OPUS_APPLICATION_VOIP)
@@ -128,7 +140,9 @@ public struct OpusEncoder: ~Copyable {
     /// §3.4). Allocates nothing.
     /// The corresponding C function is `opus_encode`.
     public mutating func encode(
-        pcm: UnsafeBufferPointer<Int16>, frameSize: Int, into out: UnsafeMutableRawBufferPointer
+        pcm: UnsafeBufferPointer<Int16>,
+        frameSize: Int,
+        into out: UnsafeMutableRawBufferPointer
     ) throws(OpusCodecError) -> Int {
         guard frameSize > 0, frameSize <= Int(Int32.max) / channels else {
             throw OpusCodecError(code: .badArgument, libraryCode: OPUS_BAD_ARG)
@@ -140,8 +154,12 @@ public struct OpusEncoder: ~Copyable {
             throw OpusCodecError(code: .bufferTooSmall, libraryCode: OPUS_BUFFER_TOO_SMALL)
         }
         let n = opus_encode(
-            state, input, Int32(frameSize), output.assumingMemoryBound(to: UInt8.self),
-            Int32(clamping: out.count))
+            state,
+            input,
+            Int32(frameSize),
+            output.assumingMemoryBound(to: UInt8.self),
+            Int32(clamping: out.count)
+        )
         guard n > 0 else { throw OpusCodecError(libraryCode: n) }
         return Int(n)
     }

@@ -36,7 +36,10 @@ import VoxMedia
             let n = try pcm.withUnsafeBufferPointer { p in
                 try packet.withUnsafeMutableBytes { out in
                     try encoder.encode(
-                        pcm: UnsafeBufferPointer(rebasing: p[(f * frame * channels)...]), frameSize: frame, into: out)
+                        pcm: UnsafeBufferPointer(rebasing: p[(f * frame * channels)...]),
+                        frameSize: frame,
+                        into: out
+                    )
                 }
             }
             sizes.append(n)
@@ -108,7 +111,10 @@ import VoxMedia
                 let before = vox_thread_alloc_count()
                 for f in 1..<20 {
                     _ = try encoder.encode(
-                        pcm: UnsafeBufferPointer(rebasing: p[(f * Self.frame * 2)...]), frameSize: Self.frame, into: o)
+                        pcm: UnsafeBufferPointer(rebasing: p[(f * Self.frame * 2)...]),
+                        frameSize: Self.frame,
+                        into: o
+                    )
                 }
                 #expect(vox_thread_alloc_count() - before == 0)
             }
@@ -141,10 +147,28 @@ import VoxMedia
         let size = OpusEncoder.memorySize(channels: 1)
         let memory = UnsafeMutableRawBufferPointer.allocate(byteCount: size + 16, alignment: 16)
         defer { memory.deallocate() }
-        #expect(Self.code { _ = try OpusEncoder(memory: UnsafeMutableRawBufferPointer(rebasing: memory[0..<(size - 1)]), channels: 1) } == .badMemory)
-        #expect(Self.code { _ = try OpusEncoder(memory: UnsafeMutableRawBufferPointer(rebasing: memory[1...]), channels: 1) } == .badMemory)
-        #expect(Self.code { _ = try OpusEncoder(memory: UnsafeMutableRawBufferPointer(start: nil, count: 0), channels: 1) } == .badMemory)
-        #expect(Self.code { _ = try OpusEncoder(memory: UnsafeMutableRawBufferPointer(rebasing: memory[0..<size]), channels: 1) } == nil)
+        #expect(
+            Self.code {
+                _ = try OpusEncoder(
+                    memory: UnsafeMutableRawBufferPointer(rebasing: memory[0..<(size - 1)]),
+                    channels: 1
+                )
+            } == .badMemory
+        )
+        #expect(
+            Self.code {
+                _ = try OpusEncoder(memory: UnsafeMutableRawBufferPointer(rebasing: memory[1...]), channels: 1)
+            } == .badMemory
+        )
+        #expect(
+            Self.code { _ = try OpusEncoder(memory: UnsafeMutableRawBufferPointer(start: nil, count: 0), channels: 1) }
+                == .badMemory
+        )
+        #expect(
+            Self.code {
+                _ = try OpusEncoder(memory: UnsafeMutableRawBufferPointer(rebasing: memory[0..<size]), channels: 1)
+            } == nil
+        )
     }
 
     @Test func wrongFramesAreRefusedAndTheEncoderGoesOn() throws {
@@ -156,8 +180,10 @@ import VoxMedia
                 try pcm.withUnsafeBufferPointer { p in
                     try out.withUnsafeMutableBytes { o in
                         _ = try encoder.encode(
-                            pcm: UnsafeBufferPointer(rebasing: p[0..<count]), frameSize: frameSize,
-                            into: UnsafeMutableRawBufferPointer(rebasing: o[0..<outBytes]))
+                            pcm: UnsafeBufferPointer(rebasing: p[0..<count]),
+                            frameSize: frameSize,
+                            into: UnsafeMutableRawBufferPointer(rebasing: o[0..<outBytes])
+                        )
                     }
                 }
             }
