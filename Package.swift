@@ -122,7 +122,7 @@ let package = Package(
             name: "VoxTools",
             dependencies: [
                 "VoxWire", "VoxMedia", "VoxIO", "VoxXDP", "VoxControl", "VoxBenchKit", "VoxSRTPReference",
-                "CXDP", "CVoxLinux", "CVoxAllocCounter",
+                "CXDP", "CVoxLinux", "CVoxAllocCounter", "COpenSSL",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -170,7 +170,8 @@ let package = Package(
         .testTarget(
             name: "VoxControlTests",
             dependencies: [
-                "VoxControl", "VoxEngine", "VoxSignaling", "VoxMedia", "VoxWire", "VoxTestKit", .product(name: "Logging", package: "swift-log"),
+                "VoxControl", "VoxEngine", "VoxSignaling", "VoxMedia", "VoxWire", "VoxTestKit", "COpenSSL",
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(
