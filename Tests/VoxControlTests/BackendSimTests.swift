@@ -561,6 +561,59 @@ import VoxMedia
         )
     }
 
+    @Test func randomAndMutatedDatagramsNeverStopIt() throws {
+        let sim = try Sim(["--keepalive-ms", "10000", "--mode", "tone", "--talk-ms", "0"])
+        let edge = Edge(session: 60, sim: sim.port)
+        edge.send(.start(Self.stream()))
+        try #require(sim.waitFor("start") != nil)
+        var sent: [[UInt8]] = []
+        /// Sends in rounds of 50, each closed by a keepalive the sim must answer: it has
+        /// read the round (none lost to a full socket buffer) and is still serving.
+        func send(_ datagrams: [[UInt8]]) {
+            for round in stride(from: 0, to: datagrams.count, by: 50) {
+                for d in datagrams[round..<min(round + 50, datagrams.count)] { edge.send(d) }
+                let t = UInt64(round + 1)
+                edge.send(.keepalive, now: t)
+                #expect(edge.control(seconds: 5) { $0.body.type == .keepaliveAck }?.body == .keepaliveAck(echo: t))
+            }
+            sent += datagrams
+        }
+        // Random bytes, half of them starting like a control message or like RTP.
+        var generator = SystemRandomNumberGenerator()
+        send(
+            (0..<2_000).map { i in
+                var d = (0..<Int.random(in: 0...700, using: &generator)).map { _ in
+                    UInt8.random(in: 0...255, using: &generator)
+                }
+                if !d.isEmpty && i % 2 == 0 { d[0] = i % 4 == 0 ? 0x0B : 0x80 }
+                if d.count >= 2 && i % 8 == 0 { d[1] = 1 }  // version 1: on to the MAC check
+                return d
+            }
+        )
+        // Every single-bit flip of a valid keepalive: none may pass.
+        var valid = BackendChannelState(sessionID: 60, local: .edge)
+        var bytes = [UInt8](repeating: 0, count: 64)
+        let n = bytes.withUnsafeMutableBytes { valid.send(.keepalive, now: 9, key: Self.key, into: $0) }!
+        send(
+            (0..<(n * 8)).map { bit in
+                var d = Array(bytes[0..<n])
+                d[bit / 8] ^= UInt8(1) << (bit % 8)
+                return d
+            }
+        )
+        #expect(edge.rtp.isEmpty)
+        #expect(sim.process.isRunning)
+        let stats = try #require(sim.stop())
+        // Everything that did not look like RTP was refused; the RTP-looking ones were taken
+        // as the session's (its address); nothing else started or ended a session.
+        let rtpLike = sent.filter { ($0.first ?? 0) & 0xC0 == 0x80 }.count
+        let refused = (stats["refused"] as? [String: Any] ?? [:]).values.compactMap { Self.int($0) }.reduce(0, +)
+        #expect(refused == sent.count - rtpLike, "\(stats)")
+        #expect(Self.int(stats["rtp_received"]) == rtpLike)
+        #expect(Self.int(stats["sessions"]) == 1)
+        #expect(sim.events("start").count == 1 && sim.events("end").isEmpty)
+    }
+
     // MARK: without the protocol
 
     @Test func withoutAKeyItEchoesAsBefore() throws {
