@@ -44,14 +44,8 @@ public final class ControlConnection {
 
     deinit { close(fd) }
 
-    public func call(_ request: [String: Any]) throws -> [String: Any] {
-        var message = request
-        message["id"] = nextID
-        nextID += 1
-        var line = try JSONSerialization.data(withJSONObject: message)
-        line.append(0x0A)
-        let written = line.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-        guard written == line.count else { throw ControlClient.Failure(description: "the engine closed the control connection") }
+    /// The next line the engine sends (an event, after `subscribe`), waiting as long as it takes.
+    public func nextLine() throws -> [String: Any] {
         var chunk = [UInt8](repeating: 0, count: 65536)
         while !buffered.contains(0x0A) {
             let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
@@ -61,7 +55,22 @@ public final class ControlConnection {
         let end = buffered.firstIndex(of: 0x0A)!
         let object = try JSONSerialization.jsonObject(with: Data(buffered[..<end])) as? [String: Any]
         buffered.removeSubrange(...end)
-        guard let object else { throw ControlClient.Failure(description: "unreadable reply from the engine") }
+        guard let object else { throw ControlClient.Failure(description: "unreadable line from the engine") }
         return object
+    }
+
+    public func call(_ request: [String: Any]) throws -> [String: Any] {
+        var message = request
+        message["id"] = nextID
+        nextID += 1
+        var line = try JSONSerialization.data(withJSONObject: message)
+        line.append(0x0A)
+        let written = line.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        guard written == line.count else { throw ControlClient.Failure(description: "the engine closed the control connection") }
+        // A subscribed connection may have events ahead of the reply: a reply has an `id`.
+        while true {
+            let object = try nextLine()
+            if object["id"] != nil { return object }
+        }
     }
 }

@@ -14,8 +14,12 @@ public struct ControlLimits: Sendable, Equatable {
     /// Reply bytes the engine holds for one client that does not read them; past this the
     /// client is closed (one reply larger than this still goes to a client that has read the rest).
     public var maxQueuedReplyBytes = 1 << 20
-    /// A connection that sends no request for this long is told `idle_timeout` and closed.
+    /// A connection that sends no request for this long is told `idle_timeout` and closed
+    /// (a subscriber, which waits for events, is not).
     public var idleTimeout: TimeAmount = .seconds(300)
+    /// Event bytes the engine holds for one subscriber that does not read them; past this its
+    /// events are dropped and counted, and it is told how many when it reads again.
+    public var maxQueuedEventBytes = 256 * 1024
 
     public init() {}
 }
@@ -189,8 +193,65 @@ public final class ControlServer: @unchecked Sendable {
         return connectionNumber
     }
 
+    // MARK: Events (`subscribe`, DESIGN §5)
+
+    /// The connections that subscribed (control thread).
+    var subscribers: [ObjectIdentifier: ControlConnectionHandler] = [:]
+    /// Events sent to subscribers, and events dropped for subscribers that did not read.
+    public internal(set) var eventsPublished: UInt64 = 0
+    public internal(set) var eventsLost: UInt64 = 0
+    public var subscriberCount: Int { subscribers.count }
+
+    /// The event kinds a subscriber may ask for (`events`: each event's name starts with one).
+    public static let eventKinds = ["session", "backend", "edge"]
+
+    /// Sends event `name` with `fields` to every subscriber that asked for its kind, as one
+    /// JSON line `{"event":name,"time":unix seconds,…}`. On the control thread; costs nothing
+    /// without subscribers. A subscriber that does not read loses events (counted), never
+    /// holds the engine up.
+    public func publish(_ name: String, _ fields: [String: Any]) {
+        guard !subscribers.isEmpty else { return }
+        var object = fields
+        object["event"] = name
+        object["time"] = (Date().timeIntervalSince1970 * 1000).rounded() / 1000
+        guard var line = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else { return }
+        line.append(0x0A)
+        let bytes = [UInt8](line)
+        let kind = name.split(separator: ".").first.map(String.init) ?? name
+        for subscriber in subscribers.values { subscriber.deliver(kind: kind, bytes) }
+        eventsPublished += 1
+    }
+
+    /// `subscribe` (optional `events`: the kinds wanted, default all): this connection gets
+    /// every event from now on, beside its replies.
+    func subscribe(_ request: ControlRequest, _ handler: ControlConnectionHandler) -> ControlReply {
+        var kinds = Set(ControlServer.eventKinds)
+        if let given = request.arguments["events"], !(given is NSNull) {
+            guard let list = given as? [Any], !list.isEmpty, list.allSatisfy({ $0 is String }) else {
+                return .failure("bad_argument", "'events' must be a non-empty list of event kinds (\(ControlServer.eventKinds.joined(separator: ", ")))")
+            }
+            kinds = Set(list.compactMap { $0 as? String })
+            if let unknown = kinds.first(where: { !ControlServer.eventKinds.contains($0) }) {
+                return .failure(
+                    "bad_argument",
+                    "'events': unknown kind '\(unknown)' (kinds: \(ControlServer.eventKinds.joined(separator: ", ")))")
+            }
+        }
+        handler.subscribedKinds = kinds
+        subscribers[ObjectIdentifier(handler)] = handler
+        metrics?.controlSubscribers(subscribers.count)
+        return .ok(["subscribed": kinds.sorted(), "queue_limit_bytes": limits.maxQueuedEventBytes])
+    }
+
+    func unsubscribe(_ handler: ControlConnectionHandler) {
+        guard subscribers.removeValue(forKey: ObjectIdentifier(handler)) != nil else { return }
+        metrics?.controlSubscribers(subscribers.count)
+    }
+
     /// One request line: parse, handle, log, reply.
-    func reply(to line: ByteBuffer, peer: PeerCredentials, connection: UInt64) -> [UInt8]? {
+    func reply(to line: ByteBuffer, peer: PeerCredentials, connection: UInt64, handler: ControlConnectionHandler? = nil)
+        -> [UInt8]?
+    {
         requests += 1
         switch ControlWire.parse(line.readableBytesView) {
         case .blank:
@@ -204,7 +265,12 @@ public final class ControlServer: @unchecked Sendable {
                 metadata: ["conn": "\(connection)", "peer_uid": "\(peer.uid)", "error": "\(reply.error?.code ?? "")"])
             return ControlWire.encode(id: id, reply)
         case .request(let request):
-            let reply = handler(request)
+            let reply: ControlReply
+            if request.command == "subscribe", let handler {
+                reply = subscribe(request, handler)
+            } else {
+                reply = self.handler(request)
+            }
             let failed = reply.error != nil
             if failed { errors += 1 }
             metrics?.controlRequest(failed: failed)
@@ -268,12 +334,18 @@ final class ControlConnectionHandler: ChannelInboundHandler {
     var queued = 0
     /// Replies written since the last flush.
     var unflushed = 0
+    /// Set by `subscribe`: the event kinds this connection gets.
+    var subscribedKinds: Set<String>? = nil
+    /// Events dropped since this subscriber last had room, told to it before the next one.
+    var lostEvents: UInt64 = 0
+    var context: ChannelHandlerContext? = nil
 
     init(server: ControlServer) { self.server = server }
 
     var limits: ControlLimits { server.limits }
 
     func channelActive(context: ChannelHandlerContext) {
+        self.context = context
         number = server.nextConnection()
         server.connectedClients += 1
         server.connections[ObjectIdentifier(context.channel)] = context.channel
@@ -317,6 +389,8 @@ final class ControlConnectionHandler: ChannelInboundHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        server.unsubscribe(self)
+        self.context = nil
         server.connectedClients -= 1
         server.connections[ObjectIdentifier(context.channel)] = nil
         server.metrics?.controlClients(server.connectedClients)
@@ -333,7 +407,7 @@ final class ControlConnectionHandler: ChannelInboundHandler {
             server.logger.debug("control request line too long", metadata: ["conn": "\(number)"])
             send(context, ControlWire.notice("line_too_long", "request lines are limited to \(limits.maxLine) bytes"))
         case .line(let line):
-            if let reply = server.reply(to: line, peer: peer, connection: number) { send(context, reply) }
+            if let reply = server.reply(to: line, peer: peer, connection: number, handler: self) { send(context, reply) }
         }
     }
 
@@ -363,6 +437,35 @@ final class ControlConnectionHandler: ChannelInboundHandler {
         if unflushed >= 64 * 1024 { flush(context) }
     }
 
+    /// One event line, if this connection subscribed to its kind and has room for it;
+    /// otherwise it is dropped and counted, and the next event that fits is preceded by
+    /// `{"event":"events.lost","count":N}`.
+    func deliver(kind: String, _ bytes: [UInt8]) {
+        guard state == .serving, let context, subscribedKinds?.contains(kind) == true else { return }
+        guard queued + bytes.count <= limits.maxQueuedEventBytes else {
+            lostEvents += 1
+            server.eventsLost += 1
+            server.metrics?.controlEventsLost()
+            return
+        }
+        if lostEvents > 0 {
+            let notice = Array(#"{"count":\#(lostEvents),"event":"events.lost"}"#.utf8) + [0x0A]
+            lostEvents = 0
+            write(context, notice)
+        }
+        write(context, bytes)
+        context.flush()
+    }
+
+    /// Writes `bytes`, counted in `queued` until the kernel takes them.
+    func write(_ context: ChannelHandlerContext, _ bytes: [UInt8]) {
+        queued += bytes.count
+        let promise = context.eventLoop.makePromise(of: Void.self)
+        let n = bytes.count
+        promise.futureResult.assumeIsolated().whenComplete { _ in self.queued -= n }
+        context.write(wrapOutboundOut(context.channel.allocator.buffer(bytes: bytes)), promise: promise)
+    }
+
     func flush(_ context: ChannelHandlerContext) {
         guard unflushed > 0 else { return }
         unflushed = 0
@@ -371,7 +474,7 @@ final class ControlConnectionHandler: ChannelInboundHandler {
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read, state == .serving {
+        if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read, state == .serving, subscribedKinds == nil {
             server.logger.debug("control client idle: closing", metadata: ["conn": "\(number)"])
             close(
                 context, reason: "idle_timeout",

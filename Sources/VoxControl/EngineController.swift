@@ -59,6 +59,32 @@ public final class EngineController {
             self.sessions[slot] = nil
             self.runtime.handshakes.forget(slot: slot)
         }
+        // `subscribe`: what the workers report, and sessions no worker ever claimed.
+        runtime.onWorkerEvent = { [unowned self] worker, event in
+            switch event.kind {
+            case .ended:
+                self.server?.publish(
+                    "session.ended",
+                    [
+                        "session": NSNumber(value: event.sessionID), "slot": Int(event.slot), "worker": worker,
+                        "reason": "\(BackendEndReason(rawValue: event.reason))",
+                    ])
+            case .flush:
+                self.server?.publish(
+                    "backend.flush",
+                    [
+                        "session": NSNumber(value: event.sessionID), "slot": Int(event.slot), "worker": worker,
+                        "last_sequence_sent": Int(event.sequence), "packets_dropped": Int(event.count),
+                    ])
+            case .backendEnded:
+                break  // `session.ended` carries the backend's reason
+            }
+        }
+        runtime.control.onReap = { [unowned self] slot, id, reason in
+            self.server?.publish(
+                "session.ended",
+                ["session": NSNumber(value: id), "slot": Int(slot), "worker": NSNull(), "reason": "\(reason)"])
+        }
     }
 
     public func handle(_ request: ControlRequest) -> ControlReply {
@@ -97,6 +123,7 @@ public final class EngineController {
         let deadline = MonotonicClock.now() &+ UInt64(seconds) &* 1_000_000_000
         runtime.draining.store(true, ordering: .releasing)
         runtime.commandedDrainDeadline.store(max(deadline, 1), ordering: .releasing)
+        server?.publish("edge.draining", ["deadline_seconds": seconds, "sessions": sessions.count])
         return .ok(["draining": true, "deadline_seconds": seconds, "sessions": sessions.count])
     }
 
@@ -108,6 +135,7 @@ public final class EngineController {
         }
         let was = runtime.commandedDrainDeadline.exchange(0, ordering: .acquiringAndReleasing) != 0
         runtime.draining.store(false, ordering: .releasing)
+        if was { server?.publish("edge.undrained", ["sessions": sessions.count]) }
         return .ok(["draining": false, "was_draining": was, "sessions": sessions.count])
     }
 
@@ -268,6 +296,12 @@ public final class EngineController {
             clientSSRC: clientSSRC, backend: backend, edgeSSRC: ssrc, created: Date(), clientKey: clientKey,
             edgeKey: edgeKeyBytes)
         sessions[slot] = record
+        server?.publish(
+            "session.created",
+            [
+                "session": NSNumber(value: record.id), "slot": Int(slot), "kind": "static", "worker": worker,
+                "backend": backend, "client": EngineController.format(flow.remoteAddress, flow.remotePort),
+            ])
         var fields = describe(record)
         fields["edge_key"] = Data(edgeKeyBytes).base64EncodedString()
         return .ok(["session": fields])
@@ -393,6 +427,12 @@ public final class EngineController {
             edgeSSRC: ssrc, created: Date(), clientKey: [], edgeKey: [],
             webRTC: WebRTCInfo(subject: subject, model: model, source: source))
         sessions[slot] = record
+        server?.publish(
+            "session.created",
+            [
+                "session": NSNumber(value: record.id), "slot": Int(slot), "kind": "webrtc", "backend": backend,
+                "model": model, "subject": subject, "source": source,
+            ])
         return (record.id, answer)
     }
     var nextBackend = 0
@@ -593,7 +633,12 @@ public final class EngineController {
             "sessions_by_state": sessionsByState(),
             // Held sessions no check ever claimed, freed at their connect deadline by this thread.
             "expired_unclaimed": NSNumber(value: runtime.control.expiredUnclaimed.load(ordering: .relaxed)),
-            "control": ["requests": server?.requests ?? 0, "errors": server?.errors ?? 0, "clients": server?.connectedClients ?? 0],
+            "control": [
+                "requests": server?.requests ?? 0, "errors": server?.errors ?? 0, "clients": server?.connectedClients ?? 0,
+                "subscribers": server?.subscriberCount ?? 0,
+                "events_published": NSNumber(value: server?.eventsPublished ?? 0),
+                "events_lost": NSNumber(value: server?.eventsLost ?? 0),
+            ],
         ]
         if var signaling = signalingInfo {
             if let server = signalingServer {

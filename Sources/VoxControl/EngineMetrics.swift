@@ -27,6 +27,8 @@ public final class EngineMetrics: @unchecked Sendable {
     let requests: CoreMetrics.Counter
     let errors: CoreMetrics.Counter
     let clients: CoreMetrics.Gauge
+    let subscribers: CoreMetrics.Gauge
+    let eventsLost: CoreMetrics.Counter
     let capacity: CoreMetrics.Gauge
     let sessions: CoreMetrics.Gauge
 
@@ -49,6 +51,8 @@ public final class EngineMetrics: @unchecked Sendable {
         requests = CoreMetrics.Counter(label: "voxedge_control_requests_total", factory: factory)
         errors = CoreMetrics.Counter(label: "voxedge_control_errors_total", factory: factory)
         clients = CoreMetrics.Gauge(label: "voxedge_control_clients", factory: factory)
+        subscribers = CoreMetrics.Gauge(label: "voxedge_control_subscribers", factory: factory)
+        eventsLost = CoreMetrics.Counter(label: "voxedge_control_events_lost_total", factory: factory)
         capacity = CoreMetrics.Gauge(label: "voxedge_session_capacity", factory: factory)
         sessions = CoreMetrics.Gauge(label: "voxedge_sessions", factory: factory)
         capacity.record(runtime.store.capacity)
@@ -64,6 +68,8 @@ public final class EngineMetrics: @unchecked Sendable {
     }
 
     func controlClients(_ n: Int) { clients.record(n) }
+    func controlSubscribers(_ n: Int) { subscribers.record(n) }
+    func controlEventsLost() { eventsLost.increment() }
 
     func controlClosed(reason: String) {
         let counter = tracked.withLock { t in

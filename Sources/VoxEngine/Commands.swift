@@ -80,6 +80,17 @@ public struct WorkerCommand: Sendable, BitwiseCopyable {
         case clientLeft
         /// The engine's drain reached its deadline with the call still up.
         case drained
+
+        /// What the session's backend is told (docs/backend-protocol.md's end reasons).
+        public var backendReason: BackendEndReason {
+            switch self {
+            case .none: .dropped
+            case .handshakeFailed: .handshakeFailed
+            case .closedByClient: .closedByClient
+            case .clientLeft: .clientLeft
+            case .drained: .drained
+            }
+        }
     }
 
     public var kind: Kind
@@ -140,6 +151,9 @@ public struct WorkerEvent: Sendable, BitwiseCopyable {
         case flush
         /// The backend ended the session (`reason`, docs/backend-protocol.md's codes).
         case backendEnded
+        /// The session ended on its worker, for `reason` (the end reasons' codes, whoever
+        /// ended it): what `subscribe` streams as `session.ended`.
+        case ended
     }
     public var kind: Kind
     public var slot: Int32

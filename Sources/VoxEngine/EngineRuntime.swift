@@ -263,11 +263,18 @@ public final class EngineRuntime: @unchecked Sendable {
         nextHops?.poll()
     }
 
-    /// Logs what the workers reported about their sessions since the last tick.
+    /// Told of every event a worker reports (on the control thread, each tick): `subscribe`.
+    public var onWorkerEvent: ((_ worker: Int, WorkerEvent) -> Void)? = nil
+
+    /// Logs what the workers reported about their sessions since the last tick, and passes
+    /// it on to `onWorkerEvent`.
     func logWorkerEvents() {
         for (w, link) in links.enumerated() {
             while let event = link.events.pop() {
+                onWorkerEvent?(w, event)
                 switch event.kind {
+                case .ended:
+                    break  // the control request or the worker's counters say it already
                 case .flush:
                     logger.info(
                         "backend flush",

@@ -1,5 +1,6 @@
 import Synchronization
 import VoxWire
+import VoxMedia
 
 /// The control thread's side of session placement: which slots are free, which worker
 /// owns each, and the commands that make workers change their sessions. Single-threaded
@@ -104,18 +105,19 @@ public final class SessionControl {
     public func reapUnclaimed(now: UInt64) -> [Int32] {
         var reaped: [Int32] = []
         for (slot, entry) in unclaimed where entry.deadline <= now {
-            if reap(slot) { reaped.append(slot) }
+            if reap(slot, reason: .connectTimeout) { reaped.append(slot) }
         }
         if !reaped.isEmpty { expiredUnclaimed.add(UInt64(reaped.count), ordering: .relaxed) }
         return reaped
     }
 
-    /// Forgets held `slot`'s deadline and, when no worker claimed it first, frees it. True
-    /// when it was reaped.
-    func reap(_ slot: Int32) -> Bool {
+    /// Forgets held `slot`'s deadline and, when no worker claimed it first, frees it (told
+    /// to `onReap` with `reason`). True when it was reaped.
+    func reap(_ slot: Int32, reason: BackendEndReason) -> Bool {
         guard let entry = unclaimed.removeValue(forKey: slot), store.reap(Int(slot), from: entry.mark) else {
             return false
         }
+        onReap?(slot, sessionOfSlot[slot] ?? 0, reason)
         sessionOfSlot[slot] = nil
         freeSlots.append(slot)
         onRelease?(slot)
@@ -196,11 +198,15 @@ public final class SessionControl {
     /// told.
     public func drop(_ slot: Int32, reason: WorkerCommand.EndReason = .none) throws(Failure) {
         // A held session a worker claimed meanwhile is that worker's to drop.
-        if reap(slot) { return }
+        if reap(slot, reason: reason.backendReason) { return }
         var command = WorkerCommand(kind: .drop, slot: slot)
         command.endReason = reason
         try send(command)
     }
+
+    /// Told of every held session freed before any worker claimed it: its slot, id and why
+    /// (its connect deadline, or dropped). No backend heard of it. Runs on the control thread.
+    public var onReap: ((Int32, UInt64, BackendEndReason) -> Void)? = nil
 
     /// Told of every slot a worker gave back: after a drop, or because the worker ended the
     /// session itself (its ICE failed). Runs on the control thread, inside `reclaim`.
@@ -258,6 +264,8 @@ extension WorkerLinks {
                 handshakeCommands: SPSCRing(capacity: 256), handshakeDoorbell: handshakeDoorbell,
                 flowNotices: SPSCRing(capacity: sessions))
             links.doorbell = doorbells[w]
+            // Room for every session's end and as many other events: a drain's mass end loses none.
+            links.events = SPSCRing(capacity: sessions * 2 + 256)
             links.peerDoorbells = doorbells.map { Unmanaged.passUnretained($0) }
             links.clientFlows = flows
             return links

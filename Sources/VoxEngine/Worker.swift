@@ -714,19 +714,12 @@ public struct Worker: ~Copyable {
             guard s.pointee.active else { return }
             let id = command.pointee.sessionID
             guard id == 0 || id == s.pointee.sessionID else { return }
-            let reason: BackendEndReason
             switch command.pointee.endReason {
-            case .none: reason = .dropped
-            case .clientLeft: reason = .clientLeft
-            case .drained: reason = .drained
-            case .handshakeFailed:
-                counters.countEnded(.handshakeFailed)
-                reason = .handshakeFailed
-            case .closedByClient:
-                counters.countEnded(.closedByClient)
-                reason = .closedByClient
+            case .handshakeFailed: counters.countEnded(.handshakeFailed)
+            case .closedByClient: counters.countEnded(.closedByClient)
+            case .none, .clientLeft, .drained: break
             }
-            end(slot, telling: reason, now: now)
+            end(slot, reason: command.pointee.endReason.backendReason, now: now)
         case .installKeys:
             guard s.pointee.active, s.pointee.usesHandshake, !s.pointee.keyed,
                 command.pointee.sessionID == s.pointee.sessionID
@@ -932,7 +925,7 @@ public struct Worker: ~Copyable {
             event.reason = reason.rawValue
             _ = links.events.push(event)
             counters.countEnded(.backendEnded)
-            end(slot, telling: nil, now: now)
+            end(slot, reason: reason, tellBackend: false, now: now)
         case .start, .migratedAway, .migratedIn:
             break  // the edge's own messages: parse refuses them from a backend
         }
@@ -1004,11 +997,14 @@ public struct Worker: ~Copyable {
     }
 
     /// Ends the session in `slot` (a drop command, its ICE failed, its backend ended it) and
-    /// gives the slot back. A backend with a key is told `reason` (nil: it ended the session
-    /// itself).
-    mutating func end(_ slot: Int, telling reason: BackendEndReason?, now: UInt64) {
+    /// gives the slot back. A backend with a key is told `reason` unless it ended the session
+    /// itself; the control thread hears of it (`WorkerEvent.ended`).
+    mutating func end(_ slot: Int, reason: BackendEndReason, tellBackend: Bool = true, now: UInt64) {
         let s = store.slots + slot
-        if let reason, s.pointee.paced, sendControl(slot, .end(reason), now: now) {
+        var event = WorkerEvent(kind: .ended, slot: Int32(slot), sessionID: s.pointee.sessionID)
+        event.reason = reason.rawValue
+        _ = links.events.push(event)
+        if tellBackend, s.pointee.paced, sendControl(slot, .end(reason), now: now) {
             // The socket port closes the leg's socket below: the end leaves first.
             flushTX()
             portBinding.transmitNow()
@@ -1066,11 +1062,11 @@ public struct Worker: ~Copyable {
                 if case .failed(let failure) = s.pointee.ice.state {
                     let consent = failure == .consentExpired
                     counters.countEnded(consent ? .consentExpired : .connectTimeout)
-                    end(slot, telling: consent ? .consentExpired : .connectTimeout, now: now)
+                    end(slot, reason: consent ? .consentExpired : .connectTimeout, now: now)
                 } else if now >= s.pointee.keyDeadline {
                     // ICE connected, but no handshake finished within the connect deadline.
                     counters.countEnded(.connectTimeout)
-                    end(slot, telling: .connectTimeout, now: now)
+                    end(slot, reason: .connectTimeout, now: now)
                 } else {
                     if now >= s.pointee.nextKeepalive {
                         sendControl(slot, .keepalive, now: now)

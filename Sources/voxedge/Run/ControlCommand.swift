@@ -13,8 +13,39 @@ struct ControlCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ctl",
         abstract: "Talk to a running engine over its control socket.",
-        subcommands: [Session.self, Stats.self, Drain.self, Undrain.self]
+        subcommands: [Session.self, Stats.self, Drain.self, Undrain.self, Watch.self]
     )
+
+    struct Watch: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Stream the engine's events (sessions created and ended, flushes, drains) until interrupted.",
+            discussion: "One line per event; with --json, the engine's JSON line. A watcher that does not keep up loses events (the engine counts them and says how many), never slows the engine.")
+        @OptionGroup var options: ControlOptions
+        @Option(help: "Event kinds, comma-separated: session, backend, edge (default: all).") var events: String?
+
+        func run() throws {
+            let connection = try ControlConnection(path: options.socket)
+            var request: [String: Any] = ["cmd": "subscribe"]
+            if let events { request["events"] = events.split(separator: ",").map { String($0) } }
+            let reply = try connection.call(request)
+            guard reply["ok"] as? Bool == true else { return try ControlClient.print(reply, json: options.json) { _ in "" } }
+            if !options.json { print("watching: \((reply["subscribed"] as? [String])?.joined(separator: ", ") ?? "")") }
+            fflush(nil)
+            while true {
+                let event = try connection.nextLine()
+                if options.json {
+                    let data = try JSONSerialization.data(withJSONObject: event, options: [.sortedKeys])
+                    print(String(decoding: data, as: UTF8.self))
+                } else {
+                    let name = event["event"] as? String ?? "?"
+                    let rest = event.filter { $0.key != "event" && $0.key != "time" }.sorted { $0.key < $1.key }
+                        .map { "\($0.key)=\($0.value is NSNull ? "-" : "\($0.value)")" }.joined(separator: " ")
+                    print("\(name) \(rest)")
+                }
+                fflush(nil)
+            }
+        }
+    }
 
     struct Drain: ParsableCommand {
         static let configuration = CommandConfiguration(

@@ -1,0 +1,142 @@
+import Foundation
+import Glibc
+import Testing
+import VoxControl
+import VoxEngine
+
+/// `subscribe` (`voxedge ctl watch`, issue 19 item 3) from the outside: a client on the
+/// control socket gets a line per event — sessions created and ended with their reason,
+/// drains — beside its replies; one that never reads loses events (counted, and told how many
+/// when it reads again) while the engine and every other client go on; bad arguments are
+/// refused with the reason.
+@Suite(.serialized) struct SubscribeTests {
+    static let key = ControlSocketTests.key
+
+    /// The next line on `fd` that is an event (skipping replies), or nil after the 5 s timeout.
+    static func nextEvent(_ fd: Int32) -> [String: Any]? {
+        while let line = ControlRig.readLine(fd) {
+            if line["event"] != nil { return line }
+        }
+        return nil
+    }
+
+    @Test func aSubscriberSeesSessionsComeAndGoWithTheirReasons() throws {
+        let rig = try ControlRig(maxSessions: 4)
+        defer { rig.shutdown() }
+        let watcher = rig.connect()
+        defer { close(watcher) }
+        let subscribed = rig.call(watcher, #"{"id":1,"cmd":"subscribe"}"#)
+        #expect(subscribed?["ok"] as? Bool == true, "\(subscribed ?? [:])")
+        #expect(subscribed?["subscribed"] as? [String] == ["backend", "edge", "session"])
+        let fd = rig.connect()
+        defer { close(fd) }
+        let created = rig.call(fd, #"{"id":2,"cmd":"session.create","client":"127.0.0.1:5000","client_key":"\#(Self.key)"}"#)
+        let id = try #require((created?["session"] as? [String: Any])?["id"] as? UInt64)
+        let first = try #require(Self.nextEvent(watcher))
+        #expect(first["event"] as? String == "session.created")
+        #expect(first["session"] as? UInt64 == id && first["kind"] as? String == "static")
+        #expect(first["client"] as? String == "127.0.0.1:5000")
+        #expect(first["time"] is Double)
+        #expect(rig.call(fd, #"{"id":3,"cmd":"session.drop","session":\#(id)}"#)?["ok"] as? Bool == true)
+        let ended = try #require(Self.nextEvent(watcher))
+        #expect(ended["event"] as? String == "session.ended", "\(ended)")
+        #expect(ended["session"] as? UInt64 == id && ended["reason"] as? String == "dropped" && ended["worker"] as? Int == 0)
+        // Drain and undrain are events too; the subscriber's own requests still get replies.
+        #expect(rig.call(fd, #"{"id":4,"cmd":"edge.drain","deadline_seconds":600}"#)?["ok"] as? Bool == true)
+        #expect(Self.nextEvent(watcher)?["event"] as? String == "edge.draining")
+        #expect(rig.call(fd, #"{"id":5,"cmd":"edge.undrain"}"#)?["ok"] as? Bool == true)
+        #expect(Self.nextEvent(watcher)?["event"] as? String == "edge.undrained")
+        let stats = rig.call(watcher, #"{"id":6,"cmd":"stats"}"#)
+        let control = try #require(stats?["control"] as? [String: Any])
+        #expect(control["subscribers"] as? Int == 1 && control["events_published"] as? Int == 4)
+    }
+
+    @Test func aSubscriberGetsOnlyTheKindsItAskedFor() throws {
+        let rig = try ControlRig(maxSessions: 4)
+        defer { rig.shutdown() }
+        let watcher = rig.connect()
+        defer { close(watcher) }
+        #expect(rig.call(watcher, #"{"id":1,"cmd":"subscribe","events":["edge"]}"#)?["ok"] as? Bool == true)
+        let fd = rig.connect()
+        defer { close(fd) }
+        let created = rig.call(fd, #"{"id":2,"cmd":"session.create","client":"127.0.0.1:5000","client_key":"\#(Self.key)"}"#)
+        #expect(created?["ok"] as? Bool == true)
+        #expect(rig.call(fd, #"{"id":3,"cmd":"edge.drain"}"#)?["ok"] as? Bool == true)
+        // The first event it sees is the drain: the session's creation was not for it.
+        #expect(Self.nextEvent(watcher)?["event"] as? String == "edge.draining")
+    }
+
+    @Test func badSubscriptionsAreRefusedWithTheReason() throws {
+        let rig = try ControlRig(maxSessions: 2)
+        defer { rig.shutdown() }
+        let fd = rig.connect()
+        defer { close(fd) }
+        for text in [
+            #"{"id":1,"cmd":"subscribe","events":["sessions"]}"#, #"{"id":2,"cmd":"subscribe","events":[]}"#,
+            #"{"id":3,"cmd":"subscribe","events":"session"}"#, #"{"id":4,"cmd":"subscribe","events":[7]}"#,
+            #"{"id":5,"cmd":"subscribe","events":{"session":true}}"#,
+        ] {
+            #expect(errorCode(rig.call(fd, text)) == "bad_argument", "\(text)")
+        }
+        // Refused, it is not subscribed: a session's creation reaches it as nothing but its reply.
+        let created = rig.call(fd, #"{"id":6,"cmd":"session.create","client":"127.0.0.1:5000","client_key":"\#(Self.key)"}"#)
+        #expect(created?["ok"] as? Bool == true)
+        let stats = rig.call(fd, #"{"id":7,"cmd":"stats"}"#)
+        #expect((stats?["control"] as? [String: Any])?["subscribers"] as? Int == 0)
+        // Subscribing twice is the latest subscription, still one subscriber.
+        #expect(rig.call(fd, #"{"id":8,"cmd":"subscribe","events":["session"]}"#)?["ok"] as? Bool == true)
+        #expect(rig.call(fd, #"{"id":9,"cmd":"subscribe","events":["edge"]}"#)?["subscribed"] as? [String] == ["edge"])
+        #expect((rig.call(fd, #"{"id":10,"cmd":"stats"}"#)?["control"] as? [String: Any])?["subscribers"] as? Int == 1)
+    }
+
+    /// A subscriber that never reads: its events pile up to the limit, then are dropped and
+    /// counted; the engine answers everyone else meanwhile, and the subscriber is neither
+    /// closed nor idled out. When it reads again it is told how many it lost.
+    @Test func aSubscriberThatNeverReadsLosesEventsAndSlowsNothing() throws {
+        var limits = ControlLimits()
+        limits.maxQueuedEventBytes = 4096
+        limits.idleTimeout = .seconds(1)
+        let rig = try ControlRig(maxSessions: 8, limits: limits)
+        defer { rig.shutdown() }
+        let watcher = rig.connect()
+        defer { close(watcher) }
+        // A small receive buffer, so the kernel holds little for it.
+        var size: Int32 = 4096
+        setsockopt(watcher, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        #expect(rig.call(watcher, #"{"id":1,"cmd":"subscribe"}"#)?["ok"] as? Bool == true)
+        let fd = rig.connect()
+        defer { close(fd) }
+        // 2,000 sessions made and dropped: 4,000 events, ≈ 500 KiB, far past what the kernel's
+        // socket buffer (≈ 208 KiB) and the engine's limit hold.
+        for i in 0..<2_000 {
+            let created = rig.call(
+                fd, #"{"id":\#(i),"cmd":"session.create","client":"127.0.0.1:\#(6000 + i)","client_key":"\#(Self.key)"}"#)
+            guard let id = (created?["session"] as? [String: Any])?["id"] as? UInt64 else {
+                Issue.record("create \(i): \(created ?? [:])")
+                return
+            }
+            #expect(rig.call(fd, #"{"id":\#(i),"cmd":"session.drop","session":\#(id)}"#)?["ok"] as? Bool == true)
+        }
+        // Past the 1 s idle timeout: a subscriber waits for events, it is not idle.
+        usleep(1_500_000)
+        // (The other client, idle as long, was closed: it is a new one that asks.)
+        let asker = rig.connect()
+        defer { close(asker) }
+        let control = try #require(rig.call(asker, #"{"id":9000,"cmd":"stats"}"#)?["control"] as? [String: Any])
+        let lost = try #require(control["events_lost"] as? Int)
+        #expect(lost > 0 && control["subscribers"] as? Int == 1, "\(control)")
+        // It reads what fitted (until 5 s pass with nothing more), then the next event comes
+        // after the count of those it lost.
+        var seen = 0
+        while Self.nextEvent(watcher) != nil { seen += 1 }
+        #expect(seen > 2 && seen + lost == 4_000, "\(seen) read, \(lost) lost")
+        let another = rig.connect()  // the asker idled out meanwhile, too
+        defer { close(another) }
+        let created = rig.call(another, #"{"id":9001,"cmd":"session.create","client":"127.0.0.1:5999","client_key":"\#(Self.key)"}"#)
+        #expect(created?["ok"] as? Bool == true)
+        let notice = Self.nextEvent(watcher)
+        #expect(notice?["event"] as? String == "events.lost" && notice?["count"] as? Int == lost, "\(notice ?? [:])")
+        let next = Self.nextEvent(watcher)
+        #expect(next?["event"] as? String == "session.created" && next?["client"] as? String == "127.0.0.1:5999")
+    }
+}
