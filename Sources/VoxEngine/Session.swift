@@ -77,6 +77,9 @@ public struct SessionSlot: ~Copyable {
     public internal(set) var clientLeg = ClientLegStream(ssrc: 0, firstSequence: 0, firstTimestamp: 0)
     /// The session's ICE-lite state (closed for sessions without ICE credentials).
     public internal(set) var ice = ICELiteAgent()
+    /// Whether the session does ICE (its create had credentials): only then does a failed
+    /// agent end it (a closed agent reads as failed).
+    public internal(set) var doesICE = false
     public internal(set) var packetsFromClient: UInt64 = 0
     public internal(set) var packetsToClient: UInt64 = 0
 

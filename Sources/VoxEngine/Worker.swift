@@ -807,6 +807,7 @@ public struct Worker: ~Copyable {
             s.pointee.keyDeadline = .max
         }
         s.pointee.ice.close()
+        s.pointee.doesICE = !command.pointee.ufrag.isEmpty
         if !command.pointee.ufrag.isEmpty {
             // A session whose client is given (static keys) has no connect deadline;
             // one that waits for its client's first check has.
@@ -1058,8 +1059,9 @@ public struct Worker: ~Copyable {
                 let s = store.slots + slot
                 guard s.pointee.active else { continue }
                 _ = s.pointee.ice.poll(now: now)
-                // A check may have found the agent failed first (it then answers nothing).
-                if case .failed(let failure) = s.pointee.ice.state {
+                // A check may have found the agent failed first (it then answers nothing). A
+                // session without ICE has a closed agent and other timers (keepalives).
+                if s.pointee.doesICE, case .failed(let failure) = s.pointee.ice.state {
                     let consent = failure == .consentExpired
                     counters.countEnded(consent ? .consentExpired : .connectTimeout)
                     end(slot, reason: consent ? .consentExpired : .connectTimeout, now: now)

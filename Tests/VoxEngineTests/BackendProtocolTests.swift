@@ -187,6 +187,34 @@ import VoxWire
         #expect(h.workers[0].worker.counters.backendMessages(.ok) == 2)
     }
 
+    /// A static-key session given its client and no ICE credentials (`session.create`) has
+    /// no ICE timer; its keepalives must not read its closed agent as a failed one (they did,
+    /// and ended every such call after a second as `connect_timeout`).
+    @Test func aSessionWithoutICELivesOnThroughItsKeepalives() throws {
+        let h = try Self.harness()
+        var rng = SeededRandom(seed: 17)
+        let key = randomKey(.aes128CmHmacSha1_80, &rng)
+        let client = Endpoint(mac: clientMAC, address: IPAddress("198.18.0.2")!, port: UDPPort(30_017))
+        let slot = try h.control.create(on: 0) { c in
+            c.clientKey = KeyMaterial(key: key.key, salt: key.salt)!
+            c.edgeKey = KeyMaterial(key: key.key, salt: key.salt)!
+            c.backend = 0
+            c.flow = FlowKey(
+                remoteAddress: client.address, remotePort: client.port, localAddress: mediaAddress, localPort: mediaPort)
+            c.clientMAC = clientMAC
+        }
+        h.run()
+        var backend = FakeBackend()
+        #expect(backend.take(h.transmitted()).messages.count == 1)  // the start
+        for _ in 0..<5 {
+            h.now += 1_000 * Self.ms
+            h.run()
+            #expect(backend.take(h.transmitted()).messages.map(\.body) == [.keepalive])
+        }
+        #expect(h.workers[0].worker.withSession(Int(slot)) { $0.active })
+        #expect(h.workers[0].worker.counters.sessionsEnded(.connectTimeout) == 0)
+    }
+
     @Test func aBackendThatEndsTheSessionEndsItAndIsNotAnswered() throws {
         let h = try Self.harness()
         let call = try Self.start(h)

@@ -89,6 +89,9 @@ struct ControlCommand: ParsableCommand {
             @Option(help: "SRTP profile.") var profile = "AES_CM_128_HMAC_SHA1_80"
             @Option(help: "Backend index.") var backend = 0
             @Option(help: "Worker to place it on.") var worker: Int?
+            @Option(help: "The SSRC the client sends with (sessions naming theirs may share a 5-tuple).") var clientSSRC: UInt32?
+            @Option(help: "The model its backend is told in the session's start (backend protocol).") var model: String?
+            @Option(help: "The subject its backend is told in the session's start.") var subject: String?
 
             func run() throws {
                 var request: [String: Any] = [
@@ -96,6 +99,9 @@ struct ControlCommand: ParsableCommand {
                 ]
                 if let edgeKey { request["edge_key"] = edgeKey }
                 if let worker { request["worker"] = worker }
+                if let clientSSRC { request["client_ssrc"] = clientSSRC }
+                if let model { request["model"] = model }
+                if let subject { request["subject"] = subject }
                 let reply = try ControlClient.call(options.socket, request)
                 try ControlClient.print(reply, json: options.json) { r in
                     ControlClient.table([r["session"] as? [String: Any] ?? [:]], columns: ControlClient.sessionColumns + ["edge_key"])
