@@ -57,6 +57,9 @@ public enum DropReason: Int, CaseIterable, Sendable {
     case backendControl
     /// Backend audio ahead of schedule and larger than a pacing slot (`pacing_slot_bytes`).
     case pacingTooLarge
+    /// SRTP or SRTCP from a client past its session's rate (`client_rate_limit_pps` with its
+    /// burst): dropped before unprotect.
+    case policed
 }
 
 /// Why a worker ended a session itself.

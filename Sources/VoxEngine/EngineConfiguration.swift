@@ -76,6 +76,12 @@ public struct EngineConfiguration: Codable, Sendable, Equatable {
     /// depth × (slot bytes + 16), touched only when packets are queued.
     public var pacingDepth: Int = 100
     public var pacingSlotBytes: Int = 1500
+    /// Per-session policing of what a client sends (`client_rate_limit_pps`, 0: off): a voice
+    /// call sends 50 packets a second (20 ms frames; 100 with 10 ms), so 250 is 5× that; past
+    /// a burst of `client_rate_burst` packets the excess is dropped before unprotect, counted
+    /// (`policed`), and the session's neighbours keep their share of the worker.
+    public var clientRateLimitPPS: Int = 250
+    public var clientRateBurst: Int = 100
     public var controlSocket: String = "/run/voxedge/control.sock"
     /// Peers (by `SO_PEERCRED`) allowed on the control socket: a listed uid or a listed
     /// primary gid. When both are absent: the engine's own uid and the socket's group.
@@ -269,6 +275,8 @@ public struct EngineConfiguration: Codable, Sendable, Equatable {
         case backends
         case pacingDepth = "pacing_depth"
         case pacingSlotBytes = "pacing_slot_bytes"
+        case clientRateLimitPPS = "client_rate_limit_pps"
+        case clientRateBurst = "client_rate_burst"
         case controlSocket = "control_socket"
         case controlAllowedUIDs = "control_allowed_uids"
         case controlAllowedGIDs = "control_allowed_gids"
@@ -299,6 +307,8 @@ public struct EngineConfiguration: Codable, Sendable, Equatable {
         backends = try c.value(.backends, or: d.backends)
         pacingDepth = try c.value(.pacingDepth, or: d.pacingDepth)
         pacingSlotBytes = try c.value(.pacingSlotBytes, or: d.pacingSlotBytes)
+        clientRateLimitPPS = try c.value(.clientRateLimitPPS, or: d.clientRateLimitPPS)
+        clientRateBurst = try c.value(.clientRateBurst, or: d.clientRateBurst)
         controlSocket = try c.value(.controlSocket, or: d.controlSocket)
         controlAllowedUIDs = try c.decodeIfPresent([UInt32].self, forKey: .controlAllowedUIDs)
         controlAllowedGIDs = try c.decodeIfPresent([UInt32].self, forKey: .controlAllowedGIDs)
@@ -349,6 +359,8 @@ public struct EngineConfiguration: Codable, Sendable, Equatable {
         }
         if !(1...3000).contains(pacingDepth) { out.append("pacing_depth must be 1...3000 packets") }
         if !(64...9000).contains(pacingSlotBytes) { out.append("pacing_slot_bytes must be 64...9000") }
+        if !(0...1_000_000).contains(clientRateLimitPPS) { out.append("client_rate_limit_pps must be 0 (off) ...1000000") }
+        if !(1...100_000).contains(clientRateBurst) { out.append("client_rate_burst must be 1...100000 packets") }
         if workers < 1 || workers > 64 { out.append("workers must be 1...64") }
         if maxSessions < 1 { out.append("max_sessions must be at least 1") }
         if Int(backendPortBase) + maxSessions > 65536 {

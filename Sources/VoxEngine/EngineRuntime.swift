@@ -242,7 +242,7 @@ public final class EngineRuntime: @unchecked Sendable {
 
     func workerConfiguration(_ w: Int, edgeMAC: MACAddress) -> WorkerConfiguration {
         let c = configuration
-        return WorkerConfiguration(
+        var worker = WorkerConfiguration(
             id: w,
             mediaAddress: c.mediaAddress,
             mediaPort: UDPPort(c.mediaPort),
@@ -250,6 +250,8 @@ public final class EngineRuntime: @unchecked Sendable {
             backendPortBase: c.backendPortBase,
             edgeMAC: edgeMAC
         )
+        worker.policing(rate: c.clientRateLimitPPS, burst: c.clientRateBurst)
+        return worker
     }
 
     /// The control thread's periodic work (every few tens of milliseconds): slots released

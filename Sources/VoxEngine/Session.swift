@@ -40,6 +40,25 @@ public struct ClientLegStream: Sendable {
     }
 }
 
+/// A token bucket over a client's packets, in nanoseconds of credit: time adds credit (up to
+/// the bucket's capacity), a packet spends its cost. A client within its rate never runs
+/// dry; one far above it is held to the rate, with bursts of capacity / cost packets.
+public struct ClientPolicer: Sendable {
+    var credit: UInt64
+    var last: UInt64
+
+    /// Whether a packet at `now` fits; spends its `cost` when it does. Allocation-free.
+    mutating func admit(now: UInt64, cost: UInt64, capacity: UInt64) -> Bool {
+        if now > last {
+            credit = min(capacity, credit &+ (now - last))
+            last = now
+        }
+        guard credit >= cost else { return false }
+        credit -= cost
+        return true
+    }
+}
+
 /// One session's state in a worker-owned slot. Only the owning worker writes it.
 public struct SessionSlot: ~Copyable {
     public internal(set) var active = false
@@ -80,6 +99,8 @@ public struct SessionSlot: ~Copyable {
     /// Whether the session does ICE (its create had credentials): only then does a failed
     /// agent end it (a closed agent reads as failed).
     public internal(set) var doesICE = false
+    /// What the client may send (`WorkerConfiguration.clientPacketCost`), refilled from its start.
+    var policer = ClientPolicer(credit: 0, last: 0)
     public internal(set) var packetsFromClient: UInt64 = 0
     public internal(set) var packetsToClient: UInt64 = 0
 

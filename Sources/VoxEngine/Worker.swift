@@ -18,6 +18,22 @@ public struct WorkerConfiguration: Sendable {
     /// The edge's own MAC (source of everything it sends).
     public var edgeMAC: MACAddress
     public var burstSize: Int
+    /// Per-session policing of what a client sends (SRTP and SRTCP): `ClientPolicer`'s cost
+    /// of one packet and its bucket, in ns of credit (0: no policing). See `policing(rate:burst:)`.
+    public var clientPacketCost: UInt64 = 0
+    public var clientBurstCredit: UInt64 = 0
+
+    /// Polices each client at `rate` packets per second with bursts of `burst` packets above
+    /// it (rate 0: off).
+    public mutating func policing(rate: Int, burst: Int) {
+        guard rate > 0 else {
+            clientPacketCost = 0
+            clientBurstCredit = 0
+            return
+        }
+        clientPacketCost = 1_000_000_000 / UInt64(rate)
+        clientBurstCredit = clientPacketCost * UInt64(max(1, burst))
+    }
 
     public init(
         id: Int, mediaAddress: IPAddress, mediaPort: UDPPort, backendAddress: IPAddress,
@@ -526,6 +542,14 @@ public struct Worker: ~Copyable {
     ) {
         let s = store.slots + slot
         guard s.pointee.keyed else { return drop(address, .notKeyed) }
+        // Before unprotect: a client sending far more than a call can costs its neighbours
+        // no SRTP work past its bucket.
+        let c = configuration
+        if c.clientPacketCost > 0,
+            !s.pointee.policer.admit(now: now, cost: c.clientPacketCost, capacity: c.clientBurstCredit)
+        {
+            return drop(address, .policed)
+        }
         let payload = frame + parsed.payloadOffset
         var length = parsed.payloadLength
         let status = isRTCP ? s.pointee.inbound.unprotectRTCP(payload, length: &length)
@@ -557,7 +581,6 @@ public struct Worker: ~Copyable {
             return recycle(address)
         }
         guard let backend = usableBackend(s.pointee.backendIndex) else { return drop(address, .backendUnavailable) }
-        let c = configuration
         let addresses = FrameAddresses(
             destinationMAC: backend.pointee.mac, sourceMAC: c.edgeMAC, vlanID: parsed.vlanID,
             source: c.backendAddress, sourcePort: backendPort(slot),
@@ -837,6 +860,7 @@ public struct Worker: ~Copyable {
         s.pointee.flushes = 0
         s.pointee.lastFlushSequence = 0
         s.pointee.pacing.reset(clockRate: max(1, command.pointee.backendStream.clockRate))
+        s.pointee.policer = ClientPolicer(credit: configuration.clientBurstCredit, last: now)
         s.pointee.active = true
         portBinding.sessionStarted(slot: slot, backendPort: backendPort(slot), socket: command.pointee.backendSocket)
         if let flow = command.pointee.flow { bind(slot, flow, command.pointee.clientMAC) }

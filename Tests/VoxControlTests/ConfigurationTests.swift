@@ -58,6 +58,8 @@ import Testing
         ("pacing_depth: 3001\n", ["pacing_depth must be 1...3000"]),
         ("pacing_slot_bytes: 63\n", ["pacing_slot_bytes must be 64...9000"]),
         ("pacing_slot_bytes: many\n", ["pacing_slot_bytes"]),
+        ("client_rate_limit_pps: -1\n", ["client_rate_limit_pps must be 0 (off) ...1000000"]),
+        ("client_rate_burst: 0\n", ["client_rate_burst must be 1...100000 packets"]),
         ("medai_port: 40000\n", ["medai_port", "unknown key", "media_port"]),
         ("media_port: 70000\n", ["media_port"]),
         ("media_port: -1\n", ["media_port"]),

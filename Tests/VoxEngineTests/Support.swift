@@ -38,7 +38,7 @@ final class Harness {
 
     init(
         workers: Int = 1, sessions: Int = 64, frames: Int = 4096, backends list: [Backend] = backendList,
-        pacing: PacingConfiguration = PacingConfiguration()
+        pacing: PacingConfiguration = PacingConfiguration(), policing: (rate: Int, burst: Int)? = nil
     ) throws {
         port = InMemoryPort(queues: workers, frameCount: frames)
         store = try SessionStore(capacity: sessions, pacing: pacing)
@@ -46,9 +46,10 @@ final class Harness {
         links = WorkerLinks.make(workers: workers, sessions: sessions)
         control = SessionControl(store: store, links: links)
         for w in 0..<workers {
-            let configuration = WorkerConfiguration(
+            var configuration = WorkerConfiguration(
                 id: w, mediaAddress: mediaAddress, mediaPort: mediaPort, backendAddress: backendLegAddress,
                 backendPortBase: backendPortBase, edgeMAC: edgeMAC)
+            if let policing { configuration.policing(rate: policing.rate, burst: policing.burst) }
             self.workers.append(
                 WorkerBox(
                     Worker(

@@ -101,6 +101,8 @@ struct EndToEndBenchCommand: ParsableCommand {
             ["taskset", "-c", "\(engineCore)", voxedge, "run", "--io", io, "--media-address", "198.18.0.1", "--media-port", "40000",
                 "--backend", "198.18.0.3:5004",  // backend legs: 198.18.0.1 (the media address), ports 20000+
                 "--control-socket", socketPath, "--metrics", "127.0.0.1:0", "--max-sessions", "\(sessions + 16)",
+                // The search offers each flow far more than a call sends: no per-client policing.
+                "--client-rate-limit", "0",
                 "--cores", "\(engineCore)", "--log-level", "warning"] + (xdpIdle.map { ["--xdp-idle", $0] } ?? []) + configuration,
             quiet: true)
         session.children.append(engine)

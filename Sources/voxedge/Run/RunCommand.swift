@@ -55,6 +55,8 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Worker threads (default \(defaults.workers)).") var workers: Int?
     @Option(help: "Cores to pin the workers to, comma-separated, one per worker (default: unpinned).") var cores: String?
     @Option(help: "Session slots, allocated at start-up (default \(defaults.maxSessions)).") var maxSessions: Int?
+    @Option(help: "Packets a second each client may send before its excess is dropped; 0: off (default \(defaults.clientRateLimitPPS)).")
+    var clientRateLimit: Int?
     @Option(help: "A backend as ip:port (repeat for more; index = order; default: none).") var backend: [String] = []
     @Option(help: "The control socket's path (default \(defaults.controlSocket)).") var controlSocket: String?
     @Option(help: "trace, debug, info, notice, warning, error or critical (default \(defaults.logLevel)).")
@@ -94,6 +96,7 @@ struct RunCommand: ParsableCommand {
             }
         }
         if let maxSessions { c.maxSessions = maxSessions }
+        if let clientRateLimit { c.clientRateLimitPPS = clientRateLimit }
         if !backend.isEmpty {
             c.backends = try backend.map {
                 guard let (address, port) = EngineController.parseEndpoint($0) else {
