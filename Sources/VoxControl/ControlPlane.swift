@@ -32,6 +32,7 @@ public final class ControlPlane: @unchecked Sendable {
         self.runtime = runtime
         self.logger = logger
         controller = EngineController(runtime: runtime)
+        controller.logger = logger
         metrics = EngineMetrics(runtime: runtime)
         let controller = controller
         server = ControlServer(

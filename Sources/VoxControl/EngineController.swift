@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import VoxEngine
 import VoxIO
 import VoxMedia
@@ -40,6 +41,8 @@ public final class EngineController {
         var source: String
     }
     var sessions: [Int32: Record] = [:]
+    /// Where session records go (`voxedge run`'s logger, set by `ControlPlane`).
+    public var logger = Logger(label: "voxedge")
     /// Live sessions known to the control side.
     public var sessionCount: Int { sessions.count }
     var nextWorker = 0
@@ -56,19 +59,14 @@ public final class EngineController {
         self.runtime = runtime
         // A session its worker ended (ICE failed) leaves the list as a dropped one does.
         runtime.control.onRelease = { [unowned self] slot in
-            self.sessions[slot] = nil
+            self.retire(slot)
             self.runtime.handshakes.forget(slot: slot)
         }
         // `subscribe`: what the workers report, and sessions no worker ever claimed.
         runtime.onWorkerEvent = { [unowned self] worker, event in
             switch event.kind {
             case .ended:
-                self.server?.publish(
-                    "session.ended",
-                    [
-                        "session": NSNumber(value: event.sessionID), "slot": Int(event.slot), "worker": worker,
-                        "reason": "\(BackendEndReason(rawValue: event.reason))",
-                    ])
+                self.record(ended: event.sessionID, slot: event.slot, worker: worker, BackendEndReason(rawValue: event.reason))
             case .flush:
                 self.server?.publish(
                     "backend.flush",
@@ -81,10 +79,56 @@ public final class EngineController {
             }
         }
         runtime.control.onReap = { [unowned self] slot, id, reason in
-            self.server?.publish(
-                "session.ended",
-                ["session": NSNumber(value: id), "slot": Int(slot), "worker": NSNull(), "reason": "\(reason)"])
+            self.retire(slot)
+            self.record(ended: id, slot: slot, worker: nil, reason)
         }
+    }
+
+    /// Sessions that left `sessions` (dropped, or released by their worker) and whose worker
+    /// has not yet said how they ended: their record is written when it does.
+    var ending: [Int32: Record] = [:]
+
+    /// `slot`'s session is no longer live; its record waits for its end (`record(ended:)`).
+    func retire(_ slot: Int32) {
+        guard let record = sessions.removeValue(forKey: slot) else { return }
+        ending[slot] = record
+    }
+
+    /// The record of a session that ended (issue 19, item 4): one info log line and one
+    /// `session.ended` event with its duration, reason, backend, kind, SRTP profile, model and
+    /// subject, and what the edge saw (packets each way, the client's loss and jitter). Read
+    /// before the control thread frees the slot: the worker is done with it.
+    func record(ended id: UInt64, slot: Int32, worker: Int?, _ reason: BackendEndReason) {
+        var fields: [String: Any] = [
+            "session": NSNumber(value: id), "slot": Int(slot), "worker": worker.map { $0 as Any } ?? NSNull(),
+            "reason": "\(reason)",
+        ]
+        if let record = ending[slot] ?? sessions[slot], record.id == id {
+            ending[slot] = nil
+            let counts = runtime.store.packetCounts(slot: Int(slot))
+            let client = runtime.store.clientReceiveStatistics(slot: Int(slot))
+            fields["duration_seconds"] = (Date().timeIntervalSince(record.created) * 1000).rounded() / 1000
+            fields["kind"] = record.webRTC == nil ? "static" : "webrtc"
+            fields["backend"] = record.backend
+            fields["packets_from_client"] = NSNumber(value: counts.fromClient)
+            fields["packets_to_client"] = NSNumber(value: counts.toClient)
+            fields["client_packets_lost"] = NSNumber(value: client.lost)
+            fields["client_jitter_ms"] = (client.jitterMilliseconds * 100).rounded() / 100
+            // A WebRTC session's profile is what its DTLS negotiated: known if media flowed.
+            if record.webRTC == nil {
+                fields["profile"] = record.profile.description
+            } else if counts.fromClient > 0 {
+                fields["profile"] = client.profile.description
+            }
+            if let w = record.webRTC {
+                fields["model"] = w.model
+                fields["subject"] = w.subject
+            }
+        }
+        server?.publish("session.ended", fields)
+        var metadata: Logger.Metadata = [:]
+        for (k, v) in fields { metadata[k] = "\(v is NSNull ? "-" : v)" }
+        logger.info("session ended", metadata: metadata)
     }
 
     public func handle(_ request: ControlRequest) -> ControlReply {
@@ -145,7 +189,7 @@ public final class EngineController {
         let records = Array(sessions.values)
         for record in records {
             try? runtime.control.drop(record.slot, reason: .drained)
-            sessions[record.slot] = nil
+            retire(record.slot)
         }
         return records.count
     }
@@ -464,7 +508,7 @@ public final class EngineController {
         } catch {
             return false
         }
-        sessions[record.slot] = nil
+        retire(record.slot)
         return true
     }
 
@@ -521,7 +565,7 @@ public final class EngineController {
         } catch {
             throw ControlError(code: "busy", message: "worker \(record.worker) is not taking commands; try again")
         }
-        sessions[record.slot] = nil
+        retire(record.slot)
         return .ok(["dropped": NSNumber(value: record.id)])
     }
 

@@ -343,6 +343,16 @@ public final class SessionStore: @unchecked Sendable {
         return (s.pointee.paced, s.pointee.backendRTT, s.pointee.pacingQueued, s.pointee.flushes, s.pointee.lastFlushSequence)
     }
 
+    /// What `slot`'s client sent as the edge received it: packets lost (RFC 3550 A.3, may be
+    /// negative with duplicates) and interarrival jitter in ms (the 48 kHz Opus clock), and the
+    /// SRTP profile its contexts last ran. Read from the control thread as `packetCounts`; for
+    /// a session's record, after its worker ended it and before its slot is reused.
+    public func clientReceiveStatistics(slot: Int) -> (lost: Int64, jitterMilliseconds: Double, profile: SRTPProfile) {
+        let s = slots + slot
+        let stats = s.pointee.clientStats
+        return (stats.isStarted ? stats.cumulativeLost : 0, Double(stats.jitter) / 48, s.pointee.inbound.profile)
+    }
+
     /// Whether `slot`'s session has its SRTP keys (a WebRTC session once its handshake is
     /// done). Read from the control thread while the owner writes it: a snapshot.
     public func isKeyed(slot: Int) -> Bool { slots[slot].active && slots[slot].keyed }

@@ -41,6 +41,12 @@ import VoxEngine
         let ended = try #require(Self.nextEvent(watcher))
         #expect(ended["event"] as? String == "session.ended", "\(ended)")
         #expect(ended["session"] as? UInt64 == id && ended["reason"] as? String == "dropped" && ended["worker"] as? Int == 0)
+        // The session's record (issue 19, item 4).
+        #expect(ended["kind"] as? String == "static" && ended["backend"] as? Int == 0, "\(ended)")
+        #expect(ended["profile"] as? String == "AES_CM_128_HMAC_SHA1_80", "\(ended)")
+        #expect(ended["packets_from_client"] as? Int == 0 && ended["packets_to_client"] as? Int == 0, "\(ended)")
+        #expect(ended["client_packets_lost"] as? Int == 0 && ended["client_jitter_ms"] as? Double == 0, "\(ended)")
+        #expect((ended["duration_seconds"] as? Double).map { $0 >= 0 && $0 < 60 } == true, "\(ended)")
         // Drain and undrain are events too; the subscriber's own requests still get replies.
         #expect(rig.call(fd, #"{"id":4,"cmd":"edge.drain","deadline_seconds":600}"#)?["ok"] as? Bool == true)
         #expect(Self.nextEvent(watcher)?["event"] as? String == "edge.draining")
@@ -49,6 +55,30 @@ import VoxEngine
         let stats = rig.call(watcher, #"{"id":6,"cmd":"stats"}"#)
         let control = try #require(stats?["control"] as? [String: Any])
         #expect(control["subscribers"] as? Int == 1 && control["events_published"] as? Int == 4)
+    }
+
+    /// A WebRTC session dropped before any check reached it: no worker ever had it, so the
+    /// control thread writes its record (worker null), with the offer's model and subject.
+    @Test func anOfferNobodyConnectedToEndsWithItsRecord() throws {
+        let rig = try ControlRig(maxSessions: 4)
+        defer { rig.shutdown() }
+        let watcher = rig.connect()
+        defer { close(watcher) }
+        #expect(rig.call(watcher, #"{"id":1,"cmd":"subscribe","events":["session"]}"#)?["ok"] as? Bool == true)
+        let fd = rig.connect()
+        defer { close(fd) }
+        let offer = try SessionOfferTests.offer("aiortc-1.16")
+        let reply = rig.call(fd, SessionOfferTests.request(id: 2, sdp: offer, extra: #","model":"m-7","subject":"who""#))
+        let id = try #require((reply?["session"] as? [String: Any])?["id"] as? UInt64, "\(reply ?? [:])")
+        let created = try #require(Self.nextEvent(watcher))
+        #expect(created["event"] as? String == "session.created" && created["kind"] as? String == "webrtc")
+        #expect(created["model"] as? String == "m-7" && created["subject"] as? String == "who")
+        #expect(rig.call(fd, #"{"id":3,"cmd":"session.drop","session":\#(id)}"#)?["ok"] as? Bool == true)
+        let ended = try #require(Self.nextEvent(watcher))
+        #expect(ended["event"] as? String == "session.ended" && ended["session"] as? UInt64 == id, "\(ended)")
+        #expect(ended["worker"] is NSNull && ended["reason"] as? String == "dropped", "\(ended)")
+        #expect(ended["kind"] as? String == "webrtc" && ended["model"] as? String == "m-7", "\(ended)")
+        #expect(ended["profile"] == nil, "no media, no profile: \(ended)")
     }
 
     @Test func aSubscriberGetsOnlyTheKindsItAskedFor() throws {
