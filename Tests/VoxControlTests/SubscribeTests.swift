@@ -96,6 +96,51 @@ import VoxEngine
         #expect(Self.nextEvent(watcher)?["event"] as? String == "edge.draining")
     }
 
+    /// `voxedge ctl watch` prints one line per event as it comes, and refuses an unknown kind.
+    @Test func ctlWatchPrintsEachEventAsItComes() throws {
+        let rig = try ControlRig(maxSessions: 4)
+        defer { rig.shutdown() }
+        let p = Process()
+        let out = Pipe()
+        p.executableURL = URL(fileURLWithPath: DemoTests.voxedge)
+        p.arguments = ["ctl", "watch", "--socket", rig.path, "--events", "session"]
+        p.standardOutput = out
+        p.standardError = out
+        try p.run()
+        defer { if p.isRunning { p.terminate() } }
+        // Until it has subscribed (its first line), then a session made and dropped.
+        let reader = out.fileHandleForReading
+        var text = ""
+        func readUntil(_ needle: String) {
+            let deadline = Date().addingTimeInterval(10)
+            while !text.contains(needle) && Date() < deadline {
+                let chunk = reader.availableData
+                if chunk.isEmpty { break }
+                text += String(decoding: chunk, as: UTF8.self)
+            }
+        }
+        readUntil("watching: session")
+        let fd = rig.connect()
+        defer { close(fd) }
+        let created = rig.call(fd, #"{"id":1,"cmd":"session.create","client":"127.0.0.1:5000","client_key":"\#(Self.key)"}"#)
+        let id = try #require((created?["session"] as? [String: Any])?["id"] as? UInt64)
+        #expect(rig.call(fd, #"{"id":2,"cmd":"session.drop","session":\#(id)}"#)?["ok"] as? Bool == true)
+        readUntil("session.ended")
+        #expect(text.contains("session.created") && text.contains("session=\(id)") && text.contains("kind=static"), "\(text)")
+        #expect(text.contains("session.ended") && text.contains("reason=dropped"), "\(text)")
+
+        let bad = Process()
+        let badOut = Pipe()
+        bad.executableURL = URL(fileURLWithPath: DemoTests.voxedge)
+        bad.arguments = ["ctl", "watch", "--socket", rig.path, "--events", "sessions"]
+        bad.standardOutput = badOut
+        bad.standardError = badOut
+        try bad.run()
+        bad.waitUntilExit()
+        let badText = String(decoding: badOut.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(bad.terminationStatus != 0 && badText.contains("unknown kind 'sessions'"), "\(badText)")
+    }
+
     @Test func badSubscriptionsAreRefusedWithTheReason() throws {
         let rig = try ControlRig(maxSessions: 2)
         defer { rig.shutdown() }
