@@ -122,12 +122,18 @@ public final class ControlPlane: @unchecked Sendable {
     /// `edge.undrain` takes it back, or when `interrupted()` (a signal: its own drain follows).
     /// Blocks the calling thread, checking every 20 ms.
     public func carryOutCommandedDrain(interrupted: () -> Bool) -> DrainOutcome {
+        waitForDrain(interrupted: interrupted) { runtime.commandedDrainDeadline.load(ordering: .acquiring) }
+    }
+
+    /// The one drain wait: every 20 ms, `interrupted`, then the deadline `deadline()` gives
+    /// (0: taken back), then the live sessions, then the clock.
+    func waitForDrain(interrupted: () -> Bool, deadline: () -> UInt64) -> DrainOutcome {
         while true {
             if interrupted() { return .interrupted }
-            let deadline = runtime.commandedDrainDeadline.load(ordering: .acquiring)
-            if deadline == 0 { return .undrained }
+            let end = deadline()
+            if end == 0 { return .undrained }
             if liveSessions.load(ordering: .acquiring) == 0 { return .empty }
-            if MonotonicClock.now() >= deadline { return .deadline }
+            if MonotonicClock.now() >= end { return .deadline }
             usleep(20_000)
         }
     }
@@ -154,12 +160,8 @@ public final class ControlPlane: @unchecked Sendable {
         beginDraining()
         let (seconds, attoseconds) = deadline.components
         let end = MonotonicClock.now() &+ UInt64(max(0, seconds)) &* 1_000_000_000 &+ UInt64(max(0, attoseconds) / 1_000_000_000)
-        while true {
-            if interrupted() { return .interrupted }
-            if liveSessions.load(ordering: .acquiring) == 0 { return .empty }
-            if MonotonicClock.now() >= end { return .deadline }
-            usleep(20_000)
-        }
+        // A signal's drain cannot be taken back: its deadline is never 0.
+        return waitForDrain(interrupted: interrupted) { max(end, 1) }
     }
 
     /// Closes the signaling listener, the control socket and the metrics listener.

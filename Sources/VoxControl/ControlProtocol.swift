@@ -215,7 +215,7 @@ public enum ControlWire {
     }
 
     static func isCount(_ value: Any) -> Bool {
-        value is Int || value is UInt64 || value is Double || (value is NSNumber && !(value is String))
+        value is Int || value is UInt64 || value is Double || value is NSNumber
     }
 
     /// `value` with every secret field (at any depth) replaced by "<redacted>": what logs and
