@@ -34,13 +34,25 @@ public struct EngineConfiguration: Codable, Sendable, Equatable {
 
         /// The shortest shared key taken: 128 bits, the MAC's length.
         public static let minimumKeyBytes = 16
+        /// The largest key file read.
+        public static let maximumKeyFileBytes = 4096
 
         /// The key `key_file` holds (nil without one); throws a sentence when the file cannot
         /// be read or holds less than `minimumKeyBytes`.
         public func loadKey() throws(EngineError) -> [UInt8]? {
             guard let keyFile else { return nil }
-            guard let data = FileManager.default.contents(atPath: keyFile) else {
+            // At most 4 KiB read: a key file that never ends (/dev/zero, a FIFO) is refused,
+            // not read until memory runs out.
+            guard let handle = FileHandle(forReadingAtPath: keyFile),
+                let data = try? handle.read(upToCount: BackendEntry.maximumKeyFileBytes + 1)
+            else {
                 throw EngineError(code: "config.backend_key", message: "key_file \(keyFile) cannot be read")
+            }
+            try? handle.close()
+            guard data.count <= BackendEntry.maximumKeyFileBytes else {
+                throw EngineError(
+                    code: "config.backend_key",
+                    message: "key_file \(keyFile) is larger than \(BackendEntry.maximumKeyFileBytes) bytes: not a key")
             }
             var bytes = [UInt8](data)
             while let last = bytes.last, last == 0x20 || last == 0x09 || last == 0x0A || last == 0x0D { bytes.removeLast() }

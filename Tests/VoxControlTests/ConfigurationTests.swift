@@ -54,6 +54,8 @@ import Testing
         ("backends:\n  - address: 127.0.0.2\n    port: 5004\n    key_file: /nonexistent/key\n", ["key_file /nonexistent/key cannot be read"]),
         // "Linux\n": 5 bytes, where a key needs 16.
         ("backends:\n  - address: 127.0.0.2\n    port: 5004\n    key_file: /proc/sys/kernel/ostype\n", ["holds 5 bytes", "at least 16"]),
+        ("backends:\n  - address: 127.0.0.2\n    port: 5004\n    key_file: /dev/zero\n", ["key_file /dev/zero is larger than 4096 bytes"]),
+        ("backends:\n  - address: 127.0.0.2\n    port: 5004\n    key_file: /etc\n", ["key_file /etc cannot be read"]),
         ("pacing_depth: 0\n", ["pacing_depth must be 1...3000"]),
         ("pacing_depth: 3001\n", ["pacing_depth must be 1...3000"]),
         ("pacing_slot_bytes: 63\n", ["pacing_slot_bytes must be 64...9000"]),

@@ -143,6 +143,12 @@ func errorCode(_ reply: [String: Any]?) -> String? {
             (#"{"id":18,"cmd":"session.create","client":"127.0.0.1:1","client_key":"\#(Self.key)","backend":true}"#, "bad_argument"),
             (#"{"id":19,"cmd":"session.create","client":"127.0.0.1:1","client_key":"\#(Self.key)","profile":"NULL"}"#, "bad_argument"),
             (#"{"id":20,"cmd":"session.drop","session":"x"}"#, "bad_argument"),
+            // What a backend is told in the start: each checked as the token's claims are.
+            (#"{"id":22,"cmd":"session.create","client":"127.0.0.1:1","client_key":"\#(Self.key)","model":7}"#, "bad_argument"),
+            (#"{"id":23,"cmd":"session.create","client":"127.0.0.1:1","client_key":"\#(Self.key)","subject":["a"]}"#, "bad_argument"),
+            (#"{"id":24,"cmd":"session.create","client":"127.0.0.1:1","client_key":"\#(Self.key)","model":"\#(String(repeating: "m", count: 257))"}"#, "bad_argument"),
+            (#"{"id":25,"cmd":"session.create","client":"127.0.0.1:1","client_key":"\#(Self.key)","payload_type":128}"#, "bad_argument"),
+            (#"{"id":26,"cmd":"session.create","client":"127.0.0.1:1","client_key":"\#(Self.key)","payload_type":-1}"#, "bad_argument"),
             ("{not json", "bad_json"),
         ]
         for (request, code) in cases {
