@@ -59,7 +59,7 @@ let package = Package(
         .target(name: "CVoxAllocCounter"),
 
         .target(name: "VoxWire"),
-        .target(name: "VoxMedia", dependencies: ["VoxWire", "COpenSSL"]),
+        .target(name: "VoxMedia", dependencies: ["VoxWire", "COpenSSL", "COpus"]),
         // _GNU_SOURCE-only Linux calls (recvmmsg/sendmmsg), compiled with prefixed names.
         .target(name: "CVoxLinux"),
         .target(name: "VoxIO", dependencies: ["CXDP", "CVoxLinux", "VoxWire"]),
@@ -122,7 +122,7 @@ let package = Package(
             name: "VoxTools",
             dependencies: [
                 "VoxWire", "VoxMedia", "VoxIO", "VoxXDP", "VoxControl", "VoxBenchKit", "VoxSRTPReference",
-                "CXDP", "CVoxLinux", "CVoxAllocCounter",
+                "CXDP", "CVoxLinux", "CVoxAllocCounter", "COpenSSL",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -155,7 +155,10 @@ let package = Package(
         // Links the counting allocator: the backend protocol's codec and the pacing queue
         // prove they allocate nothing.
         .testTarget(
-            name: "VoxMediaTests", dependencies: ["VoxMedia", "VoxWire", "VoxSRTPReference", "COpenSSL", "CVoxAllocCounter", "VoxTestKit"]
+            name: "VoxMediaTests",
+            dependencies: [
+                "VoxMedia", "VoxWire", "VoxSRTPReference", "COpenSSL", "COpus", "CVoxAllocCounter", "VoxTestKit",
+            ]
         ),
         // Links the counting allocator too, so the churn test can prove it allocates nothing.
         .testTarget(
@@ -167,7 +170,8 @@ let package = Package(
         .testTarget(
             name: "VoxControlTests",
             dependencies: [
-                "VoxControl", "VoxEngine", "VoxSignaling", "VoxMedia", "VoxWire", "VoxTestKit", .product(name: "Logging", package: "swift-log"),
+                "VoxControl", "VoxEngine", "VoxSignaling", "VoxMedia", "VoxWire", "VoxTestKit", "COpenSSL",
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(
