@@ -25,9 +25,11 @@ public enum PortBinding: @unchecked Sendable {
         try? sockets.openBackendPort(backendPort, socket: socket)
     }
 
-    /// `slot` ended.
+    /// `slot` ended. On the socket port, what the worker has put on the TX ring (its end
+    /// message to the backend among it) is sent first: it leaves through this port's socket.
     func sessionEnded(slot: Int, backendPort: UDPPort) {
         guard case .socket(let sockets) = self else { return }
+        sockets.transmit()
         sockets.closeBackendPort(backendPort)
     }
 

@@ -1028,6 +1028,10 @@ public struct Worker: ~Copyable {
         s.pointee.outbound.resetStreams()
         s.pointee.ice.close()
         timers.cancel(slot)
+        // The end just queued leaves through this slot's backend-leg socket on the socket
+        // port: hand it to the port before that socket closes (else it is dropped as sent
+        // from no socket, and the backend never hears why its session ended).
+        flushTX()
         portBinding.sessionEnded(slot: slot, backendPort: backendPort(slot))
         while !links.released.push(Int32(slot)) {}  // sized for every slot: never full for long
     }
