@@ -244,7 +244,7 @@ class Run:
                + (f"all received, the backend's pre-flush packets {k0 + 1}–{k0 + n} in its order"
                   if in_order else f"missing {len(missing)} {missing[:5]}, first matches pre-flush packet "
                                    f"{k0 + 1 if k0 >= 0 else None}, in order {in_order}")
-               + f"; {len(before) - (k0 + n) if k0 >= 0 else '?'} queued pre-flush packets never sent")
+               + f"; {len(set(before) - set(by_seq.values()))} pre-flush packets never reached the client")
         # 2. Nothing after last_flush_sequence is audio sent before the flush.
         later = [(s, h) for s, h in sorted(by_seq.items()) if s > end]
         stale = [s % 65536 for s, h in later if h in set(before)]
@@ -255,7 +255,7 @@ class Run:
         want = list(range(end + 1, end + 1 + len(after)))
         got_after = [by_seq.get(s) for s in want]
         report(got_after == after, "after the flush",
-               f"{sum(h is not None for h in got_after)} of the {len(after)} packets sent after the flush, "
+               f"{sum(h in set(after) for h in got_after)} of the {len(after)} packets sent after the flush, "
                f"sequence {(end + 1) % 65536}…{(end + len(after)) % 65536}"
                + (", in order, none missing" if got_after == after else
                   f"; first wrong at {(end + 1 + next(i for i, (a, b) in enumerate(zip(got_after, after)) if a != b)) % 65536}"))
