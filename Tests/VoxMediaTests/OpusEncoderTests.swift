@@ -103,22 +103,27 @@ import VoxMedia
             return
         }
         var encoder = try OpusEncoder(channels: 2)
-        let pcm = Self.tone(hz: 300, dBFS: -20, frames: 20, channels: 2)
-        var out = [UInt8](repeating: 0, count: 1_275)
-        try pcm.withUnsafeBufferPointer { p in
-            try out.withUnsafeMutableBytes { o in
-                _ = try encoder.encode(pcm: p, frameSize: Self.frame, into: o)  // warm up
-                let before = vox_thread_alloc_count()
-                for f in 1..<20 {
-                    _ = try encoder.encode(
-                        pcm: UnsafeBufferPointer(rebasing: p[(f * Self.frame * 2)...]),
-                        frameSize: Self.frame,
-                        into: o
-                    )
-                }
-                #expect(vox_thread_alloc_count() - before == 0)
-            }
+        let tone = Self.tone(hz: 300, dBFS: -20, frames: 20, channels: 2)
+        let pcm = UnsafeMutableBufferPointer<Int16>.allocate(capacity: tone.count)
+        defer { pcm.deallocate() }
+        _ = pcm.initialize(from: tone)
+        let out = UnsafeMutableRawBufferPointer.allocate(byteCount: 1_275, alignment: 8)
+        defer { out.deallocate() }
+        let stride = Self.frame * 2
+        var bytes = try encoder.encode(pcm: UnsafeBufferPointer(pcm), frameSize: Self.frame, into: out)  // warm up
+        let before = vox_thread_alloc_count()
+        var f = 1
+        while f < 20 {
+            bytes += try encoder.encode(
+                pcm: UnsafeBufferPointer(rebasing: pcm[(f * stride)..<((f + 1) * stride)]),
+                frameSize: Self.frame,
+                into: out
+            )
+            f += 1
         }
+        let allocations = vox_thread_alloc_count() - before
+        #expect(allocations == 0)
+        #expect(bytes > 20 * 10)
     }
 
     /// The code `body` throws, nil when it throws nothing (anything else than an
