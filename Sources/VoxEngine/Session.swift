@@ -77,6 +77,9 @@ public struct SessionSlot: ~Copyable {
     public internal(set) var clientLeg = ClientLegStream(ssrc: 0, firstSequence: 0, firstTimestamp: 0)
     /// The session's ICE-lite state (closed for sessions without ICE credentials).
     public internal(set) var ice = ICELiteAgent()
+    /// The session was given ICE credentials: only then does a failed agent end it (a
+    /// session without them has a closed agent from its start).
+    public internal(set) var usesICE = false
     public internal(set) var packetsFromClient: UInt64 = 0
     public internal(set) var packetsToClient: UInt64 = 0
 

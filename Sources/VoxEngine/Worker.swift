@@ -814,7 +814,8 @@ public struct Worker: ~Copyable {
             s.pointee.keyDeadline = .max
         }
         s.pointee.ice.close()
-        if !command.pointee.ufrag.isEmpty {
+        s.pointee.usesICE = !command.pointee.ufrag.isEmpty
+        if s.pointee.usesICE {
             // A session whose client is given (static keys) has no connect deadline;
             // one that waits for its client's first check has.
             let configuration = ICELiteAgent.Configuration(
@@ -1063,7 +1064,9 @@ public struct Worker: ~Copyable {
                 guard s.pointee.active else { continue }
                 _ = s.pointee.ice.poll(now: now)
                 // A check may have found the agent failed first (it then answers nothing).
-                if case .failed(let failure) = s.pointee.ice.state {
+                // A session without ICE has a closed agent from its start: only its key
+                // deadline or its keepalives bring it here.
+                if s.pointee.usesICE, case .failed(let failure) = s.pointee.ice.state {
                     let consent = failure == .consentExpired
                     counters.countEnded(consent ? .consentExpired : .connectTimeout)
                     end(slot, telling: consent ? .consentExpired : .connectTimeout, now: now)

@@ -82,7 +82,9 @@ import VoxWire
         }
     }
 
-    static func start(_ h: Harness, model: String = "gpt-voice", subject: String = "user-7", backend: Int32 = 0)
+    static func start(
+        _ h: Harness, model: String = "gpt-voice", subject: String = "user-7", backend: Int32 = 0, ice: Bool = true
+    )
         throws -> Call
     {
         var rng = SeededRandom(seed: 16)
@@ -100,6 +102,10 @@ import VoxWire
             c.backendStream = BackendStreamDescription(
                 ssrc: 0xC000_0016, clockRate: 48_000, payloadType: 111, channels: 2, codecName: "opus", model: model,
                 subject: subject)!
+            if !ice {
+                c.ufrag = IceUfrag()
+                c.icePassword = IcePassword()
+            }
         }
     }
 
@@ -185,6 +191,25 @@ import VoxWire
         h.run()
         #expect(backend.take(h.transmitted()).messages.map(\.body) == [.keepaliveAck(echo: 0xABCDEF)])
         #expect(h.workers[0].worker.counters.backendMessages(.ok) == 2)
+    }
+
+    /// A static session made with keys and no ICE credentials (`session.create` as `voxedge
+    /// demo --static-keys` sends it) has no ICE agent that could fail: its keepalive timer
+    /// must not end it (it did, at the first keepalive, as a connect timeout).
+    @Test func aSessionWithoutICELivesOnThroughItsKeepalives() throws {
+        let h = try Self.harness()
+        let call = try Self.start(h, ice: false)
+        h.run()
+        var backend = FakeBackend()
+        #expect(backend.take(h.transmitted()).messages.map(\.body.type) == [.start])
+        let t0 = h.now
+        for second in UInt64(1)...3 {
+            h.now = t0 + second * 1_000 * Self.ms
+            h.run()
+            #expect(backend.take(h.transmitted()).messages.map(\.body) == [.keepalive], "second \(second)")
+        }
+        #expect(h.workers[0].worker.withSession(Int(call.slot)) { $0.active } == true)
+        #expect(h.workers[0].worker.counters.sessionsEnded(.connectTimeout) == 0)
     }
 
     @Test func aBackendThatEndsTheSessionEndsItAndIsNotAnswered() throws {
