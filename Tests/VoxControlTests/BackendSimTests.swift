@@ -167,6 +167,12 @@ import VoxMedia
             return Array(out[0..<n])
         }
 
+        /// One RTP packet from the edge, as the client's audio would be: the sim's audio and
+        /// its flush clock start at the first.
+        func speak(sequence: UInt16 = 1) {
+            send(BackendSimTests.rtpPacket(sequence: sequence, payload: [0xF8, 0xFF, 0xFE]))
+        }
+
         /// The next datagram within `seconds`, or nil.
         func receive(seconds: Double) -> [UInt8]? {
             var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
@@ -311,6 +317,7 @@ import VoxMedia
         let sim = try Sim(["--end-after-ms", "200", "--mode", "tone"])
         let edge = Edge(session: 5, sim: sim.port)
         edge.send(.start(Self.stream()))
+        edge.speak()
         let end = try #require(edge.control { $0.body.type == .end })
         #expect(end.body == .end(.backendFinished))
         let logged = try #require(sim.waitFor("end"))
@@ -327,6 +334,7 @@ import VoxMedia
         let sim = try Sim(["--mode", "tone"])
         let edge = Edge(session: 31, sim: sim.port)
         edge.send(.migratedIn(Self.stream(payloadType: 97)))
+        edge.speak()
         let logged = try #require(sim.waitFor("migrated_in"))
         #expect(Self.int(logged["session"]) == 31 && Self.int(logged["payload_type"]) == 97)
         edge.collectRTP(count: 3)
@@ -355,6 +363,9 @@ import VoxMedia
         let sim = try Sim(["--mode", "tone", "--talk-ms", "400", "--log-packets"])
         let edge = Edge(session: 8, sim: sim.port)
         edge.send(.start(Self.stream(payloadType: 96)))
+        edge.collectRTP(count: 1, quiet: 0.3)
+        #expect(edge.rtp.isEmpty, "audio before the edge's first RTP (the client leg may not be keyed yet)")
+        edge.speak()
         edge.collectRTP(count: 25)
         #expect(edge.rtp.count == 20, "400 ms of 20 ms frames")
         let packets = edge.rtp.map(\.bytes)
@@ -384,6 +395,7 @@ import VoxMedia
         let sim = try Sim(["--mode", "tone", "--talk-ms", "2000", "--speed", "4", "--burst-ms", "200"])
         let edge = Edge(session: 9, sim: sim.port)
         edge.send(.start(Self.stream()))
+        edge.speak()
         edge.collectRTP(count: 101, quiet: 1)
         #expect(edge.rtp.count == 100)
         // 2 s of audio in 10 bursts, one every 50 ms: well ahead of real time, not all at once.
@@ -401,6 +413,9 @@ import VoxMedia
         ])
         let edge = Edge(session: 77, sim: sim.port)
         edge.send(.start(Self.stream()))
+        // The flush clock starts at the edge's first RTP, not at start.
+        #expect(edge.control(seconds: 0.5) { $0.body.type == .flush } == nil, "a flush before any RTP from the edge")
+        edge.speak()
         let flush = try #require(edge.control { $0.body.type == .flush })
         #expect(flush.sender == .backend && flush.sessionID == 77)
         let before = edge.rtp.map(\.bytes)
@@ -465,6 +480,7 @@ import VoxMedia
         let sim = try Sim(["--mode", "wav", "--wav", good, "--talk-ms", "300"])  // 100 ms file, looped
         let edge = Edge(session: 4, sim: sim.port)
         edge.send(.start(Self.stream(payloadType: 120)))
+        edge.speak()
         edge.collectRTP(count: 20)
         #expect(edge.rtp.count == 15)
         #expect(edge.rtp.allSatisfy { $0.bytes[1] & 0x7F == 120 && $0.bytes.count > 12 })

@@ -98,3 +98,35 @@ extension DemoTests {
         #expect(text.contains("demo passed"), "\(text)")
     }
 }
+
+extension DemoTests {
+    /// Barge-in end to end (issue 16, `voxedge demo --barge-in`, Tools/webrtc/bargein.py): the
+    /// backend sends 3 s of a tone ahead in bursts, flushes after 1 s of playout and answers
+    /// with 1 s of another tone; the aiortc client records every packet after SRTP. What it
+    /// heard is compared with what the backend logged it sent, around the engine's
+    /// `last_flush_sequence`: the first second whole and in order, nothing queued before the
+    /// flush after it, all of the new audio; two spoofed flushes (a bad MAC from a stranger,
+    /// a good MAC from the backend's address but another port) refused and counted; the
+    /// token's model and subject in the backend's start, `client_left` at the DELETE; and a
+    /// second client that answers one check and never does DTLS ends `connect_timeout`.
+    @Test(arguments: ["xdp", "socket"])
+    func aBargeInFlushesWhatWasQueuedAndNothingMore(io: String) throws {
+        guard let (status, text) = try webRTCCall(["--io", io, "--barge-in"]) else { return }
+        print(text)
+        #expect(status == 0, "\(text)")
+        #expect(Self.line(text, "engine up:").contains("io \(io)"), "\(text)")
+        for property in [
+            "first second", "nothing queued after the flush", "after the flush", "spoofed flushes", "start", "end",
+            "connect deadline",
+        ] {
+            #expect(text.contains("  ok   \(property): "), "\(property): \(text)")
+            #expect(!text.contains("  FAIL \(property): "), "\(property): \(text)")
+        }
+        #expect(Self.line(text, "  ok   first second").contains("all received, the backend's pre-flush packets 1–"), "\(text)")
+        #expect(Self.line(text, "  ok   start").contains("'tone-talker-v2', subject 'barge-in-caller-7'"), "\(text)")
+        #expect(Self.line(text, "  ok   end").contains("client_left"), "\(text)")
+        #expect(Self.line(text, "  ok   connect deadline").contains("start then end, end connect_timeout"), "\(text)")
+        #expect(text.contains("barge-in: passed"), "\(text)")
+        #expect(text.contains("demo passed"), "\(text)")
+    }
+}

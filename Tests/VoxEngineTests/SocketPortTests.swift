@@ -153,4 +153,79 @@ import VoxWire
         #expect(UInt16(bigEndian: check.sin_port) == backendBase + UInt16(slot))
         close(rebound)
     }
+
+    /// A keyed backend hears a session's start and, when the session is dropped, its end with
+    /// the reason — both from the session's backend-leg socket, which closes with the
+    /// session: the end must leave before it does (it used to be dropped, sent from no socket).
+    @Test(arguments: [WorkerCommand.EndReason.clientLeft, .none])
+    func aSessionsEndReachesItsBackendBeforeItsSocketCloses(reason: WorkerCommand.EndReason) throws {
+        let pid = UInt16(getpid() % 250)
+        let mediaPort = UInt16(22_000) + pid * 8 + 4 + (reason == .none ? 1 : 0)
+        let backendBase = UInt16(24_100) + pid * 32 + 16 + (reason == .none ? 4 : 0)
+        let loopback = IPAddress("127.0.0.1")!
+        let port = InMemoryPort(queues: 1, frameCount: 1024)
+        let store = try SessionStore(capacity: 4)
+        let backendSocket = Self.udpSocket(port: 0)
+        defer { close(backendSocket) }
+        var bound = sockaddr_in()
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &bound) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(backendSocket, $0, &length) } }
+        let keyBytes = Array("backend-shared-key-0123456789abcdef".utf8)
+        let key = keyBytes.withUnsafeBytes { HMACSHA1Key(key: $0) }
+        let backends = BackendDirectory(
+            BackendTable([Backend(address: loopback, port: UDPPort(UInt16(bigEndian: bound.sin_port)), mac: .zero, key: key)]),
+            workers: 1)
+        let links = WorkerLinks.make(workers: 1, sessions: 4)
+        let control = SessionControl(store: store, links: links)
+        let sockets = try SocketQueue(
+            port: port, queue: 0, mediaAddress: loopback, mediaPort: UDPPort(mediaPort), backendAddress: loopback,
+            backendPortBase: backendBase, backendPortCount: 4)
+        var worker = Worker(
+            configuration: WorkerConfiguration(
+                id: 0, mediaAddress: loopback, mediaPort: UDPPort(mediaPort), backendAddress: loopback,
+                backendPortBase: backendBase, edgeMAC: .zero),
+            rings: port.rings(queue: 0), umem: port.umem, frameSize: port.frameSize, frames: port.initialFrames(queue: 0),
+            store: store, backends: backends, links: links[0])
+        worker.portBinding = .socket(sockets)
+        func pump() {
+            var timeout: Int32 = 10
+            while true {
+                let received = sockets.receive(timeout: timeout)
+                let handled = worker.runOnce(now: 1)
+                let sent = sockets.transmit()
+                timeout = 0
+                if received + handled + sent == 0 { break }
+            }
+        }
+        var rng = SeededRandom(seed: 5)
+        let clientKey = randomKey(.aes128CmHmacSha1_80, &rng)
+        let edgeKey = randomKey(.aes128CmHmacSha1_80, &rng)
+        let slot = try control.create(on: 0) { c in
+            c.profile = .aes128CmHmacSha1_80
+            c.clientKey = KeyMaterial(key: clientKey.key, salt: clientKey.salt)!
+            c.edgeKey = KeyMaterial(key: edgeKey.key, salt: edgeKey.salt)!
+            c.backend = 0
+            c.edgeSSRC = 0xABCD
+            c.flow = FlowKey(
+                remoteAddress: loopback, remotePort: UDPPort(40_000), localAddress: loopback, localPort: UDPPort(mediaPort))
+        }
+        pump()
+        func message(_ what: String) -> BackendMessage? {
+            guard let (bytes, from) = Self.receive(backendSocket) else {
+                Issue.record("the backend received no \(what)")
+                return nil
+            }
+            #expect(from == backendBase + UInt16(slot), "\(what) from port \(from)")
+            var m = BackendMessage()
+            #expect(bytes.withUnsafeBytes { BackendMessage.parse($0, key: key, into: &m) } == .ok)
+            return m
+        }
+        guard let start = message("start") else { return }
+        #expect(start.body.type == .start)
+        try control.drop(slot, reason: reason)
+        pump()
+        guard let end = message("end") else { return }
+        #expect(end.body == .end(reason == .clientLeft ? .clientLeft : .dropped))
+        #expect(end.sessionID == start.sessionID)
+    }
 }

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import bisect
 import cmath
 import fractions
@@ -358,6 +359,7 @@ async def call(args, result: dict) -> None:  # noqa: ANN001, C901
     from aiortc.rtcrtpsender import RTCRtpSender
 
     stun = voxwebrtc.StunLog().install()
+    rtp_log = voxwebrtc.RtpLog().install() if args.record_rtp else None
     if args.bind:
         voxwebrtc.restrict_host_addresses(args.bind)
     if args.no_consent:
@@ -464,6 +466,14 @@ async def call(args, result: dict) -> None:  # noqa: ANN001, C901
         }
         if "ice" in marks:
             result["ice_connected_unix"] = time.time() - (time.monotonic() - marks["ice"])
+        if session_url and args.control:
+            # Before the DELETE: the engine's view of this call (barge-in reads its flushes).
+            result["session_show"] = await loop.run_in_executor(None, engine_view, args.control, args.token)
+        if rtp_log is not None:
+            with open(args.record_rtp, "w") as f:
+                for p in rtp_log.packets:
+                    f.write(json.dumps(p) + "\n")
+            result["rtp_recorded"] = len(rtp_log.packets)
         if session_url:
             try:
                 status = await loop.run_in_executor(None, sig.delete, session_url)
@@ -480,7 +490,7 @@ async def call(args, result: dict) -> None:  # noqa: ANN001, C901
     result["frames_received"] = len(rec.frame_time)
     gap, gap_at = rec.max_gap(marks["end"])
     result["max_gap_ms"] = round(gap * 1000, 1)
-    if gap > args.max_gap:
+    if gap > args.max_gap and not args.no_echo:
         raise Failure("media", f"no audio for {gap:.2f} s from {gap_at - marks['dtls']:.1f} s "
                                f"into the call")
     beeps = []
@@ -500,12 +510,28 @@ async def call(args, result: dict) -> None:  # noqa: ANN001, C901
         result["beep_rtt_ms"] = {"min": min(rtts), "median": statistics.median(rtts),
                                  "max": max(rtts)}
     missing = [b["beep"] for b in beeps if not b["found"]]
-    if missing:
+    if missing and not args.no_echo:
         raise Failure("beeps", f"{len(missing)} of {len(beeps)} beeps missing in the echo: "
                                f"{', '.join(map(str, missing))}")
     if result.get("delete_status") != 204:
         raise Failure("DELETE", result.get("delete_error")
                       or f"DELETE {session_url} answered {result.get('delete_status')}, not 204")
+
+
+def engine_view(control: str, token: str | None) -> dict:
+    """`session.show` of this call over the engine's control socket: the live WebRTC session
+    whose subject is the token's (its claims read, not verified), or {"error": …}."""
+    from edgeclient import Engine
+    try:
+        body = (token or "").split(".")[1]
+        subject = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))["sub"]
+        engine = Engine(control)
+        mine = [x for x in engine.sessions() if x.get("subject") == subject and x.get("kind", "webrtc") == "webrtc"]
+        if len(mine) != 1:
+            return {"error": f"{len(mine)} live sessions of subject {subject!r}"}
+        return engine.call("session.show", session=mine[0]["id"]).get("session") or {"error": "no session"}
+    except Exception as e:  # noqa: BLE001  (reported, not fatal: the call itself is judged apart)
+        return {"error": str(e)}
 
 
 def setup_times(m: dict[str, float]) -> dict[str, float]:
@@ -571,6 +597,12 @@ def print_human(result: dict) -> None:
         found = sum(b["found"] for b in result["beeps"])
         p(f"beeps        {found}/{len(result['beeps'])} found, rtt min {r['min']:.1f} / median "
           f"{r['median']:.1f} / max {r['max']:.1f} ms")
+    if "rtp_recorded" in result:
+        p(f"rtp          {result['rtp_recorded']} packets recorded")
+    sh = result.get("session_show")
+    if sh:
+        p("engine view  " + (f"session {sh.get('id')} slot {sh.get('slot')}, backend_protocol "
+                              f"{json.dumps(sh.get('backend_protocol'))}" if "error" not in sh else sh["error"]))
     if "delete_status" in result:
         p(f"DELETE       {result['delete_status']}")
     p("OK" if result.get("ok") else f"FAILED at {result.get('failed_stage')}: {result.get('error')}")
@@ -621,6 +653,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                     "(RFC 7675) after connecting: media only, like libnice's clients")
     ap.add_argument("--bind", help="local address for ICE and HTTP (default: every non-loopback "
                     "address)")
+    ap.add_argument("--no-echo", action="store_true", help="the backend talks instead of echoing: "
+                    "beeps and gaps in what comes back are not judged (barge-in)")
+    ap.add_argument("--record-rtp", metavar="FILE", help="write every RTP packet received (after SRTP) "
+                    "to FILE, one JSON object a line: sequence, timestamp, marker, payload_sha1")
+    ap.add_argument("--control", metavar="SOCKET", help="the engine's control socket: before the "
+                    "DELETE, put its session.show of this call in the report (session_show)")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     ap.add_argument("--json-out", metavar="FILE", help="also write the JSON object to FILE")
     ap.add_argument("--verbose", action="store_true", help="aiortc/aioice debug logs on stderr")

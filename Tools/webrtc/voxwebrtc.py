@@ -105,3 +105,28 @@ class StunLog:
 
     def all_after(self, t: float) -> int:
         return sum(1 for (ts, _, _, _) in self.sent if ts > t)
+
+
+class RtpLog:
+    """Every RTP packet aiortc's receivers take, after SRTP: sequence number, timestamp,
+    marker and the first 16 hex digits of the SHA-1 of the payload (as backend-sim logs what
+    it sends), in arrival order. Wraps `RTCRtpReceiver._handle_rtp_packet`, which the DTLS
+    transport calls with each packet it has unprotected."""
+
+    def __init__(self) -> None:
+        self.packets: list[dict] = []
+
+    def install(self) -> "RtpLog":
+        from aiortc.rtcrtpreceiver import RTCRtpReceiver
+        original = RTCRtpReceiver._handle_rtp_packet
+        log = self.packets
+
+        async def handle(receiver, packet, arrival_time_ms):  # noqa: ANN001, ANN202
+            log.append({"sequence": packet.sequence_number, "timestamp": packet.timestamp,
+                        "marker": bool(packet.marker), "payload_type": packet.payload_type,
+                        "payload_sha1": hashlib.sha1(packet.payload).hexdigest()[:16],
+                        "arrival": time.time()})
+            return await original(receiver, packet, arrival_time_ms)
+
+        RTCRtpReceiver._handle_rtp_packet = handle
+        return self

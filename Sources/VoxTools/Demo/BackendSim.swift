@@ -83,6 +83,9 @@ final class BackendSim {
         var flushAt: UInt64?
         var endAt: UInt64?
         var flushed = false
+        /// The edge has sent RTP for this session: the client's audio flows, so its leg is
+        /// keyed and audio sent now reaches it (the audio and the flush clock start here).
+        var heardMedia = false
         var packetsSent = 0
         var audio: AudioStream?
 
@@ -191,6 +194,10 @@ final class BackendSim {
             }
             rtpReceived += 1
             session.lastHeard = now
+            if !session.heardMedia {
+                session.heardMedia = true
+                beginTalking(session, now: now)
+            }
             if configuration.mode == .echo { scheduleEcho(datagram, to: from, session: id, now: now) }
         case .some(BackendMessage.magic):
             handleControl(datagram, from: from, now: now)
@@ -250,12 +257,20 @@ final class BackendSim {
         }
     }
 
-    /// A new session (start or migrated-in): log it, arm its timers, set up its audio.
+    /// A new session (start or migrated-in): log it, arm its keepalive and end timers. Its
+    /// audio and flush wait for the edge's first RTP (`beginTalking`).
     func begin(_ session: Session, message: BackendMessage, now: UInt64) {
         logStart(session, event: message.body.type == .start ? "start" : "migrated_in")
         session.nextKeepalive = now + configuration.keepaliveNs
-        session.flushAt = configuration.flushAfterNs.map { now + $0 }
         session.endAt = configuration.endAfterNs.map { now + $0 }
+    }
+
+    /// The edge's first RTP on `session`: arm the flush, set up the audio. Not at start: a
+    /// WebRTC session starts at the client's first ICE check, before DTLS, and the edge drops
+    /// what a backend sends before the client leg has keys (`notKeyed`); RTP from the edge
+    /// means the client's audio flows, so its leg is keyed.
+    func beginTalking(_ session: Session, now: UInt64) {
+        session.flushAt = configuration.flushAfterNs.map { now + $0 }
         let source: AudioSource
         switch configuration.mode {
         case .echo: return

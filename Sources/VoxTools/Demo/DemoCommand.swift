@@ -36,6 +36,8 @@ public struct DemoCommand: ParsableCommand {
     var hostile = false
     @Flag(help: "WebRTC: the call over IPv6 (2001:2::/48, the benchmarking range): signaling, ICE, media and the backend leg.")
     var ipv6 = false
+    @Flag(help: "WebRTC: the backend talks instead of echoing — 3 s of a tone sent ahead in bursts, a flush after 1 s of playout, then 1 s of another tone (Tools/webrtc/bargein.py): the client must hear the first second whole, nothing queued after the flush, all the new audio; two spoofed flushes change nothing; the backend's start carries the token's claims, its end the reason; a second client that never does DTLS ends with connect_timeout.")
+    var bargeIn = false
     @Option(help: "WebRTC: the repository checkout holding Tools/webrtc and .build/venv (default: found from the executable or the working directory).")
     var checkout: String?
     @Option(help: "Static keys: calls.") var sessions = 20
@@ -61,9 +63,13 @@ public struct DemoCommand: ParsableCommand {
         guard !crossQueueBackend || queues >= 2 else { throw ValidationError("--cross-queue-backend needs --queues 2") }
         guard !hostile || !staticKeys else { throw ValidationError("--hostile attacks a WebRTC call: drop --static-keys") }
         guard !ipv6 || (!staticKeys && !hostile) else { throw ValidationError("--ipv6 is for the plain WebRTC call") }
+        guard !bargeIn || (!staticKeys && !hostile && !ipv6) else {
+            throw ValidationError("--barge-in is a WebRTC call over IPv4: drop --static-keys, --hostile and --ipv6")
+        }
         let a = ipv6 ? DemoAddresses.v6 : DemoAddresses.v4
         let tag = "vxd\(getpid())"
-        let demo = DemoNetwork(tag: tag, queues: queues, attackSources: hostile ? DemoCommand.attackSources : 0)
+        // --barge-in spoofs a flush from one more address (198.18.0.16).
+        let demo = DemoNetwork(tag: tag, queues: queues, attackSources: hostile ? DemoCommand.attackSources : (bargeIn ? 1 : 0))
         let session = try DemoSession(demo)
         defer { session.end() }
         let me = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL.path
@@ -76,22 +82,36 @@ public struct DemoCommand: ParsableCommand {
         // its answers should arrive on the other queue.
         let pinBackend = crossQueueBackend ? ["taskset", "-c", "1"] : (queues > 1 ? ["taskset", "-c", "0"] : [])
         let pinCallers = queues > 1 ? ["taskset", "-c", "0"] : []
-        session.children.append(
-            try demo.spawn(in: demo.far, pinBackend + [resolved, "backend-sim", "--listen", a.endpoint(a.backend, 5004)], quiet: true))
-        // WebRTC: the signaling listener on the edge's address, tokens signed with a secret
-        // made for this run; the listener's certificate is generated at start.
+        // The backend speaks the backend protocol (docs/backend-protocol.md) under a key made
+        // for this run. WebRTC: the signaling listener on the edge's address, tokens signed
+        // with a secret made for this run; the listener's certificate is generated at start.
         let configPath = "/tmp/\(tag).yaml"
         let secretPath = "/tmp/\(tag).secret"
+        let keyPath = "/tmp/\(tag).key"
         var rng = SystemRandomNumberGenerator()
-        let secret = (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &rng)) }.joined()
-        try DemoCommand.writePrivate(secretPath, secret)
+        func randomHex() -> String {
+            (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &rng)) }.joined()
+        }
+        try DemoCommand.writePrivate(secretPath, randomHex())
+        try DemoCommand.writePrivate(keyPath, randomHex() + "\n")
+        // --barge-in's backend sends 3 s ahead in 1 s: up to 2 s and a burst queued at the
+        // edge, past the default 100 packets (2 s); 200 keeps every packet.
         try DemoCommand.writePrivate(
             configPath,
-            "signaling:\n  address: \(a.edge)\n  port: 8443\n  token_hs256_secret_file: \(secretPath)\n")
+            "signaling:\n  address: \(a.edge)\n  port: 8443\n  token_hs256_secret_file: \(secretPath)\n"
+                + "backends:\n  - address: \"\(a.backend)\"\n    port: 5004\n    key_file: \(keyPath)\n"
+                + (bargeIn ? "pacing_depth: 200\n" : ""))
+        let backendLog = "/tmp/\(tag).backend.log"
+        let backend = try demo.spawn(
+            in: demo.far,
+            pinBackend + [resolved, "backend-sim", "--listen", a.endpoint(a.backend, 5004), "--key-file", keyPath]
+                + (bargeIn ? DemoCommand.bargeInBackend : []),
+            quiet: true, output: bargeIn ? backendLog : nil)
+        session.children.append(backend)
         let engine = try demo.spawn(
             in: demo.edge,
             [resolved, "run", "--config", configPath, "--io", io, "--workers", "\(queues)", "--media-address", a.edge, "--media-port", "40000",
-                "--backend", a.endpoint(a.backend, 5004),  // backend legs: the media address, ports 20000+
+                // backend legs (the config's backends): from the media address, ports 20000+
                 // The metrics listener on the edge's own loopback (its namespace: the port is free);
                 // --hostile reaches /healthz there. Room for --hostile's 1,000 held sessions.
                 "--control-socket", socketPath, "--metrics", "127.0.0.1:\(DemoCommand.metricsPort)",
@@ -116,7 +136,7 @@ public struct DemoCommand: ParsableCommand {
             how += " on \(x["interface"] ?? "?") (\(x["mode"] ?? "?") XDP, \(x["zerocopy"] as? Bool == true ? "zero-copy" : "copy mode"))"
         }
         print(
-            "engine up: media \(a.endpoint(a.edge, 40000)), \(how), \(queues) worker(s), control \(socketPath), backend-sim \(a.endpoint(a.backend, 5004))")
+            "engine up: media \(a.endpoint(a.edge, 40000)), \(how), \(queues) worker(s), control \(socketPath), backend-sim \(a.endpoint(a.backend, 5004)) (backend protocol)")
         fflush(nil)
         if io == "xdp" && running != "xdp" { throw ValidationError("asked for --io xdp, the engine runs \(running)") }
         // `ip netns exec` execs the engine: this pid is the engine's, its schedstat its CPU.
@@ -196,6 +216,14 @@ extension DemoCommand {
     }
 
     static let metricsPort = 9464
+    /// --barge-in's backend: 3 s of a 441.7 Hz tone sent 3× faster than real time in 200 ms
+    /// bursts, a flush 1 s after the first RTP it gets (after 1 s of playout), then 1 s of
+    /// 883.3 Hz at real time; every packet logged. Tones whose phase repeats only every 10 s,
+    /// so no two frames' payloads are alike.
+    static let bargeInBackend = [
+        "--mode", "tone", "--tone-hz", "441.7", "--speed", "3", "--burst-ms", "200", "--talk-ms", "3000",
+        "--flush-after-ms", "1000", "--after-flush-hz", "883.3", "--after-flush-ms", "1000", "--log-packets",
+    ]
     /// --hostile's attack addresses on the far side: 198.18.0.16 and up.
     static let attackSources = 64
 
@@ -223,13 +251,14 @@ extension DemoCommand {
         guard FileManager.default.isExecutableFile(atPath: python) else {
             throw ValidationError("no aiortc environment at \(python): run scripts/install-deps")
         }
-        let token = demo.output([resolved, "token", "--config", configPath, "--subject", "demo", "--model", "echo", "--ttl", "600"])
+        let (subject, model) = bargeIn ? ("barge-in-caller-7", "tone-talker-v2") : ("demo", "echo")
+        let token = demo.output([resolved, "token", "--config", configPath, "--subject", subject, "--model", model, "--ttl", "600"])
             .trimmingCharacters(in: .whitespacesAndNewlines)
         guard !token.isEmpty else { throw ValidationError("voxedge token printed nothing") }
         let callURL = url
         var arguments = [
             python, root + "/Tools/webrtc/voxcall.py", "--url", callURL,
-            "--token", token, "--bind", a.caller, "--beeps", "\(beeps)",
+            "--token", token, "--bind", a.caller, "--beeps", bargeIn ? "0" : "\(beeps)",
         ]
         if let fingerprint = signaling["fingerprint"] as? String { arguments += ["--fingerprint", fingerprint] }
         if noConsent || hostile {
@@ -242,6 +271,18 @@ extension DemoCommand {
             ]
             if noConsent { arguments.append("--no-consent") }
         }
+        if bargeIn {
+            // The backend's flush comes 1 s after the first RTP it gets, its new audio lasts 1 s:
+            // 4 s after DTLS all of it has arrived. bargein.py adds --no-echo and the records.
+            arguments += ["--duration", "\(max(seconds, 4))"]
+            arguments = [
+                python, root + "/Tools/webrtc/bargein.py", "--url", callURL, "--control", socketPath,
+                "--secret-file", "/tmp/\(demo.tag).secret", "--key-file", "/tmp/\(demo.tag).key",
+                "--backend-log", "/tmp/\(demo.tag).backend.log", "--backend", a.endpoint(a.backend, 5004),
+                "--caller", a.caller, "--spoof-source", "198.18.0.16", "--model", model, "--subject", subject,
+                "--work", "/tmp/\(demo.tag)", "--",
+            ] + arguments
+        }
         if hostile {
             arguments = [
                 python, root + "/Tools/webrtc/hostile.py", "--url", callURL, "--control", socketPath,
@@ -249,7 +290,8 @@ extension DemoCommand {
                 "--metrics", "127.0.0.1:\(DemoCommand.metricsPort)", "--sources", "\(DemoCommand.attackSources)", "--",
             ] + arguments
         }
-        print("caller: aiortc in \(demo.far) (\(a.caller)) → POST \(url)" + (hostile ? "; attackers 198.18.0.16…\(15 + DemoCommand.attackSources)" : ""))
+        print("caller: aiortc in \(demo.far) (\(a.caller)) → POST \(url)" + (hostile ? "; attackers 198.18.0.16…\(15 + DemoCommand.attackSources)" : "")
+            + (bargeIn ? "; backend-sim talks: \(DemoCommand.bargeInBackend.joined(separator: " "))" : ""))
         fflush(nil)
         let client = try demo.spawn(in: demo.far, pin + arguments, quiet: false)
         session.children.append(client)
@@ -437,7 +479,9 @@ struct DemoNetwork {
     func remove() {
         sh(["ip", "netns", "del", far])
         sh(["ip", "netns", "del", edge])
-        for suffix in ["sock", "yaml", "secret"] { unlink("/tmp/\(tag).\(suffix)") }
+        for suffix in ["sock", "yaml", "secret", "key", "backend.log", "rtp.jsonl", "call.json"] {
+            unlink("/tmp/\(tag).\(suffix)")
+        }
     }
 
     /// Namespaces of earlier demos whose process is gone.
@@ -457,11 +501,21 @@ struct DemoNetwork {
         }
     }
 
-    func spawn(in namespace: String, _ command: [String], quiet: Bool) throws -> Process {
+    /// Starts `command` in `namespace`; its standard output to `output` (a file made for it),
+    /// else nowhere when `quiet`, else ours.
+    func spawn(in namespace: String, _ command: [String], quiet: Bool, output: String? = nil) throws -> Process {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         p.arguments = ["ip", "netns", "exec", namespace] + command
-        if quiet { p.standardOutput = FileHandle.nullDevice }
+        if let output {
+            unlink(output)
+            guard FileManager.default.createFile(atPath: output, contents: nil),
+                let handle = FileHandle(forWritingAtPath: output)
+            else { throw ValidationError("cannot write \(output)") }
+            p.standardOutput = handle
+        } else if quiet {
+            p.standardOutput = FileHandle.nullDevice
+        }
         try p.run()
         return p
     }
