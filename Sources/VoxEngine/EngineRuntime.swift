@@ -66,6 +66,7 @@ public final class EngineRuntime: @unchecked Sendable {
         // A certificate per run, as browsers make one per peer connection: the answer carries
         // its fingerprint, so nothing about it needs to persist.
         handshakes = HandshakeService(context: try DTLSServerContext(certificate: try DTLSCertificate()), links: links)
+        control.beforeReclaim = { [unowned self] in self.logWorkerEvents() }
     }
 
     /// Opens the port (AF_XDP, or kernel sockets), then starts the workers. Throws before
@@ -258,8 +259,7 @@ public final class EngineRuntime: @unchecked Sendable {
     /// by workers, held sessions past their connect deadline, backend tables no worker
     /// holds, next-hop changes.
     public func tick() {
-        logWorkerEvents()
-        control.reclaim()
+        control.reclaim()  // the workers' events first (`beforeReclaim`), then released slots
         control.reapUnclaimed(now: MonotonicClock.now())
         backends.reclaim()
         nextHops?.poll()

@@ -204,6 +204,9 @@ public final class SessionControl {
         try send(command)
     }
 
+    /// Runs at the start of every `reclaim` (the runtime takes the workers' events there).
+    public var beforeReclaim: (() -> Void)? = nil
+
     /// Told of every held session freed before any worker claimed it: its slot, id and why
     /// (its connect deadline, or dropped). No backend heard of it. Runs on the control thread.
     public var onReap: ((Int32, UInt64, BackendEndReason) -> Void)? = nil
@@ -215,6 +218,9 @@ public final class SessionControl {
     /// Takes back the slots workers have released; publishes the client-flow directory if
     /// it changed.
     public func reclaim() {
+        // What the workers said about their sessions first: a worker reports a session's end
+        // before it releases the slot, so its record is read before the slot can be reused.
+        beforeReclaim?()
         // Clients the workers bound from checks first, then releases: a notice of a session
         // already released counts for nothing (its id no longer matches).
         for link in links {
