@@ -193,6 +193,7 @@ let package = Package(
         ),
         // Reads the sources' imports against docs/architecture.md and this file.
         // Replays every committed fuzz corpus through the targets (no fuzzing build needed).
+        .testTarget(name: "VoxRoutingTests", dependencies: ["VoxRouting", "VoxWire", "VoxMedia", "VoxTestKit"]),
         .testTarget(name: "VoxFuzzTests", dependencies: ["VoxFuzz"]),
         .testTarget(name: "ArchitectureTests"),
         .testTarget(name: "SystemLibrariesTests", dependencies: ["CXDP", "COpenSSL", "CSRTP", "COpus"]),

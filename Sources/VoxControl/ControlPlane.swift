@@ -61,6 +61,7 @@ public final class ControlPlane: @unchecked Sendable {
         try server.start()
         server.every(ControlPlane.tickInterval) {
             runtime.tick()
+            if controller.routingTick(now: MonotonicClock.now()) { controller.publishRouting(to: metrics) }
             publish()
         }
         let c = runtime.configuration

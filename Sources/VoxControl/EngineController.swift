@@ -46,6 +46,12 @@ public final class EngineController {
     /// Live sessions known to the control side.
     public var sessionCount: Int { sessions.count }
     var nextWorker = 0
+    /// New sessions' backends by how they were found: `placed`, `named` (by `session.create`),
+    /// `no_backend` (refused): `voxedge_placements_total`.
+    var placements: [String: Int] = ["placed": 0, "named": 0, "no_backend": 0]
+    /// Load reports applied (`voxedge_backend_reports_total`).
+    var reportsApplied = 0
+    var lastRTTMeasurement: UInt64 = 0
     public weak var server: ControlServer?
     /// The signaling listener's URL and certificate fingerprint, for `stats` (set at start).
     var signalingInfo: [String: Any]? = nil
@@ -91,6 +97,7 @@ public final class EngineController {
     /// `slot`'s session is no longer live; its record waits for its end (`record(ended:)`).
     func retire(_ slot: Int32) {
         guard let record = sessions.removeValue(forKey: slot) else { return }
+        routes.registry.sessionEnded(on: Int32(record.backend))
         ending[slot] = record
     }
 
@@ -110,6 +117,7 @@ public final class EngineController {
             fields["duration_seconds"] = (Date().timeIntervalSince(record.created) * 1000).rounded() / 1000
             fields["kind"] = record.webRTC == nil ? "static" : "webrtc"
             fields["backend"] = record.backend
+            fields["backend_id"] = routes.registry[Int32(record.backend)]?.spec.id ?? ""
             fields["packets_from_client"] = NSNumber(value: counts.fromClient)
             fields["packets_to_client"] = NSNumber(value: counts.toClient)
             fields["client_packets_lost"] = NSNumber(value: client.lost)
@@ -133,6 +141,7 @@ public final class EngineController {
 
     public func handle(_ request: ControlRequest) -> ControlReply {
         do {
+            if let reply = try handleRouting(request) { return reply }
             switch request.command {
             case "session.create": return try create(request)
             case "session.offer": return try offer(request)
@@ -217,14 +226,13 @@ public final class EngineController {
         if let reason = c.peerProblem(address, clientPort) {
             throw ControlError(code: "bad_argument", message: "'client' refused: \(reason)")
         }
-        let table = runtime.backends.table
-        guard table.count > 0 else { throw ControlError(code: "bad_argument", message: "no backends are configured") }
-        let givenBackend = try r.optionalInteger("backend", in: 0..<table.count)
+        let model = try placementModel(try r.optionalString("model"))
+        let named = r.arguments["backend"]
         let givenWorker = try r.optionalInteger("worker", in: 0..<c.workers)
         let clientSSRC = try r.optionalInteger("client_ssrc", in: UInt32.min...UInt32.max)
         let stream = try EngineController.stream(
             ssrc: clientSSRC ?? 0, payloadType: try r.optionalInteger("payload_type", in: UInt8(0)...127) ?? 111,
-            model: try r.optionalString("model") ?? "", subject: try r.optionalString("subject") ?? "")
+            model: model.map { "\($0)" } ?? "", subject: try r.optionalString("subject") ?? "")
         let flow = FlowKey(
             remoteAddress: address, remotePort: UDPPort(clientPort), localAddress: c.mediaAddress,
             localPort: UDPPort(c.mediaPort))
@@ -246,7 +254,8 @@ public final class EngineController {
             if let holder = records.first(where: { $0.clientSSRC == clientSSRC }) {
                 let retried = EngineController.same(holder.clientKey, clientKey) && holder.profile == profile
                     && (givenEdgeKey.map { EngineController.same($0, holder.edgeKey) } ?? true)
-                    && (givenBackend ?? 0) == holder.backend && (givenWorker ?? holder.worker) == holder.worker
+                    && (named == nil || named is NSNull || (try? namedBackend(named!)) == Int32(holder.backend))
+                    && (givenWorker ?? holder.worker) == holder.worker
                 guard retried else {
                     if let clientSSRC {
                         throw ControlError(
@@ -287,7 +296,7 @@ public final class EngineController {
             }
             sharedWorker = first.worker
         }
-        let backend = givenBackend ?? 0
+        let backend = Int(try chooseBackend(named: named, model: model))
         let worker = sharedWorker ?? givenWorker ?? (nextWorker % c.workers)
         var rng = SystemRandomNumberGenerator()
         let edgeKeyBytes = givenEdgeKey ?? (0..<(profile.masterKeyLength + profile.masterSaltLength)).map { _ in
@@ -340,11 +349,12 @@ public final class EngineController {
             clientSSRC: clientSSRC, backend: backend, edgeSSRC: ssrc, created: Date(), clientKey: clientKey,
             edgeKey: edgeKeyBytes)
         sessions[slot] = record
+        placed(on: Int32(backend))
         server?.publish(
             "session.created",
             [
                 "session": NSNumber(value: record.id), "slot": Int(slot), "kind": "static", "worker": worker,
-                "backend": backend, "client": EngineController.format(flow.remoteAddress, flow.remotePort),
+                "backend": backend, "backend_id": routes.registry[Int32(backend)]?.spec.id ?? "", "client": EngineController.format(flow.remoteAddress, flow.remotePort),
             ])
         var fields = describe(record)
         fields["edge_key"] = Data(edgeKeyBytes).base64EncodedString()
@@ -423,12 +433,11 @@ public final class EngineController {
             throw ControlError(code: "bad_offer", message: "the offer's ice-ufrag is longer than \(IceUfrag.capacity) bytes")
         }
         let c = runtime.configuration
-        let table = runtime.backends.table
-        guard table.count > 0 else { throw ControlError(code: "no_backend", message: "no backends are configured") }
+        let asked = try placementModel(model)
         let stream = try EngineController.stream(
-            ssrc: offer.offeredSSRC ?? 0, payloadType: offer.opusPayloadType, model: model, subject: subject)
-        // Placement by load and model is the routing's; until then, in turn.
-        let backend = nextBackend % table.count
+            ssrc: offer.offeredSSRC ?? 0, payloadType: offer.opusPayloadType, model: asked.map { "\($0)" } ?? "",
+            subject: subject)
+        let backend = Int(try chooseBackend(named: nil, model: asked))
         let (backendSocket, boundSlot) = try bindBackendLeg()
         let now = MonotonicClock.now()
         let deadline = now &+ EngineController.connectTimeout
@@ -458,7 +467,6 @@ public final class EngineController {
             if backendSocket >= 0 { close(backendSocket) }
             throw ControlError(code: "full", message: "all \(runtime.store.capacity) session slots are in use")
         }
-        nextBackend += 1
         runtime.handshakes.expect(slot: slot, session: sessionID, fingerprints: offer.fingerprints, offeredAt: now)
         let answer = SDPAnswer.build(
             for: offer,
@@ -469,17 +477,17 @@ public final class EngineController {
         let record = Record(
             id: sessionID, slot: slot, worker: -1, profile: .aes128CmHmacSha1_80, client: nil, backend: backend,
             edgeSSRC: ssrc, created: Date(), clientKey: [], edgeKey: [],
-            webRTC: WebRTCInfo(subject: subject, model: model, source: source))
+            webRTC: WebRTCInfo(subject: subject, model: asked.map { "\($0)" } ?? "", source: source))
         sessions[slot] = record
+        placed(on: Int32(backend))
         server?.publish(
             "session.created",
             [
                 "session": NSNumber(value: record.id), "slot": Int(slot), "kind": "webrtc", "backend": backend,
-                "model": model, "subject": subject, "source": source,
+                "backend_id": routes.registry[Int32(backend)]?.spec.id ?? "", "model": asked.map { "\($0)" } ?? "", "subject": subject, "source": source,
             ])
         return (record.id, answer)
     }
-    var nextBackend = 0
 
     /// The largest SDP offer taken (signaling's limit too).
     public static let maxOffer = 64 * 1024
@@ -593,7 +601,7 @@ public final class EngineController {
         let counts = runtime.store.packetCounts(slot: Int(r.slot))
         var fields: [String: Any] = [
             "id": NSNumber(value: r.id), "slot": Int(r.slot), "worker": r.worker, "profile": r.profile.description,
-            "backend": r.backend,
+            "backend": r.backend, "backend_id": routes.registry[Int32(r.backend)]?.spec.id ?? "",
             "edge_ssrc": NSNumber(value: r.edgeSSRC), "packets_from_client": NSNumber(value: counts.fromClient),
             "packets_to_client": NSNumber(value: counts.toClient),
             "age_seconds": NSNumber(value: Date().timeIntervalSince(r.created).rounded()),
@@ -661,9 +669,10 @@ public final class EngineController {
             return worker
         }
         let table = runtime.backends.table
-        let backendList: [[String: Any]] = (0..<table.count).map { i in
-            let b = table[i]
-            return ["index": i, "address": EngineController.format(b.address, b.port), "mac": "\(b.mac)", "state": "\(b.state)"]
+        let backendList: [[String: Any]] = routes.registry.all.map { e in
+            var fields = describe(backend: e)
+            if Int(e.index) < table.count { fields["mac"] = "\(table[Int(e.index)].mac)" }
+            return fields
         }
         let h = runtime.handshakes.snapshot
         var reply: [String: Any] = [

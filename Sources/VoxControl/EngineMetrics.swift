@@ -40,6 +40,8 @@ public final class EngineMetrics: @unchecked Sendable {
         var closed: [String: CoreMetrics.Counter] = [:]
         /// The backend info series now exported, by backend index.
         var backends: [Int: (labels: [(String, String)], gauge: CoreMetrics.Gauge)] = [:]
+        /// The backends whose routing series are exported, and the series' keys.
+        var routed: [String: [String]] = [:]
     }
     let tracked = Mutex(Tracked())
     /// The public signaling listener, once it runs: its request outcomes and open connections.
@@ -101,6 +103,46 @@ public final class EngineMetrics: @unchecked Sendable {
                 gauge.record(1)
                 t.backends[i] = (labels, gauge)
             }
+        }
+    }
+
+    /// One backend's routing figures, as the control thread publishes them each second.
+    public struct RoutingRow: Sendable {
+        public var id: String
+        public var sessions: Int
+        public var scoreMs: Double
+        public var reportAgeSeconds: Double?
+        public var rttMs: Double?
+    }
+
+    /// The registry's figures (called on the control thread once a second): sessions, score
+    /// (for the default model), report age and RTT per backend, placements by outcome, load
+    /// reports applied. A removed backend's series go with it.
+    public func publishRouting(_ rows: [RoutingRow], placements: [String: Int], reports: Int) {
+        tracked.withLock { t in
+            var seen = Set<String>()
+            for row in rows {
+                seen.insert(row.id)
+                let labels = [("backend", row.id)]
+                var keys: [String] = []
+                func set(_ name: String, _ value: Double) {
+                    gauge(&t, name, labels).record(value)
+                    keys.append(EngineMetrics.key(name, labels))
+                }
+                set("voxedge_backend_sessions", Double(row.sessions))
+                set("voxedge_backend_score_milliseconds", row.scoreMs)
+                if let age = row.reportAgeSeconds { set("voxedge_backend_report_age_seconds", age) }
+                if let rtt = row.rttMs { set("voxedge_backend_rtt_milliseconds", rtt) }
+                t.routed[row.id] = keys
+            }
+            for (id, keys) in t.routed where !seen.contains(id) {
+                for key in keys { t.gauges.removeValue(forKey: key)?.destroy() }
+                t.routed[id] = nil
+            }
+            for (outcome, n) in placements {
+                advance(&t, "voxedge_placements_total", [("outcome", outcome)], to: UInt64(n))
+            }
+            advance(&t, "voxedge_backend_reports_total", [], to: UInt64(reports))
         }
     }
 

@@ -37,6 +37,7 @@ final class EngineSignaling: SignalingEngine, @unchecked Sendable {
             switch error.code {
             case "bad_offer": throw .badOffer(error.message)
             case "draining": throw .draining
+            case "no_backend": throw .noBackend(error.message)
             // No slot, or none whose backend-leg port can be bound, or nowhere to send the
             // audio: the edge cannot take the call now; another edge may.
             default: throw .full

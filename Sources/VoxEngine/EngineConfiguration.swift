@@ -1,35 +1,62 @@
 import Foundation
 import Logging
 import VoxIO
+import VoxRouting
 import VoxWire
 
 /// What `voxedge run` is told: addresses, ports, workers and their cores, capacity, backends.
 public struct EngineConfiguration: Codable, Sendable, Equatable {
     public struct BackendEntry: Codable, Sendable, Equatable {
+        /// Its name in the registry (`id`; `backend-N` by its place in the list when absent).
+        public var id: String?
         public var address: IPAddress
         public var port: UInt16
         /// A file holding the backend protocol's shared key (`key_file`; its bytes, trailing
         /// whitespace trimmed, at least 16). With a key the backend speaks the protocol
         /// (docs/backend-protocol.md); without, plain RTP.
         public var keyFile: String?
+        public var region: String?
+        /// The models it has loaded (`name` or `name@version`); absent: it serves any model.
+        public var models: [String]?
+        /// Sessions it takes at most (default 100); its load reports may change it.
+        public var capacity: Int?
+        /// What it takes and sends: `opus` (pass-through; L16 comes with the audio issue).
+        public var media: String?
+        /// Starts draining: it takes no new session.
+        public var draining: Bool?
 
-        public init(address: IPAddress, port: UInt16, keyFile: String? = nil) {
+        public init(
+            id: String? = nil, address: IPAddress, port: UInt16, keyFile: String? = nil, region: String? = nil,
+            models: [String]? = nil, capacity: Int? = nil, media: String? = nil, draining: Bool? = nil
+        ) {
+            self.id = id
             self.address = address
             self.port = port
             self.keyFile = keyFile
+            self.region = region
+            self.models = models
+            self.capacity = capacity
+            self.media = media
+            self.draining = draining
         }
 
         enum CodingKeys: String, CodingKey, CaseIterable {
-            case address, port
+            case id, address, port, region, models, capacity, media, draining
             case keyFile = "key_file"
         }
 
         public init(from decoder: any Decoder) throws {
             try decoder.refuseUnknownKeys(CodingKeys.self)
             let c = try decoder.container(keyedBy: CodingKeys.self)
+            id = try c.decodeIfPresent(String.self, forKey: .id)
             address = try c.decode(IPAddress.self, forKey: .address)
             port = try c.decode(UInt16.self, forKey: .port)
             keyFile = try c.decodeIfPresent(String.self, forKey: .keyFile)
+            region = try c.decodeIfPresent(String.self, forKey: .region)
+            models = try c.decodeIfPresent([String].self, forKey: .models)
+            capacity = try c.decodeIfPresent(Int.self, forKey: .capacity)
+            media = try c.decodeIfPresent(String.self, forKey: .media)
+            draining = try c.decodeIfPresent(Bool.self, forKey: .draining)
         }
 
         /// The shortest shared key taken: 128 bits, the MAC's length.
@@ -82,6 +109,11 @@ public struct EngineConfiguration: Codable, Sendable, Equatable {
     public var cores: [Int]? = nil
     public var maxSessions: Int = 1024
     public var backends: [BackendEntry] = []
+    /// How many backends the registry holds at most (`max_backends`): the configuration's and
+    /// those `backend.upsert` adds.
+    public var maxBackends: Int = 1024
+    /// Placement's constants (`routing:`; docs/routing.md).
+    public var routing = RoutingSettings()
     /// Backend audio held toward each client when a backend sends ahead of real time
     /// (docs/backend-protocol.md): packets per session (`pacing_depth`; 100 = 2 s of 20 ms
     /// frames) and the bytes each may take (`pacing_slot_bytes`). Memory per slot:
@@ -285,6 +317,8 @@ public struct EngineConfiguration: Codable, Sendable, Equatable {
         case workers, cores
         case maxSessions = "max_sessions"
         case backends
+        case maxBackends = "max_backends"
+        case routing
         case pacingDepth = "pacing_depth"
         case pacingSlotBytes = "pacing_slot_bytes"
         case clientRateLimitPPS = "client_rate_limit_pps"
@@ -317,6 +351,8 @@ public struct EngineConfiguration: Codable, Sendable, Equatable {
         cores = try c.decodeIfPresent([Int].self, forKey: .cores)
         maxSessions = try c.value(.maxSessions, or: d.maxSessions)
         backends = try c.value(.backends, or: d.backends)
+        maxBackends = try c.value(.maxBackends, or: d.maxBackends)
+        routing = try c.value(.routing, or: d.routing)
         pacingDepth = try c.value(.pacingDepth, or: d.pacingDepth)
         pacingSlotBytes = try c.value(.pacingSlotBytes, or: d.pacingSlotBytes)
         clientRateLimitPPS = try c.value(.clientRateLimitPPS, or: d.clientRateLimitPPS)
@@ -368,6 +404,24 @@ public struct EngineConfiguration: Codable, Sendable, Equatable {
         }
         for (i, b) in backends.enumerated() {
             if let reason = peerProblem(b.address, b.port) { out.append("backends[\(i)] \(b.address):\(b.port): \(reason)") }
+            let id = b.id ?? "backend-\(i)"
+            if !BackendSpec.isValidID(id) {
+                out.append("backends[\(i)] id '\(id.prefix(80))' is not 1...\(BackendSpec.maximumIDLength) bytes of A-Z a-z 0-9 . _ : -")
+            } else if backends[..<i].enumerated().contains(where: { ($1.id ?? "backend-\($0)") == id }) {
+                out.append("backends[\(i)] id '\(id)' is taken by an earlier backend")
+            }
+            if backends[..<i].contains(where: { $0.address == b.address && $0.port == b.port }) {
+                out.append("backends[\(i)] \(b.address):\(b.port) is listed twice")
+            }
+            for m in b.models ?? [] where ModelName(m) == nil {
+                out.append("backends[\(i)] model '\(m.prefix(80))' is not `name` or `name@version` (no spaces, at most \(ModelName.maximumLength) bytes)")
+            }
+            if let capacity = b.capacity, !(1...BackendSpec.maximumCapacity).contains(capacity) {
+                out.append("backends[\(i)] capacity \(capacity) is not 1...\(BackendSpec.maximumCapacity)")
+            }
+            if let media = b.media, BackendSpec.Media(rawValue: media) == nil {
+                out.append("backends[\(i)] media '\(media.prefix(40))' is not one of \(BackendSpec.Media.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
         }
         if !(1...3000).contains(pacingDepth) { out.append("pacing_depth must be 1...3000 packets") }
         if !(64...9000).contains(pacingSlotBytes) { out.append("pacing_slot_bytes must be 64...9000") }
@@ -375,6 +429,12 @@ public struct EngineConfiguration: Codable, Sendable, Equatable {
         if !(1...100_000).contains(clientRateBurst) { out.append("client_rate_burst must be 1...100000 packets") }
         if workers < 1 || workers > 64 { out.append("workers must be 1...64") }
         if maxSessions < 1 { out.append("max_sessions must be at least 1") }
+        if !(1...65536).contains(maxBackends) { out.append("max_backends \(maxBackends) is not 1...65536") }
+        if backends.count > maxBackends { out.append("\(backends.count) backends are listed; max_backends is \(maxBackends)") }
+        if let problem = routing.policy.problem { out.append(problem) }
+        if let m = routing.defaultModel, ModelName(m) == nil {
+            out.append("routing.default_model '\(m.prefix(80))' is not `name` or `name@version`")
+        }
         if Int(backendPortBase) + maxSessions > 65536 {
             out.append("backend_port_base + max_sessions passes port 65535")
         }
@@ -451,6 +511,89 @@ public enum IdleStrategy: String, Sendable, CaseIterable, Codable {
     /// Spin, with SO_PREFER_BUSY_POLL: the kernel leaves the queue's NAPI to the worker's
     /// recvfrom/sendto, so it can share a core with NAPI.
     case preferBusyPoll = "prefer-busy-poll"
+}
+
+/// The configuration's `routing:` section: placement's constants (`RoutingPolicy`), each
+/// optional, absent meaning the policy's default (docs/routing.md).
+public struct RoutingSettings: Codable, Sendable, Equatable {
+    public var choices: Int?
+    public var freshMs: Int?
+    public var staleMs: Int?
+    public var stalePenaltyMs: Double?
+    public var loadPenaltyMs: Double?
+    public var rampMs: Int?
+    public var rampFloor: Double?
+    public var defaultServiceTimeMs: Double?
+    public var defaultRTTMs: Double?
+    public var defaultModel: String?
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case choices
+        case freshMs = "fresh_ms"
+        case staleMs = "stale_ms"
+        case stalePenaltyMs = "stale_penalty_ms"
+        case loadPenaltyMs = "load_penalty_ms"
+        case rampMs = "ramp_ms"
+        case rampFloor = "ramp_floor"
+        case defaultServiceTimeMs = "default_service_time_ms"
+        case defaultRTTMs = "default_rtt_ms"
+        case defaultModel = "default_model"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        try decoder.refuseUnknownKeys(CodingKeys.self)
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        choices = try c.decodeIfPresent(Int.self, forKey: .choices)
+        freshMs = try c.decodeIfPresent(Int.self, forKey: .freshMs)
+        staleMs = try c.decodeIfPresent(Int.self, forKey: .staleMs)
+        stalePenaltyMs = try c.decodeIfPresent(Double.self, forKey: .stalePenaltyMs)
+        loadPenaltyMs = try c.decodeIfPresent(Double.self, forKey: .loadPenaltyMs)
+        rampMs = try c.decodeIfPresent(Int.self, forKey: .rampMs)
+        rampFloor = try c.decodeIfPresent(Double.self, forKey: .rampFloor)
+        defaultServiceTimeMs = try c.decodeIfPresent(Double.self, forKey: .defaultServiceTimeMs)
+        defaultRTTMs = try c.decodeIfPresent(Double.self, forKey: .defaultRTTMs)
+        defaultModel = try c.decodeIfPresent(String.self, forKey: .defaultModel)
+    }
+
+    /// The policy these settings make (an invalid default model is left out here and
+    /// reported by `problems()`).
+    public var policy: RoutingPolicy {
+        var p = RoutingPolicy()
+        if let v = choices { p.choices = v }
+        if let v = freshMs { p.freshMs = v }
+        if let v = staleMs { p.staleMs = v }
+        if let v = stalePenaltyMs { p.stalePenaltyMs = v }
+        if let v = loadPenaltyMs { p.loadPenaltyMs = v }
+        if let v = rampMs { p.rampMs = v }
+        if let v = rampFloor { p.rampFloor = v }
+        if let v = defaultServiceTimeMs { p.defaultServiceTimeMs = v }
+        if let v = defaultRTTMs { p.defaultRTTMs = v }
+        p.defaultModel = defaultModel.flatMap(ModelName.init)
+        return p
+    }
+}
+
+extension EngineConfiguration {
+    /// The registry the configuration describes: its backends (keys read from their files) in
+    /// list order, indices 0, 1, …, as the initial set (no ramp-up). Throws a sentence when a
+    /// key file cannot be used.
+    public func makeRegistry() throws(EngineError) -> BackendRegistry {
+        var registry = BackendRegistry(capacity: maxBackends, policy: routing.policy)
+        for (i, entry) in backends.enumerated() {
+            let spec = BackendSpec(
+                id: entry.id ?? "backend-\(i)", address: entry.address, port: UDPPort(entry.port), key: try entry.loadKey(),
+                region: entry.region ?? "", models: (entry.models ?? []).compactMap(ModelName.init),
+                media: entry.media.flatMap(BackendSpec.Media.init) ?? .opus, capacity: entry.capacity ?? 100)
+            do {
+                try registry.upsert(spec, draining: entry.draining, now: nil)
+            } catch {
+                throw EngineError(code: "config.invalid", message: "backends[\(i)]: \(error.message)")
+            }
+        }
+        return registry
+    }
 }
 
 extension KeyedDecodingContainer {

@@ -14,7 +14,10 @@ import VoxXDP
 public final class EngineRuntime: @unchecked Sendable {
     public let configuration: EngineConfiguration
     public let store: SessionStore
-    public let backends: BackendDirectory
+    /// The backend registry and the table of it workers read (the control thread's).
+    public let routes: RouteTable
+    /// Where workers find the current backend table.
+    public var backends: BackendDirectory { routes.directory }
     public let links: [WorkerLinks]
     public let control: SessionControl
     /// The handshake thread: DTLS for WebRTC sessions, with this run's certificate.
@@ -26,8 +29,6 @@ public final class EngineRuntime: @unchecked Sendable {
     public private(set) var xdp: XDPDataPlane?
     /// Set when running on kernel sockets: each worker's queue (its drop counters).
     var socketQueues: [SocketQueue] = []
-    /// AF_XDP only: the backends' next-hop MACs, kept fresh from the kernel.
-    var nextHops: BackendNextHops?
     let stopping = Atomic<Bool>(false)
     /// Set when the engine starts draining (SIGTERM): `/readyz` answers 503 from then on.
     public let draining = Atomic<Bool>(false)
@@ -51,16 +52,7 @@ public final class EngineRuntime: @unchecked Sendable {
         self.logger = logger
         store = try SessionStore(
             capacity: c.maxSessions, pacing: PacingConfiguration(depth: c.pacingDepth, slotBytes: c.pacingSlotBytes))
-        var table: [Backend] = []
-        for entry in c.backends {
-            // MACs: the kernel routes for the socket port; BackendNextHops fills them for AF_XDP.
-            var backend = Backend(address: entry.address, port: UDPPort(entry.port), mac: .zero)
-            if let key = try entry.loadKey() {
-                backend.key = key.withUnsafeBytes { HMACSHA1Key(key: $0) }
-            }
-            table.append(backend)
-        }
-        backends = BackendDirectory(BackendTable(table), workers: c.workers)
+        routes = RouteTable(registry: try c.makeRegistry(), workers: c.workers)
         links = WorkerLinks.make(workers: c.workers, sessions: c.maxSessions, commandCapacity: max(1024, c.maxSessions))
         control = SessionControl(store: store, links: links)
         // A certificate per run, as browsers make one per peer connection: the answer carries
@@ -91,7 +83,7 @@ public final class EngineRuntime: @unchecked Sendable {
                 )
                 xdp?.close()
                 xdp = nil
-                nextHops = nil
+                routes.forgetNextHops()
                 counters = []
                 runners = try startSockets()
             }
@@ -204,12 +196,7 @@ public final class EngineRuntime: @unchecked Sendable {
     func startXDP() throws -> [WorkerRunner] {
         let c = configuration
         let plane = try XDPDataPlane(configuration: c, logger: logger)
-        nextHops = try BackendNextHops(
-            backends: (0..<backends.table.count).map { backends.table[$0] },
-            interfaceIndex: plane.ifindex,
-            directory: backends,
-            logger: logger
-        )
+        try routes.resolveNextHops(interfaceIndex: plane.ifindex, logger: logger)
         var runners: [WorkerRunner] = []
         let idle = c.xdp.idle
         for w in 0..<c.workers {
@@ -262,7 +249,7 @@ public final class EngineRuntime: @unchecked Sendable {
         control.reclaim()  // the workers' events first (`beforeReclaim`), then released slots
         control.reapUnclaimed(now: MonotonicClock.now())
         backends.reclaim()
-        nextHops?.poll()
+        routes.tick()
     }
 
     /// Told of every event a worker reports (on the control thread, each tick): `subscribe`.

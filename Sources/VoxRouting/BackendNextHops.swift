@@ -3,43 +3,63 @@ import Logging
 import VoxIO
 import VoxWire
 
-/// Keeps the backend table's next-hop MACs as the kernel knows them (AF_XDP only: frames
-/// leave through the workers' TX rings, so the engine writes the Ethernet header itself,
-/// and the kernel's routes and neighbours say what goes in it). Runs on the control thread.
+/// Keeps the backends' next-hop MACs as the kernel knows them (AF_XDP only: frames leave
+/// through the workers' TX rings, so the engine writes the Ethernet header itself, and the
+/// kernel's routes and neighbours say what goes in it). Runs on the control thread, owned by
+/// `RouteTable`, which watches each backend address while a backend has it.
 ///
-/// At start every backend address is watched; whenever the kernel's answer for one changes
-/// (a neighbour event, a route change, the periodic refresh that also makes the kernel
-/// re-confirm neighbours the engine's own traffic never confirms) a new table is published
-/// to the workers. A backend whose next hop is pending, unreachable, or out of another
-/// interface than the engine's is `down` in the table: its packets are dropped and counted
-/// as `backendUnavailable` rather than sent to a wrong or zero MAC.
+/// Whenever the kernel's answer for a watched address changes (a neighbour event, a route
+/// change, the periodic refresh that also makes the kernel re-confirm neighbours the engine's
+/// own traffic never confirms) `poll` says so, and the route table publishes a new table. A
+/// backend whose next hop is pending, unreachable, or out of another interface than the
+/// engine's is `down` in the table: its packets are dropped and counted as
+/// `backendUnavailable` rather than sent to a wrong or zero MAC, and no call is placed on it.
 public final class BackendNextHops {
     var resolver: NextHopResolver
-    let backends: [Backend]
     let interfaceIndex: Int32
-    let directory: BackendDirectory
     let logger: Logger
-    var states: [NextHopState]
+    var states: [IPAddress: NextHopState] = [:]
     var lastRefresh: UInt64
 
-    public init(backends: [Backend], interfaceIndex: Int32, directory: BackendDirectory, logger: Logger) throws {
+    public init(interfaceIndex: Int32, logger: Logger) throws {
         resolver = try NextHopResolver()
-        self.backends = backends
         self.interfaceIndex = interfaceIndex
-        self.directory = directory
         self.logger = logger
-        states = []
-        for b in backends { states.append(try resolver.watch(b.address)) }
         lastRefresh = MonotonicClock.now()
-        for (b, s) in zip(backends, states) {
-            logger.info("backend next hop", metadata: ["backend": "\(b.address):\(b.port)", "state": "\(describe(s))"])
-        }
-        publish()
     }
 
-    /// Reads the kernel's events (without blocking) and refreshes every few seconds;
-    /// publishes a new table when a backend's next hop changed.
-    public func poll() {
+    /// Starts following `address` (a no-op if it is followed already).
+    public func watch(_ address: IPAddress) {
+        guard states[address] == nil else { return }
+        do {
+            states[address] = try resolver.watch(address)
+        } catch {
+            states[address] = .unreachable(.noRoute(errno: 0))
+            logger.warning("next-hop lookup failed", metadata: ["address": "\(address)", "error": "\(error)"])
+        }
+        logger.info("backend next hop", metadata: ["address": "\(address)", "state": "\(describe(states[address]!))"])
+    }
+
+    public func unwatch(_ address: IPAddress) {
+        resolver.unwatch(address)
+        states[address] = nil
+    }
+
+    /// The MAC to send `address`'s frames to, or nil when its next hop is not usable.
+    public func mac(for address: IPAddress) -> MACAddress? {
+        guard let hop = states[address]?.nextHop, hop.interfaceIndex == interfaceIndex else { return nil }
+        return hop.mac
+    }
+
+    /// Why `address` cannot be sent to (nil when it can): for the registry's `down`.
+    public func problem(for address: IPAddress) -> String? {
+        guard let state = states[address] else { return "next hop not known" }
+        return mac(for: address) == nil ? "next hop \(describe(state))" : nil
+    }
+
+    /// Reads the kernel's events (without blocking) and refreshes every few seconds. True
+    /// when a watched address's next hop changed.
+    public func poll() -> Bool {
         var changes: [NextHopChange] = []
         do {
             var p = pollfd(fd: resolver.fd, events: Int16(POLLIN), revents: 0)
@@ -51,43 +71,24 @@ public final class BackendNextHops {
             }
         } catch {
             logger.warning("next-hop lookup failed", metadata: ["error": "\(error)"])
-            return
+            return false
         }
-        guard !changes.isEmpty else { return }
         var changed = false
-        for change in changes {
-            for (i, b) in backends.enumerated() where b.address == change.destination && states[i] != change.new {
-                states[i] = change.new
-                changed = true
-                logger.info(
-                    "backend next hop changed",
-                    metadata: [
-                        "backend": "\(b.address):\(b.port)", "from": "\(describe(change.old))",
-                        "to": "\(describe(change.new))",
-                    ]
-                )
-            }
+        for change in changes where states[change.destination] != nil && states[change.destination] != change.new {
+            states[change.destination] = change.new
+            changed = true
+            logger.info(
+                "backend next hop changed",
+                metadata: [
+                    "address": "\(change.destination)", "from": "\(describe(change.old))", "to": "\(describe(change.new))",
+                ]
+            )
         }
-        if changed { publish() }
+        return changed
     }
 
     func describe(_ s: NextHopState) -> String {
         guard let hop = s.nextHop else { return "\(s)" }
         return hop.interfaceIndex == interfaceIndex ? "\(hop.mac)" : "\(hop) (not the engine's interface)"
-    }
-
-    func publish() {
-        var table: [Backend] = []
-        for (b, s) in zip(backends, states) {
-            var entry = b
-            if let hop = s.nextHop, hop.interfaceIndex == interfaceIndex {
-                entry.mac = hop.mac
-            } else {
-                entry.mac = .zero
-                entry.state = .down
-            }
-            table.append(entry)
-        }
-        directory.publish(BackendTable(table))
     }
 }

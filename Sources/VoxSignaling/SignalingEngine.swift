@@ -55,4 +55,7 @@ public enum SessionRefusal: Error, Sendable, Equatable {
     case full
     /// The edge is draining: `503` with `Retry-After`.
     case draining
+    /// No backend can take the call (none serves its model, all are full, down or draining):
+    /// `503` with `Retry-After` and this reason.
+    case noBackend(String)
 }

@@ -49,7 +49,7 @@ public final class SignalingStatistics: Sendable {
         case created, deleted, preflight
         case badToken = "bad_token", rateLimited = "rate_limited", subjectCap = "subject_cap"
         case notSDP = "not_sdp", tooLarge = "too_large", headersTooLarge = "headers_too_large", badOffer = "bad_offer"
-        case full, draining, notFound = "not_found", methodNotAllowed = "method_not_allowed", bodyFailed = "body_failed"
+        case full, draining, noBackend = "no_backend", notFound = "not_found", methodNotAllowed = "method_not_allowed", bodyFailed = "body_failed"
         case connectionRefused = "connection_refused", handshakeTimeout = "handshake_timeout"
         case requestTimeout = "request_timeout"
     }
@@ -214,6 +214,7 @@ public final class SignalingService: Sendable {
                 return .reason(.badRequest, reason)
             case .full: return unavailable(.full, "no free session slot; retry later")
             case .draining: return unavailable(.draining, "the edge is draining; try another")
+            case .noBackend(let reason): return unavailable(.noBackend, "no backend can take the call: \(reason)")
             }
         }
         settled = true

@@ -13,7 +13,7 @@ struct ControlCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ctl",
         abstract: "Talk to a running engine over its control socket.",
-        subcommands: [Session.self, Stats.self, Drain.self, Undrain.self, Watch.self]
+        subcommands: [Session.self, Backend.self, Route.self, Stats.self, Drain.self, Undrain.self, Watch.self]
     )
 
     struct Watch: ParsableCommand {
@@ -87,7 +87,7 @@ struct ControlCommand: ParsableCommand {
             @Option(help: "The client's master key + salt, base64.") var clientKey: String
             @Option(help: "The edge's master key + salt, base64 (generated when absent).") var edgeKey: String?
             @Option(help: "SRTP profile.") var profile = "AES_CM_128_HMAC_SHA1_80"
-            @Option(help: "Backend index.") var backend = 0
+            @Option(help: "The backend's id or index (default: placement chooses, by model and load).") var backend: String?
             @Option(help: "Worker to place it on.") var worker: Int?
             @Option(help: "The SSRC the client sends with (sessions naming theirs may share a 5-tuple).") var clientSSRC: UInt32?
             @Option(help: "The model its backend is told in the session's start (backend protocol).") var model: String?
@@ -95,8 +95,9 @@ struct ControlCommand: ParsableCommand {
 
             func run() throws {
                 var request: [String: Any] = [
-                    "cmd": "session.create", "client": client, "client_key": clientKey, "profile": profile, "backend": backend,
+                    "cmd": "session.create", "client": client, "client_key": clientKey, "profile": profile,
                 ]
+                if let backend { request["backend"] = Int(backend).map { $0 as Any } ?? backend }
                 if let edgeKey { request["edge_key"] = edgeKey }
                 if let worker { request["worker"] = worker }
                 if let clientSSRC { request["client_ssrc"] = clientSSRC }
@@ -142,6 +143,139 @@ struct ControlCommand: ParsableCommand {
                 try ControlClient.print(reply, json: options.json) { r in
                     let s = r["session"] as? [String: Any] ?? [:]
                     return s.keys.sorted().map { "\($0): \(s[$0]!)" }.joined(separator: "\n")
+                }
+            }
+        }
+    }
+
+    struct Backend: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "The backend registry (docs/routing.md).",
+            subcommands: [List.self, Upsert.self, Report.self, Remove.self, Drain.self, Undrain.self])
+
+        static let columns = ["id", "index", "address", "state", "models", "capacity", "sessions_here", "rtt_ms", "score_ms"]
+
+        struct List: ParsableCommand {
+            static let configuration = CommandConfiguration(abstract: "List backends: state, models, load, RTT, score.")
+            @OptionGroup var options: ControlOptions
+
+            func run() throws {
+                let reply = try ControlClient.call(options.socket, ["cmd": "backend.list"])
+                try ControlClient.print(reply, json: options.json) { r in
+                    ControlClient.table(r["backends"] as? [[String: Any]] ?? [], columns: Backend.columns)
+                }
+            }
+        }
+
+        struct Upsert: ParsableCommand {
+            static let configuration = CommandConfiguration(abstract: "Add a backend, or change one (by id).")
+            @OptionGroup var options: ControlOptions
+            @Argument(help: "The backend's id.") var id: String
+            @Option(help: "Its address (IPv4 or IPv6).") var address: String
+            @Option(help: "Its RTP port.") var port: Int
+            @Option(help: "A file holding its backend-protocol key (sent base64 to the engine).") var keyFile: String?
+            @Option(help: "Its region.") var region: String?
+            @Option(help: "A model it has loaded, name or name@version (repeatable).") var model: [String] = []
+            @Option(help: "Sessions it takes at most.") var capacity: Int?
+            @Flag(help: "It takes no new session.") var draining = false
+
+            func run() throws {
+                var backend: [String: Any] = ["id": id, "address": address, "port": port]
+                if let keyFile {
+                    guard let data = FileManager.default.contents(atPath: keyFile) else {
+                        throw ValidationError("cannot read --key-file \(keyFile)")
+                    }
+                    var bytes = [UInt8](data.prefix(4097))
+                    while let last = bytes.last, last == 0x20 || last == 0x09 || last == 0x0A || last == 0x0D { bytes.removeLast() }
+                    backend["key"] = Data(bytes).base64EncodedString()
+                }
+                if let region { backend["region"] = region }
+                if !model.isEmpty { backend["models"] = model }
+                if let capacity { backend["capacity"] = capacity }
+                if draining { backend["draining"] = true }
+                let reply = try ControlClient.call(options.socket, ["cmd": "backend.upsert", "backend": backend])
+                try ControlClient.print(reply, json: options.json) { r in
+                    ControlClient.table([r["backend"] as? [String: Any] ?? [:]], columns: Backend.columns)
+                }
+            }
+        }
+
+        struct Report: ParsableCommand {
+            static let configuration = CommandConfiguration(abstract: "Report one backend's load.")
+            @OptionGroup var options: ControlOptions
+            @Argument(help: "The backend's id.") var id: String
+            @Option(help: "Sessions it carries.") var sessions: Int
+            @Option(help: "Requests waiting.") var queueDepth: Int
+            @Option(help: "Milliseconds one request takes.") var serviceTimeMs: Double
+            @Option(help: "Its capacity now.") var capacity: Int?
+
+            func run() throws {
+                var report: [String: Any] = [
+                    "backend": id, "sessions": sessions, "queue_depth": queueDepth, "service_time_ms": serviceTimeMs,
+                ]
+                if let capacity { report["capacity"] = capacity }
+                let reply = try ControlClient.call(options.socket, ["cmd": "backend.report", "reports": [report]])
+                try ControlClient.print(reply, json: options.json) { r in
+                    (r["updated"] as? Int ?? 0) == 1 ? "reported" : "no backend '\(id)'"
+                }
+            }
+        }
+
+        struct Remove: ParsableCommand {
+            static let configuration = CommandConfiguration(abstract: "Remove a backend that carries no session.")
+            @OptionGroup var options: ControlOptions
+            @Argument(help: "The backend's id.") var id: String
+
+            func run() throws {
+                let reply = try ControlClient.call(options.socket, ["cmd": "backend.remove", "backend": id])
+                try ControlClient.print(reply, json: options.json) { _ in "removed \(id)" }
+            }
+        }
+
+        struct Drain: ParsableCommand {
+            static let configuration = CommandConfiguration(abstract: "Give a backend no new session; its own go on.")
+            @OptionGroup var options: ControlOptions
+            @Argument(help: "The backend's id.") var id: String
+
+            func run() throws {
+                let reply = try ControlClient.call(options.socket, ["cmd": "backend.drain", "backend": id])
+                try ControlClient.print(reply, json: options.json) { _ in "\(id) draining" }
+            }
+        }
+
+        struct Undrain: ParsableCommand {
+            static let configuration = CommandConfiguration(abstract: "Give a drained backend new sessions again.")
+            @OptionGroup var options: ControlOptions
+            @Argument(help: "The backend's id.") var id: String
+
+            func run() throws {
+                let reply = try ControlClient.call(options.socket, ["cmd": "backend.undrain", "backend": id])
+                try ControlClient.print(reply, json: options.json) { _ in "\(id) taking sessions" }
+            }
+        }
+    }
+
+    struct Route: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Placement.", subcommands: [Explain.self])
+
+        struct Explain: ParsableCommand {
+            static let configuration = CommandConfiguration(
+                abstract: "Where a call asking for a model would go now: every candidate, its inputs and score, and why.")
+            @OptionGroup var options: ControlOptions
+            @Option(help: "The model asked for, name or name@version (default: the configured default).") var model: String?
+
+            func run() throws {
+                var request: [String: Any] = ["cmd": "route.explain"]
+                if let model { request["model"] = model }
+                let reply = try ControlClient.call(options.socket, request)
+                try ControlClient.print(reply, json: options.json) { r in
+                    let head = "model \(r["model"] is NSNull ? "(any)" : "\(r["model"] ?? "")"): "
+                        + (r["chosen"] is NSNull ? "no backend (\(r["failure"] ?? ""))" : "\(r["chosen"] ?? "")")
+                        + ", drawn from the best \(r["choices"] ?? "?")"
+                    let rows = ControlClient.table(
+                        r["candidates"] as? [[String: Any]] ?? [],
+                        columns: ["backend", "score_ms", "rtt_ms", "queue_wait_ms", "load_penalty_ms", "stale_penalty_ms", "sessions", "capacity", "why"])
+                    return head + "\n" + rows
                 }
             }
         }
