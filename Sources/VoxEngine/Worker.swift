@@ -639,6 +639,7 @@ public struct Worker: ~Copyable {
             let decision = s.pointee.pacing.offer(
                 UnsafeRawBufferPointer(start: payload + header.payloadOffset, count: header.payloadLength),
                 rtpTimestamp: header.timestamp, marker: header.marker, payloadType: header.payloadType, now: now)
+            s.pointee.publishPacing()
             switch decision {
             case .sendNow: break
             case .queued, .droppedOldest:
@@ -758,6 +759,7 @@ public struct Worker: ~Copyable {
     /// cipher neither of the slot's pairs has).
     mutating func installKeys(_ slot: Int, _ command: UnsafeMutablePointer<WorkerCommand>) {
         let s = store.slots + slot
+        defer { s.pointee.profile = s.pointee.inbound.profile }  // what the control thread reads
         let profile = command.pointee.profile
         guard !s.pointee.rekey(profile, client: command.pointee.clientKey, edge: command.pointee.edgeKey, deriver: deriver)
         else { return }
@@ -875,6 +877,7 @@ public struct Worker: ~Copyable {
         s.pointee.flushes = 0
         s.pointee.lastFlushSequence = 0
         s.pointee.pacing.reset(clockRate: max(1, command.pointee.backendStream.clockRate))
+        s.pointee.publishPacing()
         s.pointee.policer = ClientPolicer(credit: configuration.clientBurstCredit, last: now)
         s.pointee.active = true
         portBinding.sessionStarted(slot: slot, backendPort: backendPort(slot), socket: command.pointee.backendSocket)
@@ -978,6 +981,7 @@ public struct Worker: ~Copyable {
     mutating func flush(_ slot: Int) {
         let s = store.slots + slot
         let dropped = s.pointee.pacing.flush()
+        s.pointee.publishPacing()
         timers.cancel(store.capacity + slot)
         s.pointee.clientLeg.needsAnchor = true
         s.pointee.flushes &+= 1
@@ -1003,6 +1007,7 @@ public struct Worker: ~Copyable {
         while let packet = s.pointee.pacing.due(now: now) {
             if !sendPaced(slot, packet) { counters.count(.pacedUnsent) }
         }
+        s.pointee.publishPacing()
         armPacing(slot)
     }
 
@@ -1046,6 +1051,7 @@ public struct Worker: ~Copyable {
             portBinding.transmitNow()
         }
         s.pointee.pacing.reset(clockRate: max(1, s.pointee.pacing.configuration.clockRate))
+        s.pointee.publishPacing()
         s.pointee.paced = false
         s.pointee.nextKeepalive = .max
         timers.cancel(store.capacity + slot)
