@@ -427,12 +427,8 @@ final class ControlConnectionHandler: ChannelInboundHandler {
             context.close(promise: nil)
             return
         }
-        queued += bytes.count
-        let promise = context.eventLoop.makePromise(of: Void.self)
-        let n = bytes.count
-        promise.futureResult.assumeIsolated().whenComplete { _ in self.queued -= n }
-        context.write(wrapOutboundOut(context.channel.allocator.buffer(bytes: bytes)), promise: promise)
-        unflushed += n
+        write(context, bytes)
+        unflushed += bytes.count
         // A long pipelined batch goes out in pieces rather than all held until the read ends.
         if unflushed >= 64 * 1024 { flush(context) }
     }

@@ -1,3 +1,4 @@
+import Synchronization
 import VoxMedia
 
 /// What the pipeline did with a packet.
@@ -117,9 +118,12 @@ public enum BackendCounter: Int, CaseIterable, Sendable {
     }
 }
 
-/// A worker's counters: one cache-aligned block, written only by its worker (plain
-/// stores), read by the control thread at any time (aligned 64-bit loads do not tear on
-/// the machines we run on).
+/// A worker's counters: one cache-aligned block, written only by its worker, read by the
+/// control thread at any time. Every access is a relaxed atomic: with a single writer an
+/// increment is a relaxed load and a relaxed store (no read-modify-write instruction), which
+/// on x86-64 compiles to the same plain `mov`s as before, and the control thread's loads
+/// race nothing in Swift's memory model (ThreadSanitizer found the plain ones,
+/// docs/reliability.md). A reader may see a burst's counters part-way through: a snapshot.
 public final class WorkerCounters: @unchecked Sendable {
     /// Verdicts, drop reasons, then seven loop and session counters, then session ends, then
     /// the backend protocol's: control messages by verdict, then `BackendCounter`s.
@@ -127,66 +131,76 @@ public final class WorkerCounters: @unchecked Sendable {
     static let backendBase = misc + 7 + SessionEndReason.allCases.count
     static let backendCounters = backendBase + BackendVerdict.allCases.count
     static let slots = backendCounters + BackendCounter.allCases.count
-    let values: UnsafeMutablePointer<UInt64>
+    let values: UnsafeMutablePointer<Atomic<UInt64>>
 
     init() {
-        let raw = UnsafeMutableRawPointer.allocate(byteCount: WorkerCounters.slots * 8, alignment: 64)
-        values = raw.bindMemory(to: UInt64.self, capacity: WorkerCounters.slots)
-        values.initialize(repeating: 0, count: WorkerCounters.slots)
+        let raw = UnsafeMutableRawPointer.allocate(
+            byteCount: WorkerCounters.slots * MemoryLayout<Atomic<UInt64>>.stride, alignment: 64)
+        values = raw.bindMemory(to: Atomic<UInt64>.self, capacity: WorkerCounters.slots)
+        for i in 0..<WorkerCounters.slots { (values + i).initialize(to: Atomic<UInt64>(0)) }
     }
 
-    deinit { values.deallocate() }
+    deinit {
+        values.deinitialize(count: WorkerCounters.slots)
+        values.deallocate()
+    }
+
+    /// Counter `i` (any thread).
+    func load(_ i: Int) -> UInt64 { values[i].load(ordering: .relaxed) }
+
+    /// Adds `n` to counter `i` (its worker only: the single writer, so no RMW).
+    func add(_ i: Int, _ n: UInt64 = 1) { values[i].store(values[i].load(ordering: .relaxed) &+ n, ordering: .relaxed) }
 
     @inline(__always)
-    func count(_ v: PacketVerdict) { values[v.rawValue] &+= 1 }
+    func count(_ v: PacketVerdict) { add(v.rawValue) }
 
     @inline(__always)
     func drop(_ r: DropReason) {
-        values[PacketVerdict.dropped.rawValue] &+= 1
-        values[PacketVerdict.allCases.count + r.rawValue] &+= 1
+        add(PacketVerdict.dropped.rawValue)
+        add(PacketVerdict.allCases.count + r.rawValue)
     }
 
-    public subscript(_ v: PacketVerdict) -> UInt64 { values[v.rawValue] }
-    public subscript(_ r: DropReason) -> UInt64 { values[PacketVerdict.allCases.count + r.rawValue] }
+    public subscript(_ v: PacketVerdict) -> UInt64 { load(v.rawValue) }
+    public subscript(_ r: DropReason) -> UInt64 { load(PacketVerdict.allCases.count + r.rawValue) }
 
     /// Bursts processed, and packets received through the RX ring and through hand-off.
-    public var bursts: UInt64 { values[WorkerCounters.misc + 1] }
-    public var received: UInt64 { values[WorkerCounters.misc + 2] }
-    public var handedIn: UInt64 { values[WorkerCounters.misc + 3] }
+    public var bursts: UInt64 { load(WorkerCounters.misc + 1) }
+    public var received: UInt64 { load(WorkerCounters.misc + 2) }
+    public var handedIn: UInt64 { load(WorkerCounters.misc + 3) }
     /// Loop utilisation: nanoseconds of the worker's loop spent on bursts that handled
     /// packets, and spent idle (empty bursts and sleeping in poll). Busy / (busy + idle) is
     /// how loaded the core is, whatever the idle strategy (busy-polling shows 100 % CPU).
-    public var busyNanoseconds: UInt64 { values[WorkerCounters.misc + 4] }
-    public var idleNanoseconds: UInt64 { values[WorkerCounters.misc + 5] }
+    public var busyNanoseconds: UInt64 { load(WorkerCounters.misc + 4) }
+    public var idleNanoseconds: UInt64 { load(WorkerCounters.misc + 5) }
     public func addLoopTime(busy: UInt64, idle: UInt64) {
-        values[WorkerCounters.misc + 4] &+= busy
-        values[WorkerCounters.misc + 5] &+= idle
+        add(WorkerCounters.misc + 4, busy)
+        add(WorkerCounters.misc + 5, idle)
     }
     /// Heartbeat: the monotonic time (ns) at which the worker's loop last came round, busy or
     /// idle (an idle worker wakes at least once a second). Health checks read it: a worker
     /// whose heartbeat stops is stuck. Zero until the loop starts.
-    public var heartbeat: UInt64 { values[WorkerCounters.misc + 6] }
-    public func beat(_ now: UInt64) { values[WorkerCounters.misc + 6] = now }
+    public var heartbeat: UInt64 { load(WorkerCounters.misc + 6) }
+    public func beat(_ now: UInt64) { values[WorkerCounters.misc + 6].store(now, ordering: .relaxed) }
     /// Sessions the worker ended itself, by reason.
-    public func sessionsEnded(_ reason: SessionEndReason) -> UInt64 { values[WorkerCounters.endedIndex(reason)] }
-    func countEnded(_ reason: SessionEndReason) { values[WorkerCounters.endedIndex(reason)] &+= 1 }
+    public func sessionsEnded(_ reason: SessionEndReason) -> UInt64 { load(WorkerCounters.endedIndex(reason)) }
+    func countEnded(_ reason: SessionEndReason) { add(WorkerCounters.endedIndex(reason)) }
     static func endedIndex(_ reason: SessionEndReason) -> Int {
         misc + 7 + reason.rawValue
     }
     /// Control messages from backends, by verdict (`ok`: accepted and acted on).
     public func backendMessages(_ verdict: BackendVerdict) -> UInt64 {
-        values[WorkerCounters.backendBase + Int(verdict.rawValue)]
+        load(WorkerCounters.backendBase + Int(verdict.rawValue))
     }
-    func count(_ verdict: BackendVerdict) { values[WorkerCounters.backendBase + Int(verdict.rawValue)] &+= 1 }
-    public subscript(_ c: BackendCounter) -> UInt64 { values[WorkerCounters.backendCounters + c.rawValue] }
-    func count(_ c: BackendCounter, _ n: UInt64 = 1) { values[WorkerCounters.backendCounters + c.rawValue] &+= n }
+    func count(_ verdict: BackendVerdict) { add(WorkerCounters.backendBase + Int(verdict.rawValue)) }
+    public subscript(_ c: BackendCounter) -> UInt64 { load(WorkerCounters.backendCounters + c.rawValue) }
+    func count(_ c: BackendCounter, _ n: UInt64 = 1) { add(WorkerCounters.backendCounters + c.rawValue, n) }
 
     /// Held sessions this worker claimed with their first valid check (DESIGN §2a).
-    public var sessionsClaimed: UInt64 { values[WorkerCounters.misc + 0] }
-    func countClaimed() { values[WorkerCounters.misc + 0] &+= 1 }
+    public var sessionsClaimed: UInt64 { load(WorkerCounters.misc + 0) }
+    func countClaimed() { add(WorkerCounters.misc + 0) }
     func addBurst(received n: Int, handedIn h: Int) {
-        values[WorkerCounters.misc + 1] &+= 1
-        values[WorkerCounters.misc + 2] &+= UInt64(n)
-        values[WorkerCounters.misc + 3] &+= UInt64(h)
+        add(WorkerCounters.misc + 1)
+        add(WorkerCounters.misc + 2, UInt64(n))
+        add(WorkerCounters.misc + 3, UInt64(h))
     }
 }

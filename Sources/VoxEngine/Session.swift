@@ -60,8 +60,19 @@ public struct ClientPolicer: Sendable {
 }
 
 /// One session's state in a worker-owned slot. Only the owning worker writes it.
+///
+/// What the control thread reads while the owner may be writing (`SessionStore`'s
+/// `packetCounts`, `backendState`, `isKeyed`, `profile`) is kept in relaxed atomics behind
+/// the same property names: the single writer does a relaxed load and a relaxed store (no
+/// read-modify-write; on x86-64 the same plain `mov`s as a plain field), the reader a relaxed
+/// load, so neither races in Swift's memory model (ThreadSanitizer, docs/reliability.md).
+/// Each is a snapshot on its own: a reader may see one field updated and its neighbour not yet.
 public struct SessionSlot: ~Copyable {
-    public internal(set) var active = false
+    public internal(set) var active: Bool {
+        get { _active.load(ordering: .relaxed) }
+        nonmutating set { _active.store(newValue, ordering: .relaxed) }
+    }
+    let _active = Atomic<Bool>(false)
     /// The SSRC its create named (nil: none): its client 5-tuple may be shared with other such
     /// sessions of this worker, and its packets are found by (5-tuple, SSRC). Beside `active`:
     /// the packet path reads it for every session.
@@ -90,7 +101,17 @@ public struct SessionSlot: ~Copyable {
     /// A WebRTC session: DTLS runs on the handshake thread and its keys arrive by command.
     public internal(set) var usesHandshake = false
     /// False until the session has keys: a WebRTC session's media waits for its handshake.
-    public internal(set) var keyed = true
+    public internal(set) var keyed: Bool {
+        get { _keyed.load(ordering: .relaxed) }
+        nonmutating set { _keyed.store(newValue, ordering: .relaxed) }
+    }
+    let _keyed = Atomic<Bool>(true)
+    /// The SRTP profile the inbound context runs (`installKeys` sets it as it keys them).
+    public internal(set) var profile: SRTPProfile {
+        get { SRTPProfile(rawValue: _profile.load(ordering: .relaxed)) ?? .aes128CmHmacSha1_80 }
+        nonmutating set { _profile.store(newValue.rawValue, ordering: .relaxed) }
+    }
+    let _profile = Atomic<UInt16>(SRTPProfile.aes128CmHmacSha1_80.rawValue)
     /// When a session still without keys ends (10 s after its offer).
     var keyDeadline: UInt64 = .max
     public internal(set) var clientLeg = ClientLegStream(ssrc: 0, firstSequence: 0, firstTimestamp: 0)
@@ -101,8 +122,16 @@ public struct SessionSlot: ~Copyable {
     public internal(set) var doesICE = false
     /// What the client may send (`WorkerConfiguration.clientPacketCost`), refilled from its start.
     var policer = ClientPolicer(credit: 0, last: 0)
-    public internal(set) var packetsFromClient: UInt64 = 0
-    public internal(set) var packetsToClient: UInt64 = 0
+    public internal(set) var packetsFromClient: UInt64 {
+        get { _packetsFromClient.load(ordering: .relaxed) }
+        nonmutating set { _packetsFromClient.store(newValue, ordering: .relaxed) }
+    }
+    let _packetsFromClient = Atomic<UInt64>(0)
+    public internal(set) var packetsToClient: UInt64 {
+        get { _packetsToClient.load(ordering: .relaxed) }
+        nonmutating set { _packetsToClient.store(newValue, ordering: .relaxed) }
+    }
+    let _packetsToClient = Atomic<UInt64>(0)
 
     // The backend protocol (docs/backend-protocol.md), for a backend with a key.
     /// The session's channel to its current backend: the sequence it stamps next, the highest
@@ -111,7 +140,11 @@ public struct SessionSlot: ~Copyable {
     /// What the start said, sent again in a migrated-in.
     var backendStream = WorkerCommand.defaultStream
     /// The backend's round-trip time from the last keepalive-ack (ns; 0 before the first).
-    public internal(set) var backendRTT: UInt64 = 0
+    public internal(set) var backendRTT: UInt64 {
+        get { _backendRTT.load(ordering: .relaxed) }
+        nonmutating set { _backendRTT.store(newValue, ordering: .relaxed) }
+    }
+    let _backendRTT = Atomic<UInt64>(0)
     /// When the backend was last heard from with an authentic message (ns; 0: never).
     public internal(set) var backendHeard: UInt64 = 0
     /// When the next keepalive goes to the backend (.max: none, the backend has no key).
@@ -120,14 +153,30 @@ public struct SessionSlot: ~Copyable {
     /// slot's own memory, allocated with the slot and reused by every session in it.
     var pacing: PacingQueue
     /// Whether the backend's audio goes through `pacing` (the backend has a key).
-    public internal(set) var paced = false
+    public internal(set) var paced: Bool {
+        get { _paced.load(ordering: .relaxed) }
+        nonmutating set { _paced.store(newValue, ordering: .relaxed) }
+    }
+    let _paced = Atomic<Bool>(false)
     /// Flushes the backend asked for, and the client-leg sequence number last sent before
     /// the latest one.
-    public internal(set) var flushes: UInt64 = 0
-    public internal(set) var lastFlushSequence: UInt16 = 0
+    public internal(set) var flushes: UInt64 {
+        get { _flushes.load(ordering: .relaxed) }
+        nonmutating set { _flushes.store(newValue, ordering: .relaxed) }
+    }
+    let _flushes = Atomic<UInt64>(0)
+    public internal(set) var lastFlushSequence: UInt16 {
+        get { _lastFlushSequence.load(ordering: .relaxed) }
+        nonmutating set { _lastFlushSequence.store(newValue, ordering: .relaxed) }
+    }
+    let _lastFlushSequence = Atomic<UInt16>(0)
 
-    /// Packets held in the pacing queue now, and what it has dropped (full, too large, flushed).
-    public var pacingQueued: Int { pacing.count }
+    /// Packets held in the pacing queue, as of the owner's last change to it
+    /// (`publishPacing`), and what it has dropped (full, too large, flushed; owner only).
+    public var pacingQueued: Int { _pacingQueued.load(ordering: .relaxed) }
+    let _pacingQueued = Atomic<Int>(0)
+    /// The owner, after it changed `pacing`: the count the control thread reads.
+    func publishPacing() { _pacingQueued.store(pacing.count, ordering: .relaxed) }
     public var pacingDropped: (oldest: UInt64, tooLarge: UInt64, flushed: UInt64) {
         (pacing.droppedOldest, pacing.tooLarge, pacing.flushedPackets)
     }
@@ -329,13 +378,13 @@ public final class SessionStore: @unchecked Sendable {
     }
 
     /// Packets counted in `slot` so far. Read from the control thread while the owner writes
-    /// them: aligned 64-bit loads, a snapshot that may be a packet behind.
+    /// them: relaxed atomic loads, a snapshot that may be a packet behind.
     public func packetCounts(slot: Int) -> (fromClient: UInt64, toClient: UInt64) {
         (slots[slot].packetsFromClient, slots[slot].packetsToClient)
     }
 
     /// `slot`'s backend-protocol state, read from the control thread while the owner writes
-    /// it (aligned loads, a snapshot as `packetCounts`): whether its backend speaks the
+    /// it (relaxed atomic loads, a snapshot as `packetCounts`): whether its backend speaks the
     /// protocol (and so is paced), its RTT (ns, 0: none yet), packets queued for pacing, its
     /// flushes and the client-leg sequence number last sent before the latest.
     public func backendState(slot: Int) -> (paced: Bool, rtt: UInt64, queued: Int, flushes: UInt64, lastFlushSequence: UInt16) {
@@ -345,12 +394,13 @@ public final class SessionStore: @unchecked Sendable {
 
     /// What `slot`'s client sent as the edge received it: packets lost (RFC 3550 A.3, may be
     /// negative with duplicates) and interarrival jitter in ms (the 48 kHz Opus clock), and the
-    /// SRTP profile its contexts last ran. Read from the control thread as `packetCounts`; for
-    /// a session's record, after its worker ended it and before its slot is reused.
+    /// SRTP profile its contexts last ran. Only for a session's record: after its worker ended
+    /// it (the ended event, taken with acquire, orders the worker's last writes of the
+    /// statistics before this read; they are plain fields) and before its slot is reused.
     public func clientReceiveStatistics(slot: Int) -> (lost: Int64, jitterMilliseconds: Double, profile: SRTPProfile) {
         let s = slots + slot
         let stats = s.pointee.clientStats
-        return (stats.isStarted ? stats.cumulativeLost : 0, Double(stats.jitter) / 48, s.pointee.inbound.profile)
+        return (stats.isStarted ? stats.cumulativeLost : 0, Double(stats.jitter) / 48, s.pointee.profile)
     }
 
     /// Whether `slot`'s session has its SRTP keys (a WebRTC session once its handshake is
@@ -358,7 +408,7 @@ public final class SessionStore: @unchecked Sendable {
     public func isKeyed(slot: Int) -> Bool { slots[slot].active && slots[slot].keyed }
 
     /// The SRTP profile `slot`'s session runs (a snapshot, as `isKeyed`).
-    public func profile(slot: Int) -> SRTPProfile? { slots[slot].active ? slots[slot].inbound.profile : nil }
+    public func profile(slot: Int) -> SRTPProfile? { slots[slot].active ? slots[slot].profile : nil }
 
     /// Frees `slot` (control thread, after its worker reported it released).
     public func unassign(_ slot: Int) {

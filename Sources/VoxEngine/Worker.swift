@@ -639,6 +639,7 @@ public struct Worker: ~Copyable {
             let decision = s.pointee.pacing.offer(
                 UnsafeRawBufferPointer(start: payload + header.payloadOffset, count: header.payloadLength),
                 rtpTimestamp: header.timestamp, marker: header.marker, payloadType: header.payloadType, now: now)
+            s.pointee.publishPacing()
             switch decision {
             case .sendNow: break
             case .queued, .droppedOldest:
@@ -758,6 +759,7 @@ public struct Worker: ~Copyable {
     /// cipher neither of the slot's pairs has).
     mutating func installKeys(_ slot: Int, _ command: UnsafeMutablePointer<WorkerCommand>) {
         let s = store.slots + slot
+        defer { s.pointee.profile = s.pointee.inbound.profile }  // what the control thread reads
         let profile = command.pointee.profile
         guard !s.pointee.rekey(profile, client: command.pointee.clientKey, edge: command.pointee.edgeKey, deriver: deriver)
         else { return }
@@ -778,13 +780,13 @@ public struct Worker: ~Copyable {
     /// worker's pool and addressed to the session's client from the media port.
     mutating func sendFlights() {
         while freeCount > 0 {
-            let frame = freeFrames[freeCount - 1]
             var length = 0
             let taken = links.handshakeOut.consume { entry, bytes in
-                length = flight(entry, bytes, into: frame)
+                length = flight(entry, bytes)
             }
             guard taken else { return }
             if length > 0 {
+                let frame = freeFrames[freeCount - 1]  // flight wrote the pool's top frame
                 freeCount -= 1
                 counters.count(.fromHandshake)
                 transmit(frame, length: length)
@@ -794,25 +796,40 @@ public struct Worker: ~Copyable {
         }
     }
 
-    /// Writes one flight datagram for `entry`'s session into the frame at `address`; the
-    /// frame's length, or 0 when the session is gone, moved or has no room.
-    func flight(_ entry: DatagramQueue.Entry, _ bytes: UnsafeRawBufferPointer, into address: UInt64) -> Int {
+    /// Writes one flight datagram for `entry`'s session into the pool's top free frame (not
+    /// taken: the caller takes it); the frame's length, or 0 when the session is gone, moved,
+    /// or there is no free frame or no room.
+    func flight(_ entry: DatagramQueue.Entry, _ bytes: UnsafeRawBufferPointer) -> Int {
         let slot = Int(entry.slot)
         guard slot >= 0, slot < store.capacity else { return 0 }
         let s = store.slots + slot
         guard s.pointee.active, s.pointee.sessionID == entry.session, let client = s.pointee.clientFlow,
             client == entry.flow, !isOwnEndpoint(client.remoteAddress, client.remotePort)
         else { return 0 }
-        let c = configuration
-        let addresses = FrameAddresses(
-            destinationMAC: s.pointee.clientMAC, sourceMAC: c.edgeMAC, source: client.localAddress,
-            sourcePort: client.localPort, destination: client.remoteAddress, destinationPort: client.remotePort)
+        let addresses = clientAddresses(s, client)
+        guard let out = freeFrame(addresses, payload: bytes.count) else { return 0 }
+        (out.frame + out.start).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
+        _ = FrameBuilder.write(out.frame, addresses, payloadLength: bytes.count)
+        return out.start + bytes.count
+    }
+
+    /// The pool's top free frame for a datagram the worker makes itself (a handshake flight,
+    /// a control message, a paced packet), with `addresses`' headers and `payload` bytes
+    /// after them: its UMEM address, its memory and where the payload starts. The frame stays
+    /// in the pool until the caller takes it (`freeCount -= 1`), so nothing needs giving back
+    /// when what follows fails. Nil when the pool is empty or the frame has no room.
+    func freeFrame(_ addresses: FrameAddresses, payload: Int) -> (address: UInt64, frame: UnsafeMutableRawPointer, start: Int)? {
         let start = addresses.headerLength
-        guard start + bytes.count <= frameSize else { return 0 }
-        let frame = umem + Int(address)
-        (frame + start).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
-        _ = FrameBuilder.write(frame, addresses, payloadLength: bytes.count)
-        return start + bytes.count
+        guard freeCount > 0, start + payload <= frameSize else { return nil }
+        let address = freeFrames[freeCount - 1]
+        return (address, umem + Int(address), start)
+    }
+
+    /// Headers from the media port to `slot`'s client (`s`, its `client` flow).
+    func clientAddresses(_ s: UnsafeMutablePointer<SessionSlot>, _ client: FlowKey) -> FrameAddresses {
+        FrameAddresses(
+            destinationMAC: s.pointee.clientMAC, sourceMAC: configuration.edgeMAC, source: client.localAddress,
+            sourcePort: client.localPort, destination: client.remoteAddress, destinationPort: client.remotePort)
     }
 
     /// Starts a session in `slot` from its create command (from the command ring, or held
@@ -860,6 +877,7 @@ public struct Worker: ~Copyable {
         s.pointee.flushes = 0
         s.pointee.lastFlushSequence = 0
         s.pointee.pacing.reset(clockRate: max(1, command.pointee.backendStream.clockRate))
+        s.pointee.publishPacing()
         s.pointee.policer = ClientPolicer(credit: configuration.clientBurstCredit, last: now)
         s.pointee.active = true
         portBinding.sessionStarted(slot: slot, backendPort: backendPort(slot), socket: command.pointee.backendSocket)
@@ -898,7 +916,7 @@ public struct Worker: ~Copyable {
     @discardableResult
     mutating func sendControl(_ slot: Int, _ body: BackendMessage.Body, now: UInt64) -> Bool {
         let s = store.slots + slot
-        guard let backend = usableBackend(s.pointee.backendIndex), let key = backend.pointee.key, freeCount > 0 else {
+        guard let backend = usableBackend(s.pointee.backendIndex), let key = backend.pointee.key else {
             counters.count(.controlUnsent)
             return false
         }
@@ -906,18 +924,19 @@ public struct Worker: ~Copyable {
         let addresses = FrameAddresses(
             destinationMAC: backend.pointee.mac, sourceMAC: c.edgeMAC, source: c.backendAddress,
             sourcePort: backendPort(slot), destination: backend.pointee.address, destinationPort: backend.pointee.port)
-        let address = freeFrames[freeCount - 1]
-        let frame = umem + Int(address)
-        let start = addresses.headerLength
-        let out = UnsafeMutableRawBufferPointer(start: frame + start, count: frameSize - start)
+        guard let frame = freeFrame(addresses, payload: 0) else {
+            counters.count(.controlUnsent)
+            return false
+        }
+        let out = UnsafeMutableRawBufferPointer(start: frame.frame + frame.start, count: frameSize - frame.start)
         guard let n = s.pointee.backendChannel.send(body, now: now, key: key, into: out) else {
             counters.count(.controlUnsent)
             return false
         }
         freeCount -= 1
-        _ = FrameBuilder.write(frame, addresses, payloadLength: n)
+        _ = FrameBuilder.write(frame.frame, addresses, payloadLength: n)
         counters.count(.controlSent)
-        transmit(address, length: start + n)
+        transmit(frame.address, length: frame.start + n)
         return true
     }
 
@@ -962,6 +981,7 @@ public struct Worker: ~Copyable {
     mutating func flush(_ slot: Int) {
         let s = store.slots + slot
         let dropped = s.pointee.pacing.flush()
+        s.pointee.publishPacing()
         timers.cancel(store.capacity + slot)
         s.pointee.clientLeg.needsAnchor = true
         s.pointee.flushes &+= 1
@@ -987,6 +1007,7 @@ public struct Worker: ~Copyable {
         while let packet = s.pointee.pacing.due(now: now) {
             if !sendPaced(slot, packet) { counters.count(.pacedUnsent) }
         }
+        s.pointee.publishPacing()
         armPacing(slot)
     }
 
@@ -995,16 +1016,11 @@ public struct Worker: ~Copyable {
     /// rewrite and protect as audio sent at once.
     mutating func sendPaced(_ slot: Int, _ packet: PacedPacket) -> Bool {
         let s = store.slots + slot
-        guard let client = s.pointee.clientFlow, freeCount > 0 else { return false }
-        let c = configuration
-        let addresses = FrameAddresses(
-            destinationMAC: s.pointee.clientMAC, sourceMAC: c.edgeMAC, source: client.localAddress,
-            sourcePort: client.localPort, destination: client.remoteAddress, destinationPort: client.remotePort)
-        let start = addresses.headerLength
+        guard let client = s.pointee.clientFlow else { return false }
+        let addresses = clientAddresses(s, client)
         let length = RTP.fixedHeaderLength + packet.payload.count
-        guard start + length + 16 + 4 <= frameSize else { return false }
-        let address = freeFrames[freeCount - 1]
-        let frame = umem + Int(address)
+        // The tag must fit after the packet, as in backendLeg.
+        guard let (_, frame, start) = freeFrame(addresses, payload: length + 16 + 4) else { return false }
         let rtp = frame + start
         rtp.storeBytes(of: RTP.version << 6, as: UInt8.self)
         rtp.storeBytes(of: (packet.marker ? 0x80 : 0) | packet.payloadType, toByteOffset: 1, as: UInt8.self)
@@ -1035,6 +1051,7 @@ public struct Worker: ~Copyable {
             portBinding.transmitNow()
         }
         s.pointee.pacing.reset(clockRate: max(1, s.pointee.pacing.configuration.clockRate))
+        s.pointee.publishPacing()
         s.pointee.paced = false
         s.pointee.nextKeepalive = .max
         timers.cancel(store.capacity + slot)

@@ -1,6 +1,7 @@
 import CVoxLinux
 import CXDP
 import Glibc
+import Synchronization
 import VoxWire
 
 /// A failure opening or binding a socket, with a stable code.
@@ -72,8 +73,9 @@ public final class SocketQueue: @unchecked Sendable {
     let addresses: UnsafeMutablePointer<UInt64>
     let tokens: UnsafeMutablePointer<UInt64>
     /// The drop counters (`SocketPortStatistics`, in its order): written only by the thread
-    /// that drives this queue, read by anyone (aligned 64-bit loads do not tear).
-    let drops: UnsafeMutablePointer<UInt64>
+    /// that drives this queue (a relaxed load and store, no RMW), read by anyone (relaxed
+    /// loads): atomics, so the control thread's reads race nothing (ThreadSanitizer).
+    let drops: UnsafeMutablePointer<Atomic<UInt64>>
     /// The kernel's drop count last seen on the media socket and on each backend-leg socket.
     var mediaDropsSeen: UInt32 = 0
     let backendDropsSeen: UnsafeMutablePointer<UInt32>
@@ -109,7 +111,7 @@ public final class SocketQueue: @unchecked Sendable {
         addresses = .allocate(capacity: SocketQueue.batch)
         tokens = .allocate(capacity: SocketQueue.batch)
         drops = .allocate(capacity: 4)
-        drops.initialize(repeating: 0, count: 4)
+        for i in 0..<4 { (drops + i).initialize(to: Atomic<UInt64>(0)) }
         backendDropsSeen = .allocate(capacity: backendPortCount)
         backendDropsSeen.initialize(repeating: 0, count: backendPortCount)
         watch(media, token: UInt64.max)
@@ -125,6 +127,7 @@ public final class SocketQueue: @unchecked Sendable {
         names.deallocate()
         addresses.deallocate()
         tokens.deallocate()
+        drops.deinitialize(count: 4)
         drops.deallocate()
         backendDropsSeen.deallocate()
     }
@@ -236,13 +239,18 @@ public final class SocketQueue: @unchecked Sendable {
 
     // MARK: - Drops
 
+    /// Adds `n` to drop counter `i` (the driving thread only).
+    func countDrops(_ i: Int, _ n: UInt64) {
+        drops[i].store(drops[i].load(ordering: .relaxed) &+ n, ordering: .relaxed)
+    }
+
     /// What this queue has dropped so far.
     public var statistics: SocketPortStatistics {
         var s = SocketPortStatistics()
-        s.rxBufferFull = drops[0]
-        s.rxOversize = drops[1]
-        s.txFailed = drops[2]
-        s.txNoSocket = drops[3]
+        s.rxBufferFull = drops[0].load(ordering: .relaxed)
+        s.rxOversize = drops[1].load(ordering: .relaxed)
+        s.txFailed = drops[2].load(ordering: .relaxed)
+        s.txNoSocket = drops[3].load(ordering: .relaxed)
         return s
     }
 
@@ -257,7 +265,7 @@ public final class SocketQueue: @unchecked Sendable {
         let now = vox_socket_drops(media)
         if now >= 0 {
             let count = UInt32(truncatingIfNeeded: now)
-            drops[0] &+= UInt64(count &- mediaDropsSeen)
+            countDrops(0, UInt64(count &- mediaDropsSeen))
             mediaDropsSeen = count
         }
         guard backendPortCount > 0 else { return }
@@ -272,7 +280,7 @@ public final class SocketQueue: @unchecked Sendable {
         let now = vox_socket_drops(backendSockets[i])
         guard now >= 0 else { return }
         let count = UInt32(truncatingIfNeeded: now)
-        drops[0] &+= UInt64(count &- backendDropsSeen[i])
+        countDrops(0, UInt64(count &- backendDropsSeen[i]))
         backendDropsSeen[i] = count
     }
 
@@ -364,7 +372,7 @@ public final class SocketQueue: @unchecked Sendable {
                     .pointee = addresses[i]
                 parked += 1
             }
-            drops[1] &+= UInt64(oversize)
+            countDrops(1, UInt64(oversize))
             xsk_ring_cons__cancel(queue.kernelFill, UInt32(n - posted))
             if posted > 0 {
                 xsk_ring_cons__release(queue.kernelFill, UInt32(posted))
@@ -393,7 +401,7 @@ public final class SocketQueue: @unchecked Sendable {
                 let r = Int(vox_sendmmsg(batchFD, messages + offset, UInt32(batched - offset)))
                 guard r > 0 else {
                     // EAGAIN or an error: the rest is dropped, as a full NIC queue would, and counted.
-                    drops[2] &+= UInt64(batched - offset)
+                    countDrops(2, UInt64(batched - offset))
                     break
                 }
                 offset += r
@@ -412,7 +420,7 @@ public final class SocketQueue: @unchecked Sendable {
                 fd = media
             } else {
                 guard let b = backendIndex(parsed.sourcePort), backendSockets[b] >= 0 else {
-                    drops[3] &+= 1
+                    countDrops(3, 1)
                     continue
                 }
                 fd = backendSockets[b]
