@@ -678,4 +678,382 @@ import VoxMedia
             #expect(status != 0 && output.contains(message), "\(arguments): \(status) \(output)")
         }
     }
+
+    // MARK: load reports to the control socket (issue 18)
+
+    /// The engine's control socket as backend-sim meets it: a Unix stream listener that
+    /// keeps every line with the connection it came on and answers as `answer` says for the
+    /// `index`-th line of that command (0 first). `stop()` ends its threads.
+    final class ControlPeer: Sendable {
+        enum Answer: Sendable {
+            case ok
+            /// ok, but every backend in the report is unknown to the engine.
+            case unknown
+            /// ok:false with this error code.
+            case refuse(String)
+            /// No reply: the connection is closed.
+            case close
+        }
+
+        let path: String
+        private let listener: Int32
+        private let received = Mutex<[(connection: Int, line: String, at: Date)]>([])
+        private let counts = Mutex<[String: Int]>([:])
+        private let accepted = Mutex<Int>(0)
+        private let stopped = Atomic<Bool>(false)
+        private let answer: @Sendable (_ command: String, _ index: Int) -> Answer
+
+        static func freshPath() -> String { "/tmp/vsim-\(UUID().uuidString.prefix(12)).sock" }
+
+        init(path: String = ControlPeer.freshPath(), answer: @escaping @Sendable (String, Int) -> Answer = { _, _ in .ok })
+            throws
+        {
+            self.path = path
+            self.answer = answer
+            unlink(path)
+            let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+            var address = sockaddr_un()
+            address.sun_family = sa_family_t(AF_UNIX)
+            withUnsafeMutableBytes(of: &address.sun_path) { p in for (i, b) in path.utf8.enumerated() { p[i] = b } }
+            let bound = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+                }
+            }
+            guard bound == 0, listen(fd, 8) == 0 else {
+                close(fd)
+                throw PeerError.cannotListen(String(cString: strerror(errno)))
+            }
+            listener = fd
+            Thread.detachNewThread { self.acceptLoop() }
+        }
+
+        enum PeerError: Error { case cannotListen(String) }
+
+        func stop() {
+            stopped.store(true, ordering: .relaxed)
+            unlink(path)
+        }
+
+        /// How many connections backend-sim has made.
+        var connections: Int { accepted.withLock { $0 } }
+
+        /// Every line so far, parsed, with its connection (1 first) and arrival.
+        var lines: [(connection: Int, object: [String: Any], at: Date)] {
+            received.withLock { $0 }.map {
+                ($0.connection, (try? JSONSerialization.jsonObject(with: Data($0.line.utf8))) as? [String: Any] ?? [:], $0.at)
+            }
+        }
+
+        func lines(_ command: String) -> [(connection: Int, object: [String: Any], at: Date)] {
+            lines.filter { $0.object["cmd"] as? String == command }
+        }
+
+        /// The single backend's entry of every `backend.report` line, with its connection.
+        var reports: [(connection: Int, report: [String: Any])] {
+            lines("backend.report").compactMap { line in
+                (line.object["reports"] as? [[String: Any]]).flatMap { $0.count == 1 ? (line.connection, $0[0]) : nil }
+            }
+        }
+
+        /// The first report from the `after`-th on that `match` accepts, waiting up to `seconds`.
+        func waitForReport(after: Int = 0, seconds: Double = 5, _ match: ([String: Any]) -> Bool) -> [String: Any]? {
+            let deadline = Date().addingTimeInterval(seconds)
+            repeat {
+                if let r = reports.dropFirst(after).first(where: { match($0.report) }) { return r.report }
+                usleep(5_000)
+            } while Date() < deadline
+            return nil
+        }
+
+        /// The first line of `command` that `match` accepts, waiting up to `seconds`.
+        func waitFor(_ command: String, seconds: Double = 5, _ match: ([String: Any]) -> Bool = { _ in true })
+            -> [String: Any]?
+        {
+            let deadline = Date().addingTimeInterval(seconds)
+            repeat {
+                if let l = lines(command).first(where: { match($0.object) }) { return l.object }
+                usleep(5_000)
+            } while Date() < deadline
+            return nil
+        }
+
+        private func acceptLoop() {
+            defer { close(listener) }
+            while !stopped.load(ordering: .relaxed) {
+                var p = pollfd(fd: listener, events: Int16(POLLIN), revents: 0)
+                guard poll(&p, 1, 20) > 0 else { continue }
+                let c = accept(listener, nil, nil)
+                guard c >= 0 else { continue }
+                let n = accepted.withLock {
+                    $0 += 1
+                    return $0
+                }
+                Thread.detachNewThread { self.serve(c, connection: n) }
+            }
+        }
+
+        private func serve(_ fd: Int32, connection: Int) {
+            defer { close(fd) }
+            var pending: [UInt8] = []
+            var buffer = [UInt8](repeating: 0, count: 65_536)
+            while !stopped.load(ordering: .relaxed) {
+                var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+                guard poll(&p, 1, 20) > 0 else { continue }
+                let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+                guard n > 0 else { return }
+                pending += buffer[0..<n]
+                while let newline = pending.firstIndex(of: 0x0A) {
+                    let line = String(decoding: pending[..<newline], as: UTF8.self)
+                    pending.removeSubrange(...newline)
+                    let object = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any] ?? [:]
+                    let command = object["cmd"] as? String ?? ""
+                    received.withLock { $0.append((connection, line, Date())) }
+                    let index = counts.withLock { counts in
+                        defer { counts[command, default: 0] += 1 }
+                        return counts[command, default: 0]
+                    }
+                    let id = object["id"] ?? NSNull()
+                    let backends = (object["reports"] as? [[String: Any]] ?? []).compactMap { $0["backend"] as? String }
+                    let reply: [String: Any]
+                    switch answer(command, index) {
+                    case .close: return
+                    case .ok:
+                        reply =
+                            command == "backend.report"
+                            ? ["id": id, "ok": true, "updated": backends.count, "unknown": [String]()]
+                            : ["id": id, "ok": true]
+                    case .unknown: reply = ["id": id, "ok": true, "updated": 0, "unknown": backends]
+                    case .refuse(let code):
+                        reply = ["id": id, "ok": false, "error": ["code": code, "message": "refused by the test"]]
+                    }
+                    var out = [UInt8](try! JSONSerialization.data(withJSONObject: reply))
+                    out.append(0x0A)
+                    _ = out.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                }
+            }
+        }
+    }
+
+    static func double(_ value: Any?) -> Double? { (value as? NSNumber)?.doubleValue }
+
+    @Test func registersThenReportsLoadThatFollowsItsLiveSessions() throws {
+        let peer = try ControlPeer()
+        defer { peer.stop() }
+        let launched = Date()
+        let sim = try Sim([
+            "--control", peer.path, "--register", "--backend-id", "sim-a", "--region", "eu-west", "--model", "whisper@3",
+            "--model", "tts", "--capacity", "8", "--report-ms", "50", "--work-per-session", "0.5",
+            "--service-time-ms", "40", "--slow", "2",
+        ])
+        // The upsert first, with the listen address and port the edge must send to, and the key.
+        let upsert = try #require(peer.waitFor("backend.upsert"))
+        #expect(peer.lines.first?.object["cmd"] as? String == "backend.upsert", "a report before the upsert")
+        #expect(Self.int(upsert["id"]) != nil)
+        let backend = try #require(upsert["backend"] as? [String: Any])
+        #expect(backend["id"] as? String == "sim-a")
+        #expect(backend["address"] as? String == "127.0.0.1")
+        #expect(Self.int(backend["port"]) == Int(sim.port))
+        #expect(backend["key"] as? String == Data(Self.keyText.utf8).base64EncodedString())
+        #expect(backend["region"] as? String == "eu-west")
+        #expect(backend["models"] as? [String] == ["whisper@3", "tts"])
+        #expect(backend["media"] as? String == "opus")
+        #expect(Self.int(backend["capacity"]) == 8)
+        let registered = try #require(sim.waitFor("registered"))
+        #expect(registered["backend"] as? String == "sim-a" && registered["key"] as? Bool == true)
+        #expect(!sim.log.lines.withLock { $0 }.contains { $0.contains(backend["key"] as? String ?? "?") }, "the key logged")
+
+        // Idle: no sessions, no queue; the service time is 40 ms × 2 (slow).
+        let idle = try #require(peer.waitForReport { Self.int($0["sessions"]) == 0 })
+        #expect(idle["backend"] as? String == "sim-a")
+        #expect(Self.int(idle["capacity"]) == 8 && Self.int(idle["queue_depth"]) == 0)
+        #expect(Self.double(idle["service_time_ms"]) == 80)
+
+        // Three sessions through the backend protocol: queue depth round(3 × 0.5) = 2.
+        let edges = (1...3).map { Edge(session: UInt64(40 + $0), sim: sim.port) }
+        for e in edges { e.send(.start(Self.stream(model: "whisper@3"))) }
+        #expect(peer.waitForReport { Self.int($0["sessions"]) == 3 }.flatMap { Self.int($0["queue_depth"]) } == 2)
+        #expect(sim.waitFor("start")?["model"] as? String == "whisper@3")
+        #expect(sim.waitFor("report") { Self.int($0["sessions"]) == 3 }.flatMap { Self.int($0["queue_depth"]) } == 2)
+        edges[0].send(.end(.clientLeft))
+        #expect(peer.waitForReport { Self.int($0["sessions"]) == 2 }.flatMap { Self.int($0["queue_depth"]) } == 1)
+        let before = peer.reports.count
+        edges[1].send(.end(.clientLeft))
+        edges[2].send(.end(.clientLeft))
+        #expect(peer.waitForReport(after: before) { Self.int($0["sessions"]) == 0 } != nil)
+
+        // Every report is the model's: one backend, the same capacity and service time, the
+        // queue following the sessions; all on one connection, one upsert; never more often
+        // than the interval since the sim was launched.
+        let reports = peer.reports
+        for (connection, r) in reports {
+            let sessions = try #require(Self.int(r["sessions"]))
+            #expect(connection == 1 && r["backend"] as? String == "sim-a" && Self.int(r["capacity"]) == 8)
+            #expect(Self.int(r["queue_depth"]) == Int((Double(sessions) * 0.5).rounded()))
+            #expect(Self.double(r["service_time_ms"]) == 80)
+        }
+        #expect(peer.lines("backend.upsert").count == 1)
+        #expect(Double(reports.count) <= Date().timeIntervalSince(launched) / 0.05 + 1)
+        #expect(sim.events("control_error").isEmpty)
+    }
+
+    @Test func reportsWithoutRegisteringUnderADerivedID() throws {
+        let peer = try ControlPeer()
+        defer { peer.stop() }
+        let sim = try Sim(["--control", peer.path, "--report-ms", "50"])
+        let first = try #require(peer.waitForReport { _ in true })
+        #expect(first["backend"] as? String == "sim-127.0.0.1-\(sim.port)")
+        #expect(Self.int(first["capacity"]) == 100 && Self.int(first["sessions"]) == 0)
+        #expect(Self.int(first["queue_depth"]) == 0 && Self.double(first["service_time_ms"]) == 40)
+        // Five sessions × 0.1 = 0.5: rounded half away from zero, a queue of 1.
+        let edges = (1...5).map { Edge(session: UInt64(70 + $0), sim: sim.port) }
+        for e in edges { e.send(.start(Self.stream())) }
+        #expect(peer.waitForReport { Self.int($0["sessions"]) == 5 }.flatMap { Self.int($0["queue_depth"]) } == 1)
+        #expect(peer.lines("backend.upsert").isEmpty)
+    }
+
+    @Test func stopReportingAfterMsStopsReportsButNotTheSessions() throws {
+        let peer = try ControlPeer()
+        defer { peer.stop() }
+        let sim = try Sim([
+            "--control", peer.path, "--register", "--report-ms", "50", "--stop-reporting-after-ms", "800",
+            "--keepalive-ms", "100",
+        ])
+        let edge = Edge(session: 90, sim: sim.port)
+        edge.send(.start(Self.stream()))
+        let stopped = try #require(sim.waitFor("reporting_stopped"))
+        #expect(Self.int(stopped["after_ms"]) == 800)
+        usleep(100_000)  // a report sent just before the line is read by the peer by now
+        let count = peer.reports.count
+        // The session goes on: the sim's keepalives come, and it answers the edge's.
+        for t in UInt64(1)...5 {
+            #expect(edge.control(seconds: 2) { $0.body.type == .keepalive } != nil)
+            edge.send(.keepalive, now: t)
+            #expect(edge.control(seconds: 2) { $0.body.type == .keepaliveAck }?.body == .keepaliveAck(echo: t))
+        }
+        #expect(peer.reports.count == count, "reports after --stop-reporting-after-ms")
+        #expect(count >= 1)
+        #expect(sim.process.isRunning)
+    }
+
+    @Test func refusalsAndClosedConnectionsAreLoggedAndReportingResumes() throws {
+        // The first two reports refused, the third's connection closed, the fourth says the
+        // engine does not know the sim (it restarted): the sim registers again and goes on.
+        let peer = try ControlPeer { command, index in
+            guard command == "backend.report" else { return .ok }
+            switch index {
+            case 0, 1: return .refuse("overloaded")
+            case 2: return .close
+            case 3: return .unknown
+            default: return .ok
+            }
+        }
+        defer { peer.stop() }
+        let sim = try Sim(["--control", peer.path, "--register", "--backend-id", "sim-b", "--report-ms", "50"])
+        let edge = Edge(session: 91, sim: sim.port)
+        edge.send(.start(Self.stream()))
+        let refused = try #require(sim.waitFor("control_error") { $0["code"] as? String == "overloaded" })
+        #expect(refused["request"] as? String == "backend.report" && refused["backend"] as? String == "sim-b")
+        #expect(sim.waitFor("control_error") { $0["code"] as? String == "connection_lost" } != nil)
+        #expect(sim.waitFor("control_error") { $0["code"] as? String == "unknown_backend" } != nil)
+        #expect(sim.waitFor("reporting") != nil, "no line saying reporting resumed")
+        // Registered again on the new connection, then reports there.
+        #expect(peer.waitForReport(after: 4) { _ in true } != nil)
+        let upserts = peer.lines("backend.upsert")
+        #expect(upserts.count == 2 && upserts.map(\.connection) == [1, 2])
+        #expect(peer.connections == 2)
+        #expect(peer.reports.dropFirst(3).allSatisfy { $0.connection == 2 })
+        #expect(peer.waitForReport(after: 4) { Self.int($0["sessions"]) == 1 } != nil)
+        // Each kind logged once, not once per interval.
+        #expect(sim.events("control_error").filter { $0["code"] as? String == "overloaded" }.count == 1)
+        // And the sessions never noticed.
+        edge.send(.keepalive, now: 77)
+        #expect(edge.control { $0.body.type == .keepaliveAck }?.body == .keepaliveAck(echo: 77))
+        #expect(sim.process.isRunning)
+    }
+
+    @Test func anEngineNotThereYetOrRefusingTheUpsertIsWaitedFor() throws {
+        let path = ControlPeer.freshPath()
+        let sim = try Sim(["--control", path, "--register", "--report-ms", "50"])
+        let missing = try #require(sim.waitFor("control_error"))
+        #expect(missing["code"] as? String == "unreachable" && missing["request"] as? String == "connect")
+        usleep(300_000)
+        #expect(sim.events("control_error").count == 1, "one line for the engine missing, not one per interval")
+        // A socket file nobody listens on: connection refused, the same.
+        let stale = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { p in for (i, b) in path.utf8.enumerated() { p[i] = b } }
+        _ = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(stale, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        #expect(sim.waitFor("control_error") { ($0["message"] as? String ?? "").contains("refused") } != nil)
+        close(stale)
+        // The engine comes up, and refuses the first upsert: the sim tries again, then reports.
+        let peer = try ControlPeer(path: path) { command, index in
+            command == "backend.upsert" && index == 0 ? .refuse("invalid_backend") : .ok
+        }
+        defer { peer.stop() }
+        #expect(peer.waitForReport { _ in true } != nil)
+        #expect(sim.waitFor("control_error") { $0["code"] as? String == "invalid_backend" } != nil)
+        #expect(peer.lines("backend.upsert").count == 2)
+        #expect(peer.lines.prefix(2).allSatisfy { $0.object["cmd"] as? String == "backend.upsert" })
+        #expect(sim.waitFor("registered") != nil && sim.waitFor("control_connected") != nil)
+    }
+
+    @Test func slowMultipliesTheEchoDelay() throws {
+        // 50 ms × 4: the echo cannot come back sooner than 200 ms after it was sent.
+        let sim = try Sim(["--delay-ms", "50", "--slow", "4"], key: false)
+        let edge = Edge(session: 1, sim: sim.port)
+        let packet = Self.rtpPacket(sequence: 1, payload: [1, 2, 3])
+        let sent = Date()
+        edge.send(packet)
+        #expect(edge.receive(seconds: 5) == packet)
+        #expect(Date().timeIntervalSince(sent) >= 0.19)
+    }
+
+    @Test func badReportingFlagsAreRefusedWithUsageStatus() throws {
+        let control = ["--control", "/tmp/vsim-flags.sock"]
+        let cases: [([String], String)] = [
+            (["--register"], "needs --control"),
+            (["--report-ms", "500"], "needs --control"),
+            (["--model", "m"], "needs --control"),
+            (control + ["--region", "eu"], "--register"),
+            (control + ["--model", "m"], "--register"),
+            (["--control", ""], "--control"),
+            (["--control", "/tmp/" + String(repeating: "x", count: 120)], "--control"),
+            (control + ["--report-ms", "0"], "--report-ms"),
+            (control + ["--report-ms=-5"], "--report-ms"),
+            (control + ["--report-ms", "3600000"], "--report-ms"),
+            (control + ["--capacity=-1"], "--capacity"),
+            (control + ["--capacity", "0"], "--capacity"),
+            (control + ["--capacity", "1000000000"], "--capacity"),
+            (control + ["--work-per-session=-0.5"], "--work-per-session"),
+            (control + ["--work-per-session", "nan"], "--work-per-session"),
+            (control + ["--work-per-session", "1e9"], "--work-per-session"),
+            (control + ["--service-time-ms", "0"], "--service-time-ms"),
+            (control + ["--service-time-ms=-40"], "--service-time-ms"),
+            (control + ["--service-time-ms", "inf"], "--service-time-ms"),
+            (["--slow", "0"], "--slow"),
+            (["--slow=-2"], "--slow"),
+            (["--slow", "1e6"], "--slow"),
+            (["--slow", "nan"], "--slow"),
+            (control + ["--stop-reporting-after-ms", "0"], "--stop-reporting-after-ms"),
+            (control + ["--stop-reporting-after-ms=-100"], "--stop-reporting-after-ms"),
+            (control + ["--backend-id", ""], "--backend-id"),
+            (control + ["--backend-id", "has space"], "--backend-id"),
+            (control + ["--backend-id", String(repeating: "a", count: 65)], "--backend-id"),
+            (control + ["--register", "--region", "eu\"west"], "--region"),
+            (control + ["--register", "--model", "a@b@c"], "--model"),
+            (control + ["--register", "--model", "@3"], "--model"),
+            (control + ["--register", "--model", "whisper@"], "--model"),
+            (control + ["--register", "--model", "two words"], "--model"),
+            (control + ["--register", "--model", String(repeating: "m", count: 257)], "--model"),
+            (control + ["--register", "--listen", "0.0.0.0:0"], "--register"),
+        ]
+        for (arguments, message) in cases {
+            let (status, output) = try run(DemoTests.voxedge, ["backend-sim", "--listen", "127.0.0.1:0"] + arguments)
+            #expect(status == 64 && output.contains(message), "\(arguments): \(status) \(output)")
+        }
+    }
 }

@@ -10,6 +10,8 @@ struct BackendSimConfiguration {
     var mode: Mode = .echo
     /// nil: the protocol is off, plain echo.
     var key: HMACSHA1Key?
+    /// The key's bytes in base64, for `backend.upsert`.
+    var keyBase64: String?
     var delayNs: UInt64 = 0
     var toneHz = 440.0
     var wav: WAVAudio?
@@ -104,7 +106,11 @@ final class BackendSim {
 
     let configuration: BackendSimConfiguration
     let fd: Int32
-    var sessions: [UInt64: Session] = [:]
+    var sessions: [UInt64: Session] = [:] {
+        didSet { live.count.store(sessions.count, ordering: .relaxed) }  // the load reporter's input
+    }
+    /// How many sessions are open, for the load reporter's thread.
+    let live: BackendSimLiveSessions
     var sessionByAddress: [String: UInt64] = [:]
     /// Datagrams to echo, in the order they are due (one delay for all: arrival order).
     var echoes: [(due: UInt64, bytes: [UInt8], to: PeerAddress, session: UInt64?)] = []
@@ -118,9 +124,10 @@ final class BackendSim {
     private var receiveBuffer = [UInt8](repeating: 0, count: 65_536)
     private var sendBuffer = [UInt8](repeating: 0, count: BackendMessage.maximumLength)
 
-    init(configuration: BackendSimConfiguration, fd: Int32) {
+    init(configuration: BackendSimConfiguration, fd: Int32, live: BackendSimLiveSessions = BackendSimLiveSessions()) {
         self.configuration = configuration
         self.fd = fd
+        self.live = live
     }
 
     static func now() -> UInt64 {
