@@ -257,8 +257,11 @@ extension EngineController {
             return i
         }
         guard let i = ControlRequest.exactInteger(named, as: Int32.self), routes.registry[i] != nil else {
+            let highest = routes.registry.entries.count - 1
+            let indices = highest >= 0 ? "an index in 0...\(highest)" : "an index (none is registered)"
             throw ControlError(
-                code: "bad_argument", message: "'backend' must be a backend's id or index, not \(ControlRequest.show(named))")
+                code: "bad_argument",
+                message: "'backend' must be a backend's id or \(indices) naming one, not \(ControlRequest.show(named))")
         }
         return i
     }

@@ -18,7 +18,7 @@ public struct EngineConfiguration: Codable, Sendable, Equatable {
         public var region: String?
         /// The models it has loaded (`name` or `name@version`); absent: it serves any model.
         public var models: [String]?
-        /// Sessions it takes at most (default 100); its load reports may change it.
+        /// Sessions it takes at most (absent: 1,000,000, unbounded); its load reports may change it.
         public var capacity: Int?
         /// What it takes and sends: `opus` (pass-through; L16 comes with the audio issue).
         public var media: String?
@@ -585,7 +585,8 @@ extension EngineConfiguration {
             let spec = BackendSpec(
                 id: entry.id ?? "backend-\(i)", address: entry.address, port: UDPPort(entry.port), key: try entry.loadKey(),
                 region: entry.region ?? "", models: (entry.models ?? []).compactMap(ModelName.init),
-                media: entry.media.flatMap(BackendSpec.Media.init) ?? .opus, capacity: entry.capacity ?? 100)
+                media: entry.media.flatMap(BackendSpec.Media.init) ?? .opus,
+                capacity: entry.capacity ?? BackendSpec.maximumCapacity)
             do {
                 try registry.upsert(spec, draining: entry.draining, now: nil)
             } catch {

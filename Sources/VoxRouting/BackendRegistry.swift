@@ -14,14 +14,15 @@ public struct BackendSpec: Sendable, Equatable {
     public var models: [ModelName]
     /// What it takes and sends. Opus pass-through only until the audio issue adds L16.
     public var media: Media
-    /// How many sessions it takes at most (its load reports may change it).
+    /// How many sessions it takes at most (its load reports may change it); by default
+    /// `maximumCapacity`, which is unbounded in practice.
     public var capacity: Int
 
     public enum Media: String, Sendable, CaseIterable { case opus }
 
     public init(
         id: String, address: IPAddress, port: UDPPort, key: [UInt8]? = nil, region: String = "",
-        models: [ModelName] = [], media: Media = .opus, capacity: Int = 100
+        models: [ModelName] = [], media: Media = .opus, capacity: Int = BackendSpec.maximumCapacity
     ) {
         self.id = id
         self.address = address

@@ -139,7 +139,7 @@ func errorCode(_ reply: [String: Any]?) -> String? {
             (#"{"id":14,"cmd":"session.create","client":"127.0.0.1:5000","client_key":"AAAA"}"#, "bad_argument"),
             (#"{"id":15,"cmd":"session.create","client":"nowhere","client_key":"\#(Self.key)"}"#, "bad_argument"),
             (#"{"id":16,"cmd":"session.create","client":"127.0.0.1:1","client_key":"\#(Self.key)","backend":7}"#, "bad_argument"),
-            (#"{"id":17,"cmd":"session.create","client":"127.0.0.1:1","client_key":"\#(Self.key)","backend":"0"}"#, "bad_argument"),
+            (#"{"id":17,"cmd":"session.create","client":"127.0.0.1:1","client_key":"\#(Self.key)","backend":"0"}"#, "unknown_backend"),  // a string names an id
             (#"{"id":18,"cmd":"session.create","client":"127.0.0.1:1","client_key":"\#(Self.key)","backend":true}"#, "bad_argument"),
             (#"{"id":19,"cmd":"session.create","client":"127.0.0.1:1","client_key":"\#(Self.key)","profile":"NULL"}"#, "bad_argument"),
             (#"{"id":20,"cmd":"session.drop","session":"x"}"#, "bad_argument"),

@@ -73,6 +73,9 @@ import VoxWire
                 switch (field, value) {
                 case ("session", "9223372036854775807"):
                     #expect(errorCode(reply) == "not_found", "\(request): \(String(describing: reply))")
+                case ("backend", #""7""#):
+                    // A string names a backend by id (routing): none is called "7".
+                    #expect(errorCode(reply) == "unknown_backend", "\(request): \(String(describing: reply))")
                 case (_, "null") where command == "session.create":
                     // Absent: the default backend and worker; the session is made, then ended.
                     #expect(reply?["ok"] as? Bool == true, "\(request): \(String(describing: reply))")
